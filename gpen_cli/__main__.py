@@ -1,0 +1,3 @@
+from gpen_cli.cli import main
+
+main()

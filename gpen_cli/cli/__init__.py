@@ -1,0 +1,31 @@
+"""The `gpen` command: one module per sub-command, each adding itself to the app."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="gpen",
+    help="Restore faces in old, blurry or compressed photos with GPEN.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines `register(app)`; the order is the order of `gpen --help`.
+_COMMAND_MODULES = ["restore", "batch", "weights", "doctor", "bench"]
+
+for _name in _COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"gpen_cli.cli.{_name}")
+    except ModuleNotFoundError as exc:  # a command still being written must not break the others
+        if exc.name != f"gpen_cli.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,56 @@
+"""What every command shares: the consoles, one-line errors, common options."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from gpen_cli.errors import EXIT_USAGE, GpenError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WeightsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights-dir",
+        help="Folder holding weights files. Default: $GPEN_WEIGHTS_DIR, ./weights when present, "
+        "else the user cache folder.",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print one red line on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def one_line_errors(func: F) -> F:
+    """Turn a GpenError raised by a command into a one-line message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GpenError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Route the package's log records to stderr through rich."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.WARNING)
+    handler = RichHandler(console=err_console, show_time=False, show_path=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)

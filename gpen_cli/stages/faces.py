@@ -1,0 +1,32 @@
+"""The record a detector hands to the rest of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Face:
+    """One detected face, in the pixel coordinates of the image it was found in.
+
+    `landmarks` is a (5, 2) float64 array of (x, y): left eye, right eye, nose tip,
+    left mouth corner, right mouth corner (left/right as seen in the picture).
+    """
+
+    box: np.ndarray  # (4,) float64: x1, y1, x2, y2
+    score: float
+    landmarks: np.ndarray  # (5, 2) float64
+
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image resized by `factor`."""
+        return Face(self.box * factor, self.score, self.landmarks * factor)
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
