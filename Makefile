@@ -1,0 +1,39 @@
+# gpen-cli developer tasks. `make test` installs into .venv first when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint format demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check gpen_cli tests scripts
+	$(BIN)/ruff format --check gpen_cli tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff format gpen_cli tests scripts
+	$(BIN)/ruff check --fix gpen_cli tests scripts
+
+# Checks the install, then restores a sample photo that ships with scikit-image.
+demo: $(STAMP)
+	$(BIN)/gpen doctor
+	mkdir -p demo
+	$(BIN)/python -c "import skimage.data, cv2; cv2.imwrite('demo/astronaut.png', skimage.data.astronaut()[:, :, ::-1])"
+	$(BIN)/gpen restore demo/astronaut.png -o demo/ --compare --overwrite
+
+bench: $(STAMP)
+	$(BIN)/gpen bench
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,326 @@
+"""Stage: face boxes and 5 landmarks, found once per image at a bounded resolution.
+
+Detectors return `Face` records in the coordinates of the image they were given, best score
+first, with landmarks ordered left eye, right eye, nose tip, left mouth corner, right mouth
+corner, left/right as seen in the picture (the order the alignment template uses).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
+from gpen_cli.stages.faces import Face
+
+logger = logging.getLogger(__name__)
+
+RETINAFACE_NETWORKS = ("mobile0.25", "resnet50")
+
+# iBUG 68-point indices; "left" is the picture's left (the subject's right).
+_LEFT_EYE_68 = slice(36, 42)
+_RIGHT_EYE_68 = slice(42, 48)
+_NOSE_TIP_68 = 30
+_LEFT_MOUTH_68 = 48
+_RIGHT_MOUTH_68 = 54
+
+# face-alignment sizes its 256 px FAN crop from the box: scale = (w + h) / this, for boxes
+# from RetinaFace-like detectors (its own RetinaFace and YuNet wrappers use the same value).
+_FAN_BOX_REFERENCE = 165.0
+
+
+class Detector(Protocol):
+    """Anything that finds faces in a uint8 BGR H×W×3 image."""
+
+    def detect(self, image_bgr: np.ndarray) -> list[Face]: ...
+
+
+def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """Read a checkpoint as plain tensors only: the file is untrusted, so no code is unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsMissingError(f"{path}: {what} weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path}: refused to load, it holds Python objects other than weights"
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({exc})") from None
+    except Exception as exc:  # torch.load fails in many ways on foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
+        raise CheckpointError(
+            f"{path}: not a {what} state dict (holds a {type(state).__name__}, not a dict of tensors)"
+        )
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def _load_into(model: torch.nn.Module, state: Mapping[str, Any], path: Path, what: str) -> None:
+    """Load `state` with strict=True, after saying in one line why it does not fit if it doesn't."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        key
+        for key in set(expected) & set(state)
+        if getattr(state[key], "shape", None) != expected[key].shape
+    )
+    problems = [
+        f"{len(keys)} {kind} keys, e.g. {keys[0]!r}"
+        for kind, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrongly shaped", mismatched),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"{path}: not a {what} state dict ({'; '.join(problems)})")
+    model.load_state_dict(state, strict=True)
+
+
+def _check_image(image_bgr: np.ndarray) -> None:
+    if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(
+            f"detectors take uint8 H×W×3 BGR images, got {image_bgr.dtype} {image_bgr.shape}"
+        )
+
+
+def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image with its long side at most `max_side`, and the (x, y) factors back to it."""
+    height, width = image.shape[:2]
+    if max_side <= 0 or max(height, width) <= max_side:
+        return image, np.ones(2)
+    ratio = max_side / max(height, width)
+    new_width, new_height = max(1, round(width * ratio)), max(1, round(height * ratio))
+    small = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_AREA)
+    return small, np.array([width / new_width, height / new_height])
+
+
+class _BoundedDetector:
+    """Shared frame of the detectors: bound the resolution, scale back, filter, sort."""
+
+    def __init__(self, max_side: int, min_face_size: float) -> None:
+        self.max_side = max_side
+        self.min_face_size = min_face_size
+
+    def _detect_raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (N, 4) x1 y1 x2 y2, scores (N,), landmarks (N, 5, 2) in `image_bgr` pixels."""
+        raise NotImplementedError
+
+    def detect(self, image_bgr: np.ndarray) -> list[Face]:
+        _check_image(image_bgr)
+        small, factors = _downscale(image_bgr, self.max_side)
+        boxes, scores, landmarks = self._detect_raw(small)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * np.tile(factors, 2)
+        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2) * factors
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        short_sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = np.flatnonzero(short_sides >= self.min_face_size)
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        return [Face(boxes[i], float(scores[i]), landmarks[i]) for i in keep]
+
+
+class RetinaFaceDetector(_BoundedDetector):
+    """facexlib's RetinaFace (MobileNet-0.25 or ResNet-50), weights loaded as plain tensors."""
+
+    def __init__(
+        self,
+        weights_path: Path,
+        network: str = "mobile0.25",
+        device: str = "cpu",
+        score_threshold: float = 0.9,
+        nms_threshold: float = 0.4,
+        max_side: int = 1280,
+        min_face_size: float = 0,
+    ) -> None:
+        super().__init__(max_side, min_face_size)
+        if network not in RETINAFACE_NETWORKS:
+            raise GpenError(
+                f"unknown RetinaFace network {network!r}; choose {' or '.join(RETINAFACE_NETWORKS)}"
+            )
+        from facexlib.detection.retinaface import RetinaFace
+
+        what = f"RetinaFace {network}"
+        state = _load_state_dict(weights_path, what)
+        with warnings.catch_warnings():  # torchvision's notice about resnet50(pretrained=False)
+            warnings.simplefilter("ignore", UserWarning)
+            model = RetinaFace(network_name=network, half=False, device=device)
+        _load_into(model, state, Path(weights_path), what)
+        self._model = model.eval()
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+
+    def _detect_raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # detect_faces takes BGR (it subtracts the BGR means 104, 117, 123) and returns N×15
+        # rows: box x1 y1 x2 y2, score, then 5 (x, y) points already in picture-left-first order.
+        with torch.inference_mode():
+            rows = self._model.detect_faces(
+                image_bgr,
+                conf_threshold=self.score_threshold,
+                nms_threshold=self.nms_threshold,
+                use_origin_size=True,
+            )
+        return rows[:, :4], rows[:, 4], rows[:, 5:15]
+
+
+class YuNetDetector(_BoundedDetector):
+    """OpenCV's YuNet: small and fast, needs nothing beyond OpenCV."""
+
+    def __init__(
+        self,
+        weights_path: Path,
+        score_threshold: float = 0.9,
+        nms_threshold: float = 0.3,
+        max_side: int = 1280,
+        min_face_size: float = 0,
+    ) -> None:
+        super().__init__(max_side, min_face_size)
+        path = Path(weights_path)
+        if not path.is_file():
+            raise WeightsMissingError(f"{path}: YuNet weights file not found")
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                str(path), "", (320, 320), score_threshold, nms_threshold
+            )
+        except cv2.error:
+            raise CheckpointError(f"{path}: OpenCV cannot read it as a YuNet ONNX model") from None
+
+    def _detect_raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        height, width = image_bgr.shape[:2]
+        self._net.setInputSize((width, height))
+        _, rows = self._net.detect(image_bgr)
+        if rows is None:
+            return np.empty((0, 4)), np.empty(0), np.empty((0, 5, 2))
+        # Rows: x, y, w, h, then the subject's right eye, left eye, nose, right and left mouth
+        # corners (the subject's right is the picture's left, so already our order), then score.
+        boxes = rows[:, :4].astype(np.float64)
+        boxes[:, 2:] += boxes[:, :2]
+        return boxes, rows[:, 14], rows[:, 4:14]
+
+
+def landmarks68_to_5(points68: np.ndarray) -> np.ndarray:
+    """Reduce iBUG 68-point landmarks to our 5: eye centres, nose tip, mouth corners."""
+    points = np.asarray(points68, dtype=np.float64)
+    if points.ndim != 2 or points.shape[0] != 68 or points.shape[1] < 2:
+        raise ValueError(f"expected 68 landmarks as a (68, 2) array, got shape {points.shape}")
+    points = points[:, :2]
+    return np.stack(
+        [
+            points[_LEFT_EYE_68].mean(axis=0),
+            points[_RIGHT_EYE_68].mean(axis=0),
+            points[_NOSE_TIP_68],
+            points[_LEFT_MOUTH_68],
+            points[_RIGHT_MOUTH_68],
+        ]
+    )
+
+
+class FanLandmarks:
+    """Re-estimates detected faces' 5 points from face-alignment's 68-point 2D-FAN.
+
+    Builds face-alignment's own FAN module and loads the local state dict (the format its
+    `2DFAN4-*.pth.tar` release uses) as plain tensors, so nothing is fetched from the network;
+    the number of hourglass stacks is read from the checkpoint.
+    """
+
+    def __init__(
+        self, weights_path: Path | None = None, device: str = "cpu", flip_input: bool = True
+    ) -> None:
+        if weights_path is None:
+            from gpen_cli.weights import ensure_weight
+
+            weights_path = ensure_weight("fan-2d")
+        from face_alignment.models import FAN
+
+        path = Path(weights_path)
+        state = _load_state_dict(path, "2D-FAN")
+        stacks = {int(m.group(1)) for key in state if (m := re.match(r"m(\d+)\.", key))}
+        if not stacks:
+            raise CheckpointError(f"{path}: not a 2D-FAN state dict (no hourglass 'm0.*' keys)")
+        net = FAN(max(stacks) + 1)
+        _load_into(net, state, path, "2D-FAN")
+        self._net = net.to(device).eval()
+        self.device = device
+        self.flip_input = flip_input
+
+    def refine(self, image_bgr: np.ndarray, faces: list[Face]) -> list[Face]:
+        """The same faces (boxes, scores) with landmarks from the 68-point model."""
+        if not faces:
+            return []
+        from face_alignment.utils import CENTER_Y_OFFSET, crop, flip, get_preds_fromhm
+
+        image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        centers, scales, crops = [], [], []
+        for face in faces:
+            center = (face.box[:2] + face.box[2:]) / 2.0
+            center[1] -= face.height * CENTER_Y_OFFSET
+            scale = (face.width + face.height) / _FAN_BOX_REFERENCE
+            centers.append(center)
+            scales.append(scale)
+            crops.append(crop(image_rgb, center, scale))
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255.0)
+        batch = batch.to(self.device)
+        with torch.inference_mode():
+            heatmaps = self._net(batch)[-1]
+            if self.flip_input:
+                heatmaps = heatmaps + flip(self._net(flip(batch))[-1], is_label=True)
+        heatmaps = heatmaps.float().cpu().numpy()
+        refined = []
+        for i, face in enumerate(faces):
+            _, points, _ = get_preds_fromhm(heatmaps[i : i + 1], centers[i], scales[i])
+            refined.append(Face(face.box.copy(), face.score, landmarks68_to_5(points[0])))
+        return refined
+
+
+class _DetectorSpec(NamedTuple):
+    weight_name: str  # name in gpen_cli.weights' registry
+    constructor: Callable[..., Detector]
+    fixed_options: Mapping[str, Any]
+    runs_on_torch: bool  # takes a `device`; YuNet runs in OpenCV on the CPU
+
+
+_DETECTORS: dict[str, _DetectorSpec] = {
+    "retinaface": _DetectorSpec(
+        "retinaface-resnet50", RetinaFaceDetector, {"network": "resnet50"}, True
+    ),
+    "retinaface-resnet50": _DetectorSpec(
+        "retinaface-resnet50", RetinaFaceDetector, {"network": "resnet50"}, True
+    ),
+    "retinaface-mobile": _DetectorSpec(
+        "retinaface-mobile", RetinaFaceDetector, {"network": "mobile0.25"}, True
+    ),
+    "yunet": _DetectorSpec("yunet", YuNetDetector, {}, False),
+}
+
+DETECTOR_NAMES = tuple(_DETECTORS)
+
+
+def make_detector(
+    name: str, weights_dir: Path | None = None, device: str = "cpu", **options: Any
+) -> Detector:
+    """Build the detector called `name`, fetching its weights file if needed."""
+    spec = _DETECTORS.get(name)
+    if spec is None:
+        raise GpenError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES)}")
+    from gpen_cli.weights import ensure_weight
+
+    path = ensure_weight(spec.weight_name, weights_dir)
+    kwargs = {**spec.fixed_options, **options}
+    if spec.runs_on_torch:
+        kwargs["device"] = device
+    elif device != "cpu":
+        logger.info("%s runs through OpenCV on the CPU; ignoring device %s", name, device)
+    return spec.constructor(path, **kwargs)

@@ -1,0 +1,28 @@
+"""Shared test helpers: where the reference data lives, and skips when it does not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("GPEN_SHARED_DIR", REPO.parent / "shared"))
+
+
+def shared_file(relative: str) -> Path:
+    """A file from ../shared, or skip the test saying what is missing."""
+    path = shared_dir() / relative
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (set GPEN_SHARED_DIR to the shared/ folder)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_weights_dir(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's real weights cache."""
+    monkeypatch.setenv("GPEN_WEIGHTS_DIR", str(tmp_path_factory.mktemp("weights")))

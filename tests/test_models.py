@@ -1,0 +1,142 @@
+"""The GPEN generator: published layouts, the official output, and checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import shared_file
+from gpen_cli.errors import CheckpointError
+from gpen_cli.models import build_gpen, infer_config, load_gpen
+
+
+@pytest.fixture(scope="module")
+def tiny_reference() -> dict:
+    return torch.load(shared_file("fixtures/gpen_tiny_reference.pt"), weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def layouts() -> dict:
+    return json.loads(shared_file("fixtures/gpen_state_dict_layouts.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["GPEN-BFR-256", "GPEN-BFR-512", "GPEN-BFR-1024", "GPEN-BFR-2048"])
+def test_state_dict_matches_published_layout(layouts, name):
+    config = layouts[name]["config"]
+    with torch.device("meta"):
+        model = build_gpen(config["size"], config["channel_multiplier"], config["narrow"])
+    ours = {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
+    assert ours == layouts[name]["state_dict"]
+
+
+@pytest.mark.parametrize("name", ["GPEN-BFR-256", "GPEN-BFR-512", "GPEN-BFR-1024", "GPEN-BFR-2048"])
+def test_config_is_inferred_from_published_layout(layouts, name):
+    fake = {key: torch.empty(shape, device="meta") for key, shape in layouts[name]["state_dict"].items()}
+    config = infer_config(fake)
+    expected = layouts[name]["config"]
+    assert (config["size"], config["channel_multiplier"], config["narrow"]) == (
+        expected["size"],
+        expected["channel_multiplier"],
+        expected["narrow"],
+    )
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
+def test_reproduces_official_output(tiny_reference, fast):
+    model = load_gpen(tiny_reference["state_dict"]).set_fast(fast)
+    assert model.size == tiny_reference["config"]["size"]
+    assert not model.training
+    with torch.inference_mode():
+        out = model(tiny_reference["input"])
+    assert isinstance(out, torch.Tensor)
+    assert out.shape == tiny_reference["output"].shape
+    assert (out - tiny_reference["output"]).abs().max().item() <= 1e-4
+
+
+def test_loads_from_file_and_wrapped_variants(tiny_reference, tmp_path):
+    state = tiny_reference["state_dict"]
+    variants = {
+        "plain.pth": state,
+        "module.pth": {f"module.{k}": v for k, v in state.items()},
+        "g_ema.pth": {"g_ema": state, "step": torch.tensor(3)},
+        "params_ema.pth": {"params_ema": {f"module.{k}": v for k, v in state.items()}},
+        "half.pth": {k: v.half() for k, v in state.items()},
+    }
+    with torch.inference_mode():
+        reference = load_gpen(state)(tiny_reference["input"])
+        for name, payload in variants.items():
+            path = tmp_path / name
+            torch.save(payload, path)
+            model = load_gpen(path)
+            tolerance = 5e-2 if name == "half.pth" else 0.0
+            assert (model(tiny_reference["input"]) - reference).abs().max().item() <= tolerance, name
+
+
+def test_random_generator_roundtrips_through_official_format(tmp_path):
+    torch.manual_seed(0)
+    model = build_gpen(64, channel_multiplier=1, narrow=0.25).eval()
+    path = tmp_path / "GPEN-custom-64.pth"
+    torch.save(model.state_dict(), path)
+    loaded = load_gpen(path)
+    assert loaded.config["narrow"] == 0.25 and loaded.size == 64
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_not_a_gpen_checkpoint_is_named(tiny_reference, tmp_path):
+    state = dict(tiny_reference["state_dict"])
+    del state["generator.to_rgbs.1.bias"]
+    with pytest.raises(CheckpointError, match=r"missing: generator\.to_rgbs\.1\.bias"):
+        load_gpen(state)
+
+    state = dict(tiny_reference["state_dict"])
+    state["ecd1.0.1.weight"] = torch.zeros(7, 7, 3, 3)
+    with pytest.raises(CheckpointError, match=r"wrong shape: ecd1\.0\.1\.weight"):
+        load_gpen(state)
+
+    other = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.bias": torch.zeros(10)}, other)
+    with pytest.raises(CheckpointError, match="resnet.pth: not a GPEN generator"):
+        load_gpen(other)
+
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.pth: not a readable PyTorch checkpoint"):
+        load_gpen(text)
+
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_gpen(tmp_path / "absent.pth")
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.mkdir, (self.marker,))
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "code-was-run"
+    path = tmp_path / "evil.pth"
+    torch.save({"g_ema": {"x": torch.zeros(1)}, "payload": _RunsCodeWhenUnpickled(marker)}, path)
+    # Sanity: an unrestricted unpickler would indeed run it.
+    assert pickle.dumps(_RunsCodeWhenUnpickled(marker))
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_gpen(path)
+    assert not marker.exists()
+
+
+def test_any_power_of_two_and_width():
+    for size, multiplier, narrow in [(64, 1, 0.125), (128, 2, 0.25)]:
+        model = build_gpen(size, multiplier, narrow).eval()
+        with torch.inference_mode():
+            out = model(torch.zeros(2, 3, size, size))
+        assert out.shape == (2, 3, size, size)
+    with pytest.raises(ValueError, match="power of two"):
+        build_gpen(96)
