@@ -1,0 +1,253 @@
+"""Read one input image into the pipeline's working form, refusing anything unusable.
+
+Decoding is OpenCV's (`cv2.imdecode` on the file's bytes, so unicode paths work), with Pillow
+reading the header first: it gives the EXIF orientation (OpenCV's IMREAD_UNCHANGED ignores it),
+the size before any pixel is decoded (so a decompression bomb is refused cheaply), and whether
+the source was grey. Pillow also decodes the formats OpenCV cannot (GIF, ICO, PSD...).
+
+Sample formats: uint8 and uint16 are kept as they are. Floating-point images (32-bit TIFF,
+16/32-bit float EXR) are taken as linear values in [0, 1], clipped and scaled to uint16 so the
+precision survives; signed integer images are refused. Grey+alpha is written back as BGRA,
+because OpenCV's encoders have no two-channel form.
+
+The input file is only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from gpen_cli.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+# Pillow refuses headers above ~179 MP on its own; this limit sits below it so the message is ours.
+DEFAULT_MAX_PIXELS = 150_000_000
+
+_GRAY_PIL_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
+_FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
+
+
+@dataclass
+class LoadedImage:
+    """An input picture, upright, as BGR plus what is needed to write it back in kind."""
+
+    path: Path
+    pixels: np.ndarray  # H×W×3 BGR, uint8 or uint16
+    alpha: np.ndarray | None  # H×W, same dtype as pixels
+    was_gray: bool
+    source_format: str  # "jpg", "png", "tif", "webp"...
+
+    @property
+    def bgr8(self) -> np.ndarray:
+        """The colour image as uint8, for detection and cropping."""
+        return to_uint8(self.pixels)
+
+    def to_output(self, pixels: np.ndarray) -> np.ndarray:
+        """Give restored BGR `pixels` the input's dtype and channels (grey, alpha) back."""
+        if pixels.shape[:2] != self.pixels.shape[:2] or pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise ValueError(
+                f"expected H×W×3 pixels of size {self.pixels.shape[:2]}, got {pixels.shape}"
+            )
+        out = _to_dtype(pixels, self.pixels.dtype)
+        if self.was_gray:
+            gray = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
+            if self.alpha is None:
+                return gray
+            out = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        if self.alpha is not None:
+            return np.dstack([out, self.alpha])
+        return out
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """uint16 → uint8 by x/257 rounded to nearest (65535 → 255); uint8 is returned as is."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype != np.uint16:
+        raise ValueError(f"expected uint8 or uint16 pixels, got {image.dtype}")
+    return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if image.dtype == dtype:
+        return image
+    if dtype == np.uint8:
+        return to_uint8(image)
+    if dtype == np.uint16 and image.dtype == np.uint8:
+        return image.astype(np.uint16) * 257
+    raise ValueError(f"cannot convert {image.dtype} pixels to {dtype}")
+
+
+def load_image(
+    path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> LoadedImage:
+    """Decode `path` upright, or raise InputError naming the file and why it cannot be used."""
+    path = Path(path)
+    with _open_for_reading(path) as stream:
+        header = _read_header(stream, path)
+        if header is not None:
+            _check_size(path, *header.size, min_size, max_pixels)
+            orientation = _orientation(header)
+            was_gray = header.mode in _GRAY_PIL_MODES
+            detected_format = (header.format or "").lower()
+        else:
+            orientation, was_gray, detected_format = 1, False, ""
+        stream.seek(0)
+        data = stream.read()
+
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None and header is not None:
+        array = _decode_with_pillow(data, path)
+    if array is None:
+        raise InputError(f"cannot decode {path}: not an image or corrupt")
+
+    array = _to_working_dtype(array, path)
+    array = _apply_orientation(array, orientation)
+    height, width = array.shape[:2]
+    _check_size(path, width, height, min_size, max_pixels)
+    pixels, alpha, gray_array = _split_channels(array, path)
+
+    suffix = path.suffix.lower().lstrip(".") or detected_format
+    return LoadedImage(
+        path=path,
+        pixels=pixels,
+        alpha=alpha,
+        was_gray=was_gray or gray_array,
+        source_format=_FORMAT_ALIASES.get(suffix, suffix),
+    )
+
+
+def _open_for_reading(path: Path) -> BinaryIO:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image file")
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file (0 bytes)")
+        return path.open("rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read_header(stream: BinaryIO, path: Path) -> Image.Image | None:
+    """Pillow's lazy open: size, mode and metadata without decoding pixels. None if unknown."""
+    try:
+        with warnings.catch_warnings():
+            # Large-but-allowed images: our own limit decides, without Pillow's warning on stderr.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(stream)
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{path}: header claims more pixels than the decompression-bomb limit; "
+            "refusing to decode"
+        ) from None
+    except UnidentifiedImageError:
+        return None
+    except Exception as exc:  # broken headers surface as many exception types
+        logger.debug("Pillow cannot read the header of %s: %s", path, exc)
+        return None
+
+
+def _check_size(path: Path, width: int, height: int, min_size: int, max_pixels: int) -> None:
+    if width < min_size or height < min_size:
+        raise InputError(
+            f"{path}: {width}×{height} px is too small to hold a face "
+            f"(need at least {min_size} px a side)"
+        )
+    if width * height > max_pixels:
+        raise InputError(
+            f"{path}: header claims {width}×{height} px ({width * height / 1e6:.0f} MP), "
+            f"more than the {max_pixels / 1e6:.0f} MP limit; refusing to decode"
+        )
+
+
+def _orientation(header: Image.Image) -> int:
+    """The EXIF orientation (1-8), 1 when absent or unreadable."""
+    try:
+        # PngImageFile.getexif decodes the whole image when no eXIf chunk precedes the
+        # pixels; the base method only reads the metadata already parsed.
+        exif = Image.Image.getexif(header) if header.format == "PNG" else header.getexif()
+        value = int(exif.get(ExifTags.Base.Orientation, 1))
+    except Exception as exc:  # a damaged EXIF block must not cost the user the photo
+        logger.debug("ignoring unreadable EXIF: %s", exc)
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn the stored pixels upright, as a viewer honouring EXIF orientation shows them."""
+    if orientation in (5, 6, 7, 8):
+        array = np.swapaxes(array, 0, 1)  # transpose: orientation 5
+        if orientation == 6:
+            array = array[:, ::-1]
+        elif orientation == 7:
+            array = array[::-1, ::-1]
+        elif orientation == 8:
+            array = array[::-1]
+    elif orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 3:
+        array = array[::-1, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    return np.ascontiguousarray(array)
+
+
+def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray | None:
+    """Pixels in OpenCV's layout (grey, grey+alpha, BGR or BGRA), or None when corrupt."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        if image.mode == "1":
+            image = image.convert("L")
+        if image.mode in ("L", "I", "F") or image.mode.startswith("I;16"):
+            return np.asarray(image).astype(np.asarray(image).dtype.newbyteorder("="))
+        if image.mode in ("LA", "La"):
+            return np.asarray(image.convert("LA"))
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        rgb = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+        return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if has_alpha else cv2.COLOR_RGB2BGR)
+    except Exception as exc:  # corrupt data surfaces as many exception types
+        logger.debug("Pillow cannot decode %s: %s", path, exc)
+        return None
+
+
+def _to_working_dtype(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        clipped = np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
+        return np.round(clipped * 65535.0).astype(np.uint16)
+    if array.dtype.kind in "iu" and array.size and array.min() >= 0 and array.max() <= 65535:
+        return array.astype(np.uint16)  # e.g. Pillow's 32-bit "I" mode holding 16-bit data
+    raise InputError(f"{path}: unsupported sample format {array.dtype} (use 8 or 16 bit)")
+
+
+def _split_channels(array: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """(BGR pixels, alpha or None, whether the array itself was grey)."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR), None, True
+    channels = array.shape[2]
+    if channels == 2:
+        gray = np.ascontiguousarray(array[:, :, 0])
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), np.ascontiguousarray(array[:, :, 1]), True
+    if channels == 3:
+        return array, None, False
+    if channels == 4:
+        return np.ascontiguousarray(array[:, :, :3]), np.ascontiguousarray(array[:, :, 3]), False
+    raise InputError(f"{path}: unsupported image with {channels} channels")
