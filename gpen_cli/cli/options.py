@@ -1,0 +1,247 @@
+"""Options shared by `restore`, `batch` and `bench`, declared once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+
+PIPELINE = "Pipeline"
+SPEED = "Speed"
+OUTPUT = "Output"
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="GPEN model name (see `gpen weights list`) or a checkpoint file.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+DetectorOption = Annotated[
+    str,
+    typer.Option(
+        help="Face detector: retinaface (= retinaface-resnet50), retinaface-mobile or yunet.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.", rich_help_panel=SPEED)
+]
+BatchSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        "-b",
+        min=1,
+        show_default=False,
+        help="Faces per GPEN forward pass. Default: 16 on CUDA, 4 on CPU.",
+        rich_help_panel=SPEED,
+    ),
+]
+FidelityOption = Annotated[
+    float,
+    typer.Option(
+        "--fidelity-weight",
+        "-w",
+        min=0.0,
+        max=1.0,
+        help="1.0 = fully restored face, 0.0 = the original; in between blends them.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+AlignedOption = Annotated[
+    bool,
+    typer.Option(
+        "--aligned",
+        help="Inputs are already aligned face crops: no detection, resized to the "
+        "model size, restored and saved at that size.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+ShortEdgeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--short-edge",
+        min=16,
+        show_default=False,
+        help="Work at this short-side length (Lanczos); the output keeps the input's size "
+        "unless --keep-resized.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+KeepResizedOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-resized",
+        help="With --short-edge: save at the working size.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+ClaheOption = Annotated[
+    bool,
+    typer.Option(
+        "--clahe",
+        help="Equalise contrast (CLAHE on L of Lab) of each face crop before GPEN.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+CenterOption = Annotated[
+    bool,
+    typer.Option(
+        "--only-center-face",
+        help="Restore only the face nearest the image centre.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+MinFaceOption = Annotated[
+    float,
+    typer.Option(
+        "--min-face-size",
+        min=0,
+        help="Ignore faces whose box is smaller than this (px).",
+        rich_help_panel=PIPELINE,
+    ),
+]
+ThresholdOption = Annotated[
+    float,
+    typer.Option(
+        "--score-threshold",
+        min=0.0,
+        max=1.0,
+        help="Detector confidence needed to keep a face.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+LandmarksOption = Annotated[
+    str,
+    typer.Option(
+        "--landmarks",
+        help="detector: the detector's 5 points; fan: face-alignment's 68 points reduced to 5.",
+        rich_help_panel=PIPELINE,
+    ),
+]
+MaskOption = Annotated[
+    str,
+    typer.Option(
+        "--mask",
+        help="Paste mask: auto (face parsing when its weights are present), parsing, "
+        "or rect (feathered square).",
+        rich_help_panel=PIPELINE,
+    ),
+]
+HalfOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--half/--no-half",
+        show_default=False,
+        help="FP16 on CUDA (default there), BF16 on CPU (default off).",
+        rich_help_panel=SPEED,
+    ),
+]
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the generator (falls back with a warning).",
+        rich_help_panel=SPEED,
+    ),
+]
+ExactOption = Annotated[
+    bool,
+    typer.Option(
+        "--exact",
+        help="Use the official (slower) formulation of every layer.",
+        rich_help_panel=SPEED,
+    ),
+]
+ExtOption = Annotated[
+    str,
+    typer.Option(
+        "--ext", help="Output format: same (as the input), png or jpg.", rich_help_panel=OUTPUT
+    ),
+]
+SaveFacesOption = Annotated[
+    bool,
+    typer.Option(
+        "--save-faces",
+        help="Also write each aligned input crop and restored crop.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+CompareOption = Annotated[
+    bool,
+    typer.Option(
+        "--compare",
+        help="Also write the input and the result side by side.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        show_default=False,
+        help="Write a JSON report of every input here.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace outputs that already exist.", rich_help_panel=OUTPUT),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+
+
+@dataclass
+class RestoreSettings:
+    """The pipeline options as the user gave them."""
+
+    model: str = DEFAULT_MODEL
+    detector: str = DEFAULT_DETECTOR
+    weights_dir: Path | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    fidelity_weight: float = 1.0
+    aligned: bool = False
+    short_edge: int | None = None
+    keep_resized: bool = False
+    clahe: bool = False
+    only_center_face: bool = False
+    min_face_size: float = 0.0
+    score_threshold: float = 0.9
+    landmarks: str = "detector"
+    mask: str = "auto"
+    half: bool | None = None
+    compile_model: bool = False
+    exact: bool = False
+
+    def build_restorer(self):
+        """The FaceRestorer these options describe (loads models: seconds)."""
+        from gpen_cli.restorer import FaceRestorer
+
+        return FaceRestorer(
+            model=self.model,
+            detector=self.detector,
+            weights_dir=self.weights_dir,
+            device=self.device,
+            batch_size=self.batch_size,
+            fidelity_weight=self.fidelity_weight,
+            clahe=self.clahe,
+            short_edge=self.short_edge,
+            keep_resized=self.keep_resized,
+            only_center_face=self.only_center_face,
+            min_face_size=self.min_face_size,
+            score_threshold=self.score_threshold,
+            landmarks=self.landmarks,
+            mask=self.mask,
+            aligned=self.aligned,
+            half=self.half,
+            compile_model=self.compile_model,
+            exact=self.exact,
+        )

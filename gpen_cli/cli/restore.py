@@ -1,0 +1,247 @@
+"""`gpen restore`: restore the faces of one or more photos."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gpen_cli.cli import options as opt
+from gpen_cli.cli.common import (
+    WeightsDirOption,
+    console,
+    err_console,
+    fail,
+    one_line_errors,
+    setup_logging,
+)
+from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
+from gpen_cli.report import FacesSummary, ReportEntry, summarize, write_report
+
+
+def restore_file(
+    restorer,
+    settings: opt.RestoreSettings,
+    source: Path,
+    output: Path,
+    *,
+    overwrite: bool,
+    protected: list[Path],
+    save_faces: bool,
+    compare: bool,
+) -> ReportEntry:
+    """Restore one photo and write its outputs; every failure becomes a report entry."""
+    from gpen_cli.outputs import write_outputs
+    from gpen_cli.stages.load import load_image
+
+    started = time.perf_counter()
+    entry = ReportEntry(input=str(source), output=None, status="failed")
+    try:
+        if output.exists() and not overwrite:
+            entry.status, entry.error = (
+                "skipped",
+                f"{output} exists; pass --overwrite to replace it",
+            )
+            return entry
+        loaded = load_image(source)
+        if settings.aligned:
+            result = restorer.restore_aligned(loaded.pixels)
+        else:
+            result = restorer.restore(loaded.pixels)
+        entry.faces = FacesSummary(
+            count=len(result.faces),
+            boxes=[face.box for face in result.faces],
+            scores=[face.score for face in result.faces],
+        )
+        write_outputs(
+            loaded,
+            result,
+            output,
+            overwrite=overwrite,
+            protected=protected,
+            save_faces=save_faces,
+            compare=compare,
+            aligned=settings.aligned,
+        )
+        entry.output = str(output)
+        entry.status = "ok" if result.faces or settings.aligned else "no_face"
+    except GpenError as exc:
+        entry.error = str(exc)
+    except Exception as exc:  # one bad photo must not take the others down
+        entry.error = f"{source}: unexpected {type(exc).__name__}: {exc}"
+    finally:
+        entry.seconds = round(time.perf_counter() - started, 3)
+    return entry
+
+
+def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path]:
+    """Output path of each input; several inputs need -o to be a folder (or nothing)."""
+    from gpen_cli.stages.save import output_path_for
+
+    as_folder = None
+    if output is not None and len(inputs) > 1:
+        if output.exists() and not output.is_dir():
+            raise GpenError(
+                f"-o {output}: several inputs need an output folder, and this is a file"
+            )
+        as_folder = True
+    paths = [output_path_for(source, output, ext=ext, is_dir_output=as_folder) for source in inputs]
+    seen: dict[Path, Path] = {}
+    for source, path in zip(inputs, paths):
+        if path in seen:
+            raise GpenError(
+                f"{seen[path]} and {source} would both be written to {path}; use separate folders"
+            )
+        seen[path] = source
+    return paths
+
+
+def print_results(entries: list[ReportEntry], seconds: float) -> None:
+    table = Table(title="gpen restore", show_edge=False)
+    for column in ("input", "status", "faces", "seconds", "output / error"):
+        table.add_column(column, overflow="fold")
+    colours = {"ok": "green", "no_face": "yellow", "skipped": "cyan", "failed": "red"}
+    for e in entries:
+        table.add_row(
+            Path(e.input).name,
+            f"[{colours[e.status]}]{e.status}[/]",
+            str(e.faces.count),
+            f"{e.seconds:.2f}",
+            e.error or e.output or "",
+        )
+    console.print(table)
+    counts = summarize(entries)
+    console.print(
+        f"{counts['ok']} ok, {counts['no_face']} no face, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed; {counts['faces']} faces in {seconds:.1f} s"
+    )
+
+
+@one_line_errors
+def restore(
+    inputs: Annotated[list[Path], typer.Argument(help="Photos to restore.", show_default=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            show_default=False,
+            help="Output file (one input) or folder. Default: beside each input, as NAME_gpen.EXT.",
+        ),
+    ] = None,
+    model: opt.ModelOption = opt.DEFAULT_MODEL,
+    weights_dir: WeightsDirOption = None,
+    detector: opt.DetectorOption = opt.DEFAULT_DETECTOR,
+    device: opt.DeviceOption = "auto",
+    batch_size: opt.BatchSizeOption = None,
+    fidelity_weight: opt.FidelityOption = 1.0,
+    aligned: opt.AlignedOption = False,
+    short_edge: opt.ShortEdgeOption = None,
+    keep_resized: opt.KeepResizedOption = False,
+    clahe: opt.ClaheOption = False,
+    only_center_face: opt.CenterOption = False,
+    min_face_size: opt.MinFaceOption = 0.0,
+    score_threshold: opt.ThresholdOption = 0.9,
+    landmarks: opt.LandmarksOption = "detector",
+    mask: opt.MaskOption = "auto",
+    half: opt.HalfOption = None,
+    compile_model: opt.CompileOption = False,
+    exact: opt.ExactOption = False,
+    save_faces: opt.SaveFacesOption = False,
+    compare: opt.CompareOption = False,
+    ext: opt.ExtOption = "same",
+    report: opt.ReportOption = None,
+    overwrite: opt.OverwriteOption = False,
+    quiet: opt.QuietOption = False,
+) -> None:
+    """Restore the faces in each photo and save the result.
+
+    Exit codes: 0 every input was restored or had no face; 1 some inputs failed;
+    2 usage or set-up error (bad option, missing weights), found before any output is written.
+    """
+    setup_logging(quiet)
+    if ext not in ("same", "png", "jpg"):
+        raise fail(f"--ext must be same, png or jpg, got {ext!r}")
+    settings = opt.RestoreSettings(
+        model=model,
+        detector=detector,
+        weights_dir=weights_dir,
+        device=device,
+        batch_size=batch_size,
+        fidelity_weight=fidelity_weight,
+        aligned=aligned,
+        short_edge=short_edge,
+        keep_resized=keep_resized,
+        clahe=clahe,
+        only_center_face=only_center_face,
+        min_face_size=min_face_size,
+        score_threshold=score_threshold,
+        landmarks=landmarks,
+        mask=mask,
+        half=half,
+        compile_model=compile_model,
+        exact=exact,
+    )
+    outputs = plan_outputs(inputs, output, ext)
+    with console.status("Loading models…", spinner="dots") if not quiet else _nothing():
+        restorer = settings.build_restorer()
+
+    started = time.perf_counter()
+    entries: list[ReportEntry] = []
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet or len(inputs) < 2,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("Restoring", total=len(inputs))
+        for source, target in zip(inputs, outputs):
+            progress.update(task, description=f"Restoring {source.name}")
+            entries.append(
+                restore_file(
+                    restorer,
+                    settings,
+                    source,
+                    target,
+                    overwrite=overwrite,
+                    protected=inputs,
+                    save_faces=save_faces,
+                    compare=compare,
+                )
+            )
+            progress.advance(task)
+    elapsed = time.perf_counter() - started
+
+    if report is not None:
+        write_report(
+            report, entries, {"command": "restore", "model": model, "seconds": round(elapsed, 3)}
+        )
+    for entry in entries:
+        if entry.status == "failed":
+            err_console.print(f"[bold red]error:[/] {entry.error}", highlight=False, soft_wrap=True)
+        elif entry.status == "skipped" and not quiet:
+            err_console.print(f"[cyan]skipped:[/] {entry.error}", highlight=False, soft_wrap=True)
+    if not quiet:
+        print_results(entries, elapsed)
+    failed = any(entry.status == "failed" for entry in entries)
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(restore)

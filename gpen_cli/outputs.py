@@ -1,0 +1,78 @@
+"""Everything `restore` and `batch` write for one input: the result, and on request the
+face crops and a side-by-side comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gpen_cli.restorer import RestoreResult
+from gpen_cli.stages.load import LoadedImage, to_uint8
+from gpen_cli.stages.save import save_image
+
+COMPARE_MAX_HEIGHT = 1600
+
+
+def compare_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_compare.jpg")
+
+
+def faces_dir(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_faces")
+
+
+def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Input left, result right, 8-bit BGR, no taller than COMPARE_MAX_HEIGHT."""
+    pair = [to_uint8(image[:, :, :3] if image.ndim == 3 else image) for image in (before, after)]
+    pair = [cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image for image in pair]
+    height = min(pair[0].shape[0], COMPARE_MAX_HEIGHT)
+    resized = [
+        cv2.resize(
+            image,
+            (round(image.shape[1] * height / image.shape[0]), height),
+            interpolation=cv2.INTER_AREA,
+        )
+        if image.shape[0] != height
+        else image
+        for image in pair
+    ]
+    gap = np.full((height, 8, 3), 255, np.uint8)
+    return np.hstack([resized[0], gap, resized[1]])
+
+
+def write_outputs(
+    loaded: LoadedImage,
+    result: RestoreResult,
+    output: Path,
+    *,
+    overwrite: bool,
+    protected: Iterable[Path],
+    save_faces: bool = False,
+    compare: bool = False,
+    aligned: bool = False,
+) -> list[Path]:
+    """Write the restored image (and extras); returns the paths written, main output first."""
+    protected = list(protected)
+    # An aligned crop comes back at the model's size, where the input's alpha no longer fits.
+    final = result.image if aligned else loaded.to_output(result.image)
+    written = [save_image(output, final, overwrite=overwrite, protected=protected)]
+    if compare:
+        before = loaded.bgr8 if not aligned else cv2.resize(loaded.bgr8, final.shape[1::-1])
+        written.append(
+            save_image(
+                compare_path(output),
+                side_by_side(before, final),
+                overwrite=True,
+                protected=protected,
+            )
+        )
+    if save_faces:
+        folder = faces_dir(output)
+        for index, (crop, restored) in enumerate(zip(result.input_crops, result.restored_crops)):
+            for kind, image in (("input", crop), ("restored", restored)):
+                path = folder / f"face{index:02d}_{kind}.png"
+                written.append(save_image(path, image, overwrite=True, protected=protected))
+    return written

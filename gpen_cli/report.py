@@ -1,0 +1,58 @@
+"""The per-input account every command gives: printed as a table, written as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from gpen_cli.errors import OutputError
+
+Status = Literal["ok", "no_face", "failed", "skipped"]
+STATUSES: tuple[Status, ...] = ("ok", "no_face", "skipped", "failed")
+
+
+@dataclass
+class FacesSummary:
+    count: int = 0
+    boxes: list[list[float]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ReportEntry:
+    input: str
+    output: str | None
+    status: Status
+    faces: FacesSummary = field(default_factory=FacesSummary)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def summarize(entries: list[ReportEntry]) -> dict[str, int]:
+    counts = {status: 0 for status in STATUSES}
+    for entry in entries:
+        counts[entry.status] += 1
+    counts["faces"] = sum(entry.faces.count for entry in entries)
+    return counts
+
+
+def write_report(path: Path, entries: list[ReportEntry], extra: dict | None = None) -> None:
+    """Write the JSON report atomically (a stopped run never leaves half a report)."""
+    payload = {
+        "summary": summarize(entries),
+        **(extra or {}),
+        "results": [asdict(e) for e in entries],
+    }
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, ensure_ascii=False)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write report {path}: {exc.strerror or exc}") from None
