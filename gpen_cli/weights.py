@@ -13,11 +13,11 @@ import logging
 import os
 import re
 import secrets
-import socket
+import shlex
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +50,10 @@ class ModelSpec:
     filename: str
     url: str
     kind: ModelKind
-    description: str
     config: Mapping[str, Any] = field(default_factory=dict, hash=False)
     size_bytes: int | None = None
     sha256: str | None = None
+    description: str = ""
 
     def __post_init__(self) -> None:
         # Specs are shared module-wide: a caller must not be able to edit one's config in place.
@@ -234,9 +234,11 @@ def source_url(spec: ModelSpec) -> str:
     return spec.url
 
 
-def fetch_command(spec: ModelSpec, weights_dir: Path) -> str:
-    """The command a user runs to fetch `spec` into `weights_dir`."""
-    return f"gpen weights download {spec.name} --weights-dir {weights_dir}"
+def fetch_command(names: Iterable[str], weights_dir: Path, force: bool = False) -> str:
+    """The command a user runs to fetch the models `names` into `weights_dir`."""
+    flags = " --force" if force else ""
+    folder = shlex.quote(str(weights_dir))
+    return f"gpen weights download {' '.join(names)}{flags} --weights-dir {folder}"
 
 
 def sha256_file(path: Path) -> str:
@@ -262,17 +264,17 @@ def ensure_weight(
     spec = get_spec(name)
     folder = resolve_weights_dir(weights_dir)
     path = folder / spec.filename
-    hint = fetch_command(spec, folder)
-    if spec.kind == "gpen":
-        hint += ", or pass --model PATH"
     if path.is_file():
         size = path.stat().st_size
         if spec.size_bytes is not None and size != spec.size_bytes:
             raise GpenError(
                 f"{path} has {size} bytes, expected {spec.size_bytes}: it is incomplete or "
-                f"another file. Fetch it again with: {hint} --force."
+                f"another file. Fetch it again with: {fetch_command([name], folder, force=True)}"
             )
         return path
+    hint = fetch_command([name], folder)
+    if spec.kind == "gpen":
+        hint += ", or pass --model PATH"
     url = source_url(spec)
     if not download:
         raise WeightsMissingError(
@@ -280,9 +282,196 @@ def ensure_weight(
             f"with: {hint}."
         )
     try:
-        return globals()["download"](spec, folder, progress=progress, url=url)
+        return _fetch(spec, folder, progress=progress, url=url)
     except DownloadError as exc:
         raise WeightsMissingError(
             f"{spec.filename} not found in {folder} and the download from {url} failed "
             f"({exc.reason}). Fetch it with: {hint}."
         ) from None
+
+
+def download(
+    spec: ModelSpec,
+    dest_dir: Path,
+    progress: bool = True,
+    timeout: float = 30.0,
+    url: str | None = None,
+) -> Path:
+    """Fetch `spec` into `dest_dir` atomically and check it; returns the final path.
+
+    Any failure raises `DownloadError` (a `GpenError`) saying why, and leaves nothing behind:
+    no file under the final name, no temporary file. Without a registry sha256, the computed
+    one is recorded beside the file for `verify`.
+    """
+    url = url or source_url(spec)
+    final = dest_dir / spec.filename
+
+    def failure(reason: str) -> DownloadError:
+        return DownloadError(spec.filename, url, reason)
+
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        partial = dest_dir / f".{spec.filename}.partial-{secrets.token_hex(6)}"
+        handle = open(partial, "xb")  # closed by the `with` below
+    except OSError as exc:
+        raise failure(f"cannot write in {dest_dir}: {exc.strerror or exc}") from None
+
+    logger.info("downloading %s from %s", spec.filename, url)
+    completed = False
+    try:
+        with handle:
+            received, digest = _stream(url, handle, spec.filename, timeout, progress, failure)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if spec.size_bytes is not None and received != spec.size_bytes:
+            raise failure(f"size mismatch: expected {spec.size_bytes} bytes, got {received}")
+        if spec.sha256 is not None and digest != spec.sha256:
+            raise failure(
+                f"checksum mismatch: expected sha256 {spec.sha256}, got {digest}; "
+                "the file was discarded"
+            )
+        os.replace(partial, final)
+        completed = True
+    except OSError as exc:
+        raise failure(f"cannot write {final}: {exc.strerror or exc}") from None
+    finally:
+        if not completed:
+            partial.unlink(missing_ok=True)
+
+    if spec.sha256 is None:
+        _record_checksum(final, digest)
+    logger.info("saved %s (%d bytes, sha256 %s)", final, received, digest)
+    return final
+
+
+# `ensure_weight` takes a `download` flag that hides the function of the same name.
+_fetch = download
+
+
+def _stream(
+    url: str,
+    handle: BinaryIO,
+    label: str,
+    timeout: float,
+    progress: bool,
+    failure: Callable[[str], DownloadError],
+) -> tuple[int, str]:
+    """Copy the body at `url` into `handle`; returns (bytes received, sha256 hex)."""
+    request = urllib.request.Request(url, headers={"User-Agent": f"gpen-cli/{__version__}"})
+    digest = hashlib.sha256()
+    received = 0
+    expected: int | None = None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length", "")
+            expected = int(length) if length.isdigit() else None
+            with _progress_bar(label, expected, progress) as advance:
+                while chunk := response.read1(_CHUNK_BYTES):
+                    digest.update(chunk)
+                    try:
+                        handle.write(chunk)
+                    except OSError as exc:
+                        raise failure(f"cannot write {handle.name}: {exc.strerror}") from None
+                    received += len(chunk)
+                    advance(len(chunk))
+    except urllib.error.HTTPError as exc:
+        raise failure(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise failure(f"no answer within {timeout:g} s") from None
+        host = urllib.parse.urlsplit(url).netloc
+        why = getattr(exc.reason, "strerror", None) or str(exc.reason)
+        raise failure(f"cannot reach {host}: {why}") from None
+    except ValueError as exc:  # a malformed URL, e.g. a mirror base URL without http(s)://
+        raise failure(f"invalid URL ({exc})") from None
+    except http.client.IncompleteRead as exc:
+        raise failure(_cut_reason(received + len(exc.partial), expected)) from None
+    except TimeoutError:
+        raise failure(f"connection stalled for {timeout:g} s after {received} bytes") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise failure(f"{_cut_reason(received, expected)} ({exc})") from None
+    if expected is not None and received != expected:
+        raise failure(_cut_reason(received, expected))
+    return received, digest.hexdigest()
+
+
+def _cut_reason(received: int, expected: int | None) -> str:
+    total = f" of {expected}" if expected is not None else ""
+    return f"connection cut after {received}{total} bytes"
+
+
+@contextmanager
+def _progress_bar(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], Any]]:
+    """Yield a callable advancing a rich progress bar on stderr (a no-op when disabled)."""
+    if not enabled:
+        yield lambda _count: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda count: bar.advance(task, count)
+
+
+def _record_checksum(path: Path, digest: str) -> None:
+    """Write `digest` beside `path` (sha256sum format) so `verify` can detect later damage."""
+    target = checksum_path(path)
+    partial = target.with_name(f".{target.name}.partial-{secrets.token_hex(6)}")
+    try:
+        partial.write_text(f"{digest}  {path.name}\n", encoding="ascii")
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        logger.warning("could not record the checksum of %s in %s: %s", path, target, exc)
+
+
+def _recorded_checksum(path: Path) -> str | None:
+    """The sha256 recorded beside `path` by an earlier download, if readable and well formed."""
+    try:
+        fields = checksum_path(path).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if fields and _SHA256_PATTERN.fullmatch(fields[0].lower()):
+        return fields[0].lower()
+    return None
+
+
+def verify(name: str, weights_dir: Path | None = None) -> VerifyResult:
+    """Hash the file for `name` and compare it with the registry's or the recorded sha256."""
+    spec = get_spec(name)
+    path = weight_path(name, weights_dir)
+    if not path.is_file():
+        return VerifyResult(name, path, False, None, "missing", spec.sha256, None, None)
+
+    size = path.stat().st_size
+    expected = spec.sha256 or _recorded_checksum(path)
+    source: Literal["registry", "recorded"] | None = None
+    if expected is not None:
+        source = "registry" if spec.sha256 else "recorded"
+    actual = sha256_file(path)
+
+    status: VerifyStatus
+    if spec.size_bytes is not None and size != spec.size_bytes:
+        status, detail = "mismatch", f"{size} bytes, expected {spec.size_bytes}"
+    elif expected is None:
+        status, detail = "unknown", "no known checksum to compare with"
+    elif actual != expected:
+        status, detail = "mismatch", f"sha256 {actual}, expected {expected} ({source})"
+    else:
+        status, detail = "ok", ""
+    return VerifyResult(name, path, True, size, status, expected, actual, source, detail)

@@ -14,11 +14,10 @@ def apply_clahe(
     crop_bgr_uint8: np.ndarray, clip_limit: float = 2.0, tile_grid: tuple[int, int] = (8, 8)
 ) -> np.ndarray:
     """The crop with CLAHE applied to the L channel of Lab; a and b are left as they were."""
-    if crop_bgr_uint8.dtype != np.uint8 or crop_bgr_uint8.ndim != 3 or crop_bgr_uint8.shape[2] != 3:
-        raise ValueError(
-            f"CLAHE needs an HxWx3 uint8 BGR crop, got {crop_bgr_uint8.shape} {crop_bgr_uint8.dtype}"
-        )
-    lab = cv2.cvtColor(crop_bgr_uint8, cv2.COLOR_BGR2LAB)
+    crop = crop_bgr_uint8
+    if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError(f"CLAHE needs an HxWx3 uint8 BGR crop, got {crop.shape} {crop.dtype}")
+    lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB)
     clahe = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tuple(tile_grid))
     lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
     return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)

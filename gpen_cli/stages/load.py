@@ -1,16 +1,17 @@
 """Read one input image into the pipeline's working form, refusing anything unusable.
 
-Decoding is OpenCV's (`cv2.imdecode` on the file's bytes, so unicode paths work), with Pillow
-reading the header first: it gives the EXIF orientation (OpenCV's IMREAD_UNCHANGED ignores it),
-the size before any pixel is decoded (so a decompression bomb is refused cheaply), and whether
-the source was grey. Pillow also decodes the formats OpenCV cannot (GIF, ICO, PSD...).
+Decoding is OpenCV's (`cv2.imdecode` on the file's bytes, so unicode paths work). Pillow reads
+the header first, without decoding pixels: the size (so a decompression bomb is refused before
+it costs memory), whether the source is grey, and the EXIF orientation, which OpenCV's
+IMREAD_UNCHANGED ignores (TIFF excepted: its decoders apply the tag themselves). Pillow also
+decodes the formats OpenCV cannot (GIF, ICO, PSD...).
 
 Sample formats: uint8 and uint16 are kept as they are. Floating-point images (32-bit TIFF,
-16/32-bit float EXR) are taken as linear values in [0, 1], clipped and scaled to uint16 so the
-precision survives; signed integer images are refused. Grey+alpha is written back as BGRA,
-because OpenCV's encoders have no two-channel form.
+float EXR) are taken as values in [0, 1], clipped and scaled to uint16 so the precision
+survives; signed integer images are refused. Grey+alpha comes back out as BGRA, because
+OpenCV's encoders have no two-channel form.
 
-The input file is only ever opened for reading.
+The input file is only ever opened for reading, and read once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from gpen_cli.errors import InputError
+from gpen_cli.stages.resize import resize_to
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +55,23 @@ class LoadedImage:
         return to_uint8(self.pixels)
 
     def to_output(self, pixels: np.ndarray) -> np.ndarray:
-        """Give restored BGR `pixels` the input's dtype and channels (grey, alpha) back."""
-        if pixels.shape[:2] != self.pixels.shape[:2] or pixels.ndim != 3 or pixels.shape[2] != 3:
-            raise ValueError(
-                f"expected H×W×3 pixels of size {self.pixels.shape[:2]}, got {pixels.shape}"
-            )
+        """Give restored BGR `pixels` the input's dtype and channels (grey, alpha) back.
+
+        `pixels` may have another size than the input (kept at --short-edge size): the alpha
+        channel is then resized to match.
+        """
+        if pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise ValueError(f"expected H×W×3 BGR pixels, got shape {pixels.shape}")
         out = _to_dtype(pixels, self.pixels.dtype)
         if self.was_gray:
             gray = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
             if self.alpha is None:
                 return gray
             out = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-        if self.alpha is not None:
-            return np.dstack([out, self.alpha])
-        return out
+        if self.alpha is None:
+            return out
+        height, width = out.shape[:2]
+        return np.dstack([out, resize_to(self.alpha, width, height)])
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -88,16 +93,15 @@ def _to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     raise ValueError(f"cannot convert {image.dtype} pixels to {dtype}")
 
 
-def load_image(
-    path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> LoadedImage:
+def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode `path` upright, or raise InputError naming the file and why it cannot be used."""
     path = Path(path)
     with _open_for_reading(path) as stream:
         header = _read_header(stream, path)
         if header is not None:
             _check_size(path, *header.size, min_size, max_pixels)
-            orientation = _orientation(header)
+            # Orientation is a baseline TIFF tag: OpenCV's and Pillow's TIFF decoders apply it.
+            orientation = 1 if header.format == "TIFF" else _orientation(header)
             was_gray = header.mode in _GRAY_PIL_MODES
             detected_format = (header.format or "").lower()
         else:
@@ -105,7 +109,11 @@ def load_image(
         stream.seek(0)
         data = stream.read()
 
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. OpenCV's own size limit, for headers Pillow cannot read
+        logger.debug("OpenCV cannot decode %s: %s", path, exc)
+        array = None
     if array is None and header is not None:
         array = _decode_with_pillow(data, path)
     if array is None:
@@ -214,7 +222,8 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray | None:
         if image.mode == "1":
             image = image.convert("L")
         if image.mode in ("L", "I", "F") or image.mode.startswith("I;16"):
-            return np.asarray(image).astype(np.asarray(image).dtype.newbyteorder("="))
+            gray = np.asarray(image)
+            return gray.astype(gray.dtype.newbyteorder("="), copy=False)  # I;16B is big-endian
         if image.mode in ("LA", "La"):
             return np.asarray(image.convert("LA"))
         has_alpha = "A" in image.getbands() or "transparency" in image.info

@@ -68,7 +68,9 @@ def _place(paste: Paste, width: int, height: int) -> _Placed | None:
     """Warp one face and its mask into the box of the image it covers; None if off-image."""
     crop_h, crop_w = paste.crop.shape[:2]
     if paste.crop.dtype != np.uint8 or paste.crop.ndim != 3 or paste.crop.shape[2] != 3:
-        raise ValueError(f"a face crop must be HxWx3 uint8, got {paste.crop.shape} {paste.crop.dtype}")
+        raise ValueError(
+            f"a face crop must be HxWx3 uint8, got {paste.crop.shape} {paste.crop.dtype}"
+        )
     mask = default_mask(crop_w) if paste.mask is None else paste.mask.astype(np.float32)
     if mask.shape != (crop_h, crop_w):
         mask = cv2.resize(mask, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR)
@@ -114,7 +116,9 @@ def paste_faces(image: np.ndarray, pastes: Sequence[Paste]) -> np.ndarray:
     faces are scaled by 257). Overlapping faces: per pixel, the face with the larger mask.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"paste needs an HxWx3 uint8 or uint16 image, got {image.shape} {image.dtype}")
+        raise ValueError(
+            f"paste needs an HxWx3 uint8 or uint16 image, got {image.shape} {image.dtype}"
+        )
     height, width = image.shape[:2]
     face_scale = np.float32(_SCALE_TO_16_BIT if image.dtype == np.uint16 else 1)
     top = np.iinfo(image.dtype).max

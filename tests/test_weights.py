@@ -1,0 +1,184 @@
+"""The registry, where the weights folder is, and the `gpen weights` commands (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import platformdirs
+import pytest
+from conftest import shared_file
+from typer.testing import CliRunner
+
+from gpen_cli import weights
+from gpen_cli.cli import app
+from gpen_cli.errors import GpenError
+
+runner = CliRunner()
+
+
+def test_registry_entries_are_consistent():
+    filenames = [spec.filename for spec in weights.MODELS.values()]
+    assert len(set(filenames)) == len(filenames)
+    for name, spec in weights.MODELS.items():
+        assert name == spec.name
+        assert spec.kind in {"gpen", "detector", "parsing", "landmarks"}
+        assert spec.url.startswith("https://")
+        assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
+        assert spec.description
+    assert {s.kind for s in weights.MODELS.values()} == {"gpen", "detector", "parsing", "landmarks"}
+
+
+def test_gpen_configs_match_the_official_layouts():
+    layouts = json.loads(shared_file("fixtures/gpen_state_dict_layouts.json").read_text())
+    gpen_specs = {name: s for name, s in weights.MODELS.items() if s.kind == "gpen"}
+    assert set(gpen_specs) == set(layouts)
+    for name, spec in gpen_specs.items():
+        assert dict(spec.config) == layouts[name]["config"], name
+
+
+@pytest.mark.parametrize("name", ["retinaface-mobile", "yunet"])
+def test_known_hashes_and_sizes_match_the_reference_files(name):
+    spec = weights.get_spec(name)
+    path = shared_file(f"assets/weights/{spec.filename}")
+    assert path.stat().st_size == spec.size_bytes
+    assert weights.sha256_file(path) == spec.sha256
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    data = bytes(range(256)) * 5000  # spans several read chunks
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert weights.sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_spec_config_cannot_be_edited_in_place():
+    with pytest.raises(TypeError):
+        weights.get_spec("GPEN-BFR-512").config["size"] = 1024  # type: ignore[index]
+
+
+def test_unknown_model_lists_the_known_names():
+    with pytest.raises(GpenError) as caught:
+        weights.get_spec("GPEN-BFR-9000")
+    message = str(caught.value)
+    assert "GPEN-BFR-9000" in message
+    assert all(name in message for name in weights.MODELS)
+
+
+def test_weights_dir_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    cache = platformdirs.user_cache_path("gpen-cli") / "weights"
+
+    assert weights.resolve_weights_dir() == cache  # no ./weights yet
+    (tmp_path / "weights").mkdir()
+    assert weights.resolve_weights_dir() == tmp_path / "weights"
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "from-env"))
+    assert weights.resolve_weights_dir() == tmp_path / "from-env"
+    assert weights.resolve_weights_dir(Path("explicit")) == tmp_path / "explicit"
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, "")  # empty counts as unset
+    assert weights.resolve_weights_dir() == tmp_path / "weights"
+
+
+def test_weight_path_is_folder_plus_filename(tmp_path):
+    assert weights.weight_path("yunet", tmp_path) == tmp_path / "face_detection_yunet.onnx"
+
+
+def test_mirror_base_url(monkeypatch):
+    spec = weights.get_spec("GPEN-BFR-512")
+    assert weights.source_url(spec) == spec.url
+    monkeypatch.setenv(weights.BASE_URL_ENV, "http://mirror.local/gpen/")
+    assert weights.source_url(spec) == "http://mirror.local/gpen/GPEN-BFR-512.pth"
+
+
+def _install_tiny(monkeypatch, folder: Path, content: bytes, sha256_of: bytes) -> None:
+    spec = replace(
+        weights.get_spec("yunet"),
+        name="tiny",
+        filename="tiny.onnx",
+        size_bytes=None,
+        sha256=hashlib.sha256(sha256_of).hexdigest(),
+    )
+    monkeypatch.setitem(weights.MODELS, "tiny", spec)
+    (folder / "tiny.onnx").write_bytes(content)
+
+
+def test_cli_list_json_reports_presence_and_the_folder(tmp_path, monkeypatch):
+    _install_tiny(monkeypatch, tmp_path, b"abc", b"abc")
+    result = runner.invoke(app, ["weights", "list", "--weights-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["weights_dir"] == str(tmp_path)
+    assert report["source"] == "--weights-dir"
+    by_name = {row["name"]: row for row in report["models"]}
+    assert set(by_name) == set(weights.MODELS)
+    assert by_name["tiny"]["present"] is True and by_name["tiny"]["size_bytes"] == 3
+    assert by_name["GPEN-BFR-512"]["present"] is False
+    assert by_name["GPEN-BFR-512"]["path"] == str(tmp_path / "GPEN-BFR-512.pth")
+
+
+def test_cli_list_table_names_the_folder_and_every_model(tmp_path):
+    result = runner.invoke(app, ["weights", "list", "--weights-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path) in result.stdout
+    for name in weights.MODELS:
+        assert name in result.stdout
+
+
+def test_cli_path_prints_the_bare_path(tmp_path):
+    result = runner.invoke(app, ["weights", "path", "GPEN-BFR-256", "--weights-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    assert result.stdout == f"{tmp_path / 'GPEN-BFR-256.pth'}\n"
+
+
+def test_cli_path_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path))
+    result = runner.invoke(app, ["weights", "path", "bisenet"])
+    assert result.stdout.strip() == str(tmp_path / "parsing_bisenet.pth")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["path", "nope"], ["download", "nope"], ["verify", "nope"], ["download"]],
+)
+def test_cli_usage_errors_are_one_line_exit_2(args, tmp_path):
+    result = runner.invoke(app, ["weights", *args, "--weights-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error:")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "exit_code"),
+    [
+        (b"good", ["tiny"], 0),
+        (b"good", [], 0),  # other models missing: not a failure when not named
+        (b"bad!", ["tiny"], 1),
+        (b"bad!", [], 1),
+        (None, ["tiny"], 1),  # named and missing
+    ],
+)
+def test_cli_verify_exit_codes(tmp_path, monkeypatch, content, args, exit_code):
+    _install_tiny(monkeypatch, tmp_path, content or b"", b"good")
+    if content is None:
+        (tmp_path / "tiny.onnx").unlink()
+    command = ["weights", "verify", *args, "--weights-dir", str(tmp_path), "--json"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == exit_code, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is (exit_code == 0)
+    status = {row["name"]: row["status"] for row in report["models"]}["tiny"]
+    assert status == {b"good": "ok", b"bad!": "mismatch", None: "missing"}[content]
+
+
+def test_cli_verify_passes_on_the_real_reference_weights():
+    folder = shared_file("assets/weights")
+    result = runner.invoke(
+        app, ["weights", "verify", "retinaface-mobile", "yunet", "--weights-dir", str(folder)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count(" ok ") == 2
