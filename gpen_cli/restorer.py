@@ -28,6 +28,8 @@ from gpen_cli.stages.mask import make_masker
 from gpen_cli.stages.paste import Paste, paste_faces
 from gpen_cli.stages.resize import resize_short_edge
 
+SMALL_FACE_PX = 100
+
 
 @dataclass
 class FaceRecord:
@@ -200,22 +202,27 @@ class FaceRestorer:
 
     def finish(self, prepared: PreparedImage, restored: list[np.ndarray]) -> RestoreResult:
         """Blend each restored face with its input crop and paste it back into the photo."""
+        # As the official pipeline does, soften faces that were small in the photo: GPEN's
+        # detail would otherwise alias when the crop is shrunk back.
+        softened = [
+            cv2.GaussianBlur(face, (3, 3), 0) if min(info.width, info.height) < SMALL_FACE_PX else face
+            for face, info in zip(restored, prepared.faces)
+        ]
         blended = [
             blend_fidelity(face, crop, self.fidelity_weight)
-            for face, crop in zip(restored, prepared.crops)
+            for face, crop in zip(softened, prepared.crops)
         ]
         masks = self.masker(restored)
-        target, to_target = prepared.image, 1.0 / prepared.scale
+        target, to_target, record_scale = prepared.image, 1.0 / prepared.scale, prepared.scale
         if self.keep_resized and prepared.scale != 1.0:
             target, _ = resize_short_edge(prepared.image, self.short_edge)
-            to_target = 1.0
+            to_target, record_scale = 1.0, 1.0
         pastes = [
             Paste(face, alignment.inverse * to_target, mask)
             for face, alignment, mask in zip(blended, prepared.alignments, masks)
         ]
-        image = paste_faces(target, pastes) if pastes else target.copy()
-        scale = prepared.scale if target is not prepared.image else 1.0
-        records = [FaceRecord.from_face(face, scale) for face in prepared.faces]
+        image = paste_faces(target, pastes)
+        records = [FaceRecord.from_face(face, record_scale) for face in prepared.faces]
         return RestoreResult(image, records, prepared.crops, blended)
 
     def restore(self, image: np.ndarray) -> RestoreResult:
@@ -225,12 +232,21 @@ class FaceRestorer:
 
     def restore_aligned(self, face: np.ndarray) -> RestoreResult:
         """Restore a photo that is already an aligned face crop, at the model's size."""
+        prepared = self.prepare_aligned(face)
+        return self.finish_aligned(prepared, self.forward(prepared.model_inputs))
+
+    def prepare_aligned(self, face: np.ndarray) -> PreparedImage:
+        """An aligned face crop resized to the model's size: one crop, no detection."""
         face8 = to_uint8(face)
         if face8.shape[:2] != (self.size, self.size):
             shrinking = face8.shape[0] > self.size
             interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
             face8 = cv2.resize(face8, (self.size, self.size), interpolation=interpolation)
         model_input = apply_clahe(face8) if self.clahe else face8
-        restored = self.forward([model_input])[0]
-        blended = blend_fidelity(restored, face8, self.fidelity_weight)
+        return PreparedImage(face8, 1.0, [], [], [face8], [model_input])
+
+    def finish_aligned(self, prepared: PreparedImage, restored: list[np.ndarray]) -> RestoreResult:
+        """The restored crop blended with the input crop; it is the whole output."""
+        face8 = prepared.crops[0]
+        blended = blend_fidelity(restored[0], face8, self.fidelity_weight)
         return RestoreResult(blended, [], [face8], [blended])

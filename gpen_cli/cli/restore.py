@@ -79,16 +79,17 @@ def restore_file(
 
 
 def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path]:
-    """Output path of each input; several inputs need -o to be a folder (or nothing)."""
-    from gpen_cli.stages.save import output_path_for
+    """Output path of each input. `-o` is a folder when it is one, has no extension, or
+    several inputs share it; otherwise it is the output file of a single input."""
+    from gpen_cli.stages.save import WRITABLE_EXTENSIONS, output_path_for
 
     as_folder = None
-    if output is not None and len(inputs) > 1:
-        if output.exists() and not output.is_dir():
-            raise GpenError(
-                f"-o {output}: several inputs need an output folder, and this is a file"
-            )
-        as_folder = True
+    if output is not None:
+        as_folder = output.is_dir() or not output.suffix or len(inputs) > 1
+        if as_folder and output.is_file():
+            raise GpenError(f"-o {output}: several inputs need an output folder, and this is a file")
+        if not as_folder and output.suffix.lower() not in WRITABLE_EXTENSIONS:
+            raise GpenError(f"-o {output}: cannot write {output.suffix} files; use one of {', '.join(WRITABLE_EXTENSIONS)}")
     paths = [output_path_for(source, output, ext=ext, is_dir_output=as_folder) for source in inputs]
     seen: dict[Path, Path] = {}
     for source, path in zip(inputs, paths):

@@ -1,0 +1,160 @@
+"""FaceRestorer end to end on real photos: an identity model must give the photo back."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_file
+from gpen_cli.errors import GpenError
+from gpen_cli.restorer import FaceRestorer
+from gpen_cli.stages.faces import Face
+from gpen_cli.stages.paste import default_mask
+
+
+class Identity(torch.nn.Module):
+    """A "restorer" that returns its input: what comes out must be the photo."""
+
+    def __init__(self, size: int = 512):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Darken(Identity):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, -1.0)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def weights_dir():
+    return shared_file("assets/weights/detection_mobilenet0.25_Final.pth").parent
+
+
+def photo(name: str) -> np.ndarray:
+    image = cv2.imread(str(shared_file(f"assets/images/{name}")), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+@pytest.fixture(scope="module")
+def identity_restorer(weights_dir):
+    return FaceRestorer(Identity(512), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ["solvay_conference_1927.png", "portrait_small.jpg", "ffhq_00000_lq.png", "ffhq_00001_lq.png", "ffhq_00002_lq.png"],
+)
+def test_identity_model_gives_the_photo_back(identity_restorer, name):
+    image = photo(name)
+    result = identity_restorer.restore(image)
+    assert result.faces, f"no face found in {name}"
+    assert result.image.shape == image.shape and result.image.dtype == image.dtype
+    assert psnr(image, result.image) >= 40.0
+
+
+@pytest.mark.slow
+def test_real_detector_finds_the_faces(identity_restorer):
+    assert len(identity_restorer.restore(photo("solvay_conference_1927.png")).faces) >= 27
+    assert len(identity_restorer.restore(photo("portrait_small.jpg")).faces) == 1
+
+
+@pytest.mark.slow
+def test_pixels_outside_every_pasted_region_are_unchanged(weights_dir):
+    image = photo("solvay_conference_1927.png")
+    restorer = FaceRestorer(Darken(256), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect")
+    prepared = restorer.prepare(image)
+    result = restorer.finish(prepared, restorer.forward(prepared.model_inputs))
+    footprint = np.zeros(image.shape[:2], np.float32)
+    for alignment in prepared.alignments:
+        warped = cv2.warpAffine(default_mask(256), alignment.inverse, image.shape[1::-1], flags=cv2.INTER_LINEAR)
+        footprint = np.maximum(footprint, warped)
+    outside = cv2.dilate((footprint > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    assert outside.mean() > 0.5
+    assert np.array_equal(result.image[outside], image[outside])
+    changed = np.any(result.image != image, axis=2)
+    assert changed[~outside].mean() > 0.2, "the faces were not pasted"
+
+
+class OneFace:
+    """A detector that always reports one face at fixed landmarks."""
+
+    def __init__(self, landmarks: np.ndarray):
+        self.landmarks = landmarks
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        x0, y0 = self.landmarks.min(0) - 40
+        x1, y1 = self.landmarks.max(0) + 40
+        return [Face(np.array([x0, y0, x1, y1]), 0.99, self.landmarks.copy())]
+
+
+LANDMARKS = np.array([[90.0, 100.0], [130.0, 100.0], [110.0, 125.0], [95.0, 148.0], [125.0, 148.0]])
+
+
+def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (5, 5), 2)
+
+
+def test_fidelity_weight_zero_keeps_the_input_crop():
+    image = textured(240, 220)
+    ignored = FaceRestorer(Darken(128), OneFace(LANDMARKS), device="cpu", fidelity_weight=0.0, mask="rect")
+    identity = FaceRestorer(Identity(128), OneFace(LANDMARKS), device="cpu", mask="rect")
+    assert np.array_equal(ignored.restore(image).image, identity.restore(image).image)
+    darkened = FaceRestorer(Darken(128), OneFace(LANDMARKS), device="cpu", mask="rect").restore(image)
+    half = FaceRestorer(Darken(128), OneFace(LANDMARKS), device="cpu", fidelity_weight=0.5, mask="rect")
+    assert darkened.image.mean() < half.restore(image).image.mean() - 2 < image.mean() - 4
+
+
+def test_16_bit_photo_keeps_its_depth_and_untouched_pixels():
+    image = textured(300, 300).astype(np.uint16) * 257 + 3
+    result = FaceRestorer(Identity(128), OneFace(LANDMARKS), device="cpu", mask="rect").restore(image)
+    assert result.image.dtype == np.uint16
+    unchanged = np.all(result.image == image, axis=2)
+    # The 128 px crop spans about 190 px of this photo around the face centre (110, 125).
+    assert unchanged[:, 240:].all() and unchanged[240:, :].all() and not unchanged.all()
+    assert np.abs(result.image.astype(np.int64) - image).mean() <= 3 * 257
+
+
+def test_short_edge_pastes_back_at_the_input_size():
+    image = textured(300, 260)
+    restorer = FaceRestorer(Identity(128), OneFace(LANDMARKS / 2), device="cpu", short_edge=130, mask="rect")
+    result = restorer.restore(image)
+    assert result.image.shape == image.shape
+    # The detector saw the halved image; the record maps its landmarks back to the input.
+    assert np.allclose(np.array(result.faces[0].landmarks), LANDMARKS, atol=0.05)
+    unchanged = np.all(result.image == image, axis=2)
+    assert unchanged[240:, :].all() and not unchanged.all()
+    assert psnr(image, result.image) > 25
+
+
+def test_aligned_crop_is_resized_and_restored():
+    crop = textured(200, 200)
+    result = FaceRestorer(Identity(128), aligned=True, device="cpu").restore_aligned(crop)
+    assert result.image.shape == (128, 128, 3)
+    assert psnr(cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA), result.image) >= 45
+
+
+def test_model_size_must_be_known():
+    with pytest.raises(ValueError, match="size"):
+        FaceRestorer(torch.nn.Identity(), OneFace(LANDMARKS), device="cpu")
+    restorer = FaceRestorer(torch.nn.Identity(), OneFace(LANDMARKS), size=128, device="cpu")
+    assert restorer.size == 128
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(GpenError, match="fidelity-weight"):
+        FaceRestorer(Identity(128), OneFace(LANDMARKS), fidelity_weight=1.5)
+    with pytest.raises(GpenError, match="not a known model"):
+        FaceRestorer("no-such-model.pth", OneFace(LANDMARKS))
