@@ -54,11 +54,15 @@ def write_outputs(
     compare: bool = False,
     aligned: bool = False,
 ) -> list[Path]:
-    """Write the restored image (and extras); returns the paths written, main output first."""
+    """Write the restored image (and extras); returns the paths written, main output first.
+
+    The main output is written last: once it exists, everything for this input is on disk,
+    which is what `gpen batch` reads as "already done" when a stopped run is started again.
+    """
     protected = list(protected)
     # An aligned crop comes back at the model's size, where the input's alpha no longer fits.
     final = result.image if aligned else loaded.to_output(result.image)
-    written = [save_image(output, final, overwrite=overwrite, protected=protected)]
+    written: list[Path] = []
     if compare:
         before = loaded.bgr8 if not aligned else cv2.resize(loaded.bgr8, final.shape[1::-1])
         written.append(
@@ -71,8 +75,10 @@ def write_outputs(
         )
     if save_faces:
         folder = faces_dir(output)
-        for index, (crop, restored) in enumerate(zip(result.input_crops, result.restored_crops)):
+        for index, (crop, restored) in enumerate(
+            zip(result.input_crops, result.restored_crops, strict=True)
+        ):
             for kind, image in (("input", crop), ("restored", restored)):
                 path = folder / f"face{index:02d}_{kind}.png"
                 written.append(save_image(path, image, overwrite=True, protected=protected))
-    return written
+    return [save_image(output, final, overwrite=overwrite, protected=protected), *written]

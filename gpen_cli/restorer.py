@@ -205,12 +205,14 @@ class FaceRestorer:
         # As the official pipeline does, soften faces that were small in the photo: GPEN's
         # detail would otherwise alias when the crop is shrunk back.
         softened = [
-            cv2.GaussianBlur(face, (3, 3), 0) if min(info.width, info.height) < SMALL_FACE_PX else face
-            for face, info in zip(restored, prepared.faces)
+            cv2.GaussianBlur(face, (3, 3), 0)
+            if min(info.width, info.height) < SMALL_FACE_PX
+            else face
+            for face, info in zip(restored, prepared.faces, strict=True)
         ]
         blended = [
             blend_fidelity(face, crop, self.fidelity_weight)
-            for face, crop in zip(softened, prepared.crops)
+            for face, crop in zip(softened, prepared.crops, strict=True)
         ]
         masks = self.masker(restored)
         target, to_target, record_scale = prepared.image, 1.0 / prepared.scale, prepared.scale
@@ -219,7 +221,7 @@ class FaceRestorer:
             to_target, record_scale = 1.0, 1.0
         pastes = [
             Paste(face, alignment.inverse * to_target, mask)
-            for face, alignment, mask in zip(blended, prepared.alignments, masks)
+            for face, alignment, mask in zip(blended, prepared.alignments, masks, strict=True)
         ]
         image = paste_faces(target, pastes)
         records = [FaceRecord.from_face(face, record_scale) for face in prepared.faces]

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import shared_file
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import shared_file
 from gpen_cli.cli import app
 from gpen_cli.models import build_gpen
 
@@ -37,14 +37,27 @@ def weights_dir() -> Path:
 def run(*args: str, checkpoint: Path, weights_dir: Path):
     return runner.invoke(
         app,
-        ["restore", *args, "--model", str(checkpoint), "--weights-dir", str(weights_dir),
-         "--detector", "retinaface-mobile", "--device", "cpu"],
+        [
+            "restore",
+            *args,
+            "--model",
+            str(checkpoint),
+            "--weights-dir",
+            str(weights_dir),
+            "--detector",
+            "retinaface-mobile",
+            "--device",
+            "cpu",
+        ],
     )
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture()
@@ -55,19 +68,33 @@ def portrait(tmp_path) -> Path:
     return path
 
 
-def test_restores_a_photo_with_report_compare_and_faces(portrait, tmp_path, checkpoint, weights_dir):
+def test_restores_a_photo_with_report_compare_and_faces(
+    portrait, tmp_path, checkpoint, weights_dir
+):
     before = digest(portrait.parent)
     out = tmp_path / "out"
     report = tmp_path / "report.json"
-    result = run(str(portrait), "-o", str(out), "--compare", "--save-faces", "--report", str(report),
-                 checkpoint=checkpoint, weights_dir=weights_dir)
+    result = run(
+        str(portrait),
+        "-o",
+        str(out),
+        "--compare",
+        "--save-faces",
+        "--report",
+        str(report),
+        checkpoint=checkpoint,
+        weights_dir=weights_dir,
+    )
     assert result.exit_code == 0, result.output
     restored = cv2.imread(str(out / "portrait.jpg"))
     original = cv2.imread(str(portrait))
     assert restored.shape == original.shape
     assert np.abs(restored.astype(int) - original).mean() > 0.5  # the face was replaced
     assert (out / "portrait_compare.jpg").is_file()
-    assert sorted(p.name for p in (out / "portrait_faces").iterdir()) == ["face00_input.png", "face00_restored.png"]
+    assert sorted(p.name for p in (out / "portrait_faces").iterdir()) == [
+        "face00_input.png",
+        "face00_restored.png",
+    ]
     entry = json.loads(report.read_text())["results"][0]
     assert entry["status"] == "ok" and entry["faces"]["count"] == 1 and entry["error"] is None
     assert entry["output"] == str(out / "portrait.jpg") and entry["seconds"] > 0
@@ -76,7 +103,9 @@ def test_restores_a_photo_with_report_compare_and_faces(portrait, tmp_path, chec
     assert not list(out.rglob("*.partial"))
 
 
-def test_existing_output_needs_overwrite_and_input_is_never_replaced(portrait, checkpoint, weights_dir):
+def test_existing_output_needs_overwrite_and_input_is_never_replaced(
+    portrait, checkpoint, weights_dir
+):
     first = run(str(portrait), checkpoint=checkpoint, weights_dir=weights_dir)
     assert first.exit_code == 0, first.output
     output = portrait.with_name("portrait_gpen.jpg")
@@ -85,7 +114,14 @@ def test_existing_output_needs_overwrite_and_input_is_never_replaced(portrait, c
     assert again.exit_code == 0 and "pass --overwrite" in again.output
     assert output.read_bytes() == stamp
     original = portrait.read_bytes()
-    onto_input = run(str(portrait), "-o", str(portrait), "--overwrite", checkpoint=checkpoint, weights_dir=weights_dir)
+    onto_input = run(
+        str(portrait),
+        "-o",
+        str(portrait),
+        "--overwrite",
+        checkpoint=checkpoint,
+        weights_dir=weights_dir,
+    )
     assert onto_input.exit_code == 1 and "refusing to write over input file" in onto_input.output
     assert portrait.read_bytes() == original
 
@@ -94,8 +130,10 @@ def test_bad_inputs_give_one_line_errors_and_exit_1(tmp_path, portrait, checkpoi
     folder = portrait.parent
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.jpg").write_text("this is not a picture")
-    (folder / "truncated.png").write_bytes(shared_file("assets/images/group_small.jpg").read_bytes()[:0] or
-                                           cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))[1].tobytes()[:60])
+    (folder / "truncated.png").write_bytes(
+        shared_file("assets/images/group_small.jpg").read_bytes()[:0]
+        or cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))[1].tobytes()[:60]
+    )
     cv2.imwrite(str(folder / "tiny.png"), np.zeros((1, 1, 3), np.uint8))
     noise = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     cv2.imwrite(str(folder / "noise.png"), noise)
@@ -103,8 +141,15 @@ def test_bad_inputs_give_one_line_errors_and_exit_1(tmp_path, portrait, checkpoi
     names = ["empty.jpg", "notes.jpg", "truncated.png", "tiny.png", "noise.png", "portrait.jpg"]
     out = tmp_path / "out"
     report = tmp_path / "r.json"
-    result = run(*[str(folder / n) for n in names], "-o", str(out), "--report", str(report),
-                 checkpoint=checkpoint, weights_dir=weights_dir)
+    result = run(
+        *[str(folder / n) for n in names],
+        "-o",
+        str(out),
+        "--report",
+        str(report),
+        checkpoint=checkpoint,
+        weights_dir=weights_dir,
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     statuses = {Path(e["input"]).name: e for e in json.loads(report.read_text())["results"]}
@@ -112,7 +157,9 @@ def test_bad_inputs_give_one_line_errors_and_exit_1(tmp_path, portrait, checkpoi
         assert statuses[name]["status"] == "failed", name
         assert name in statuses[name]["error"]
     assert statuses["noise.png"]["status"] == "no_face"
-    assert np.array_equal(cv2.imread(str(out / "noise.png")), noise), "a photo without faces comes back unchanged"
+    assert np.array_equal(cv2.imread(str(out / "noise.png")), noise), (
+        "a photo without faces comes back unchanged"
+    )
     assert statuses["portrait.jpg"]["status"] == "ok"
     assert digest(folder) == before
 
@@ -135,10 +182,19 @@ def test_16_bit_alpha_grey_and_exif_photos(tmp_path, portrait, checkpoint, weigh
     out = tmp_path / "out"
     report = tmp_path / "r.json"
     names = ["deep.png", "alpha.png", "grey.png", "rotated.jpg"]
-    result = run(*[str(folder / n) for n in names], "-o", str(out), "--report", str(report),
-                 checkpoint=checkpoint, weights_dir=weights_dir)
+    result = run(
+        *[str(folder / n) for n in names],
+        "-o",
+        str(out),
+        "--report",
+        str(report),
+        checkpoint=checkpoint,
+        weights_dir=weights_dir,
+    )
     assert result.exit_code == 0, result.output
-    statuses = {Path(e["input"]).name: e["status"] for e in json.loads(report.read_text())["results"]}
+    statuses = {
+        Path(e["input"]).name: e["status"] for e in json.loads(report.read_text())["results"]
+    }
     assert statuses == dict.fromkeys(names, "ok")
 
     deep_out = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
@@ -152,9 +208,20 @@ def test_16_bit_alpha_grey_and_exif_photos(tmp_path, portrait, checkpoint, weigh
 
 def test_missing_weights_stop_before_any_output(tmp_path, portrait):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["restore", str(portrait), "-o", str(out), "--model", "GPEN-BFR-256",
-                                 "--weights-dir", str(tmp_path / "empty-weights")],
-                           env={"GPEN_WEIGHTS_BASE_URL": "http://127.0.0.1:9/"})
+    result = runner.invoke(
+        app,
+        [
+            "restore",
+            str(portrait),
+            "-o",
+            str(out),
+            "--model",
+            "GPEN-BFR-256",
+            "--weights-dir",
+            str(tmp_path / "empty-weights"),
+        ],
+        env={"GPEN_WEIGHTS_BASE_URL": "http://127.0.0.1:9/"},
+    )
     assert result.exit_code == 2
     assert "GPEN-BFR-256.pth" in result.output and "gpen weights download" in result.output
     assert "Traceback" not in result.output
@@ -164,15 +231,35 @@ def test_missing_weights_stop_before_any_output(tmp_path, portrait):
 def test_aligned_crops_skip_detection(tmp_path, checkpoint):
     crop = tmp_path / "face.png"
     cv2.imwrite(str(crop), np.random.default_rng(1).integers(0, 256, (100, 100, 3), dtype=np.uint8))
-    result = runner.invoke(app, ["restore", str(crop), "--aligned", "--model", str(checkpoint),
-                                 "--weights-dir", str(tmp_path / "no-detector-here"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "restore",
+            str(crop),
+            "--aligned",
+            "--model",
+            str(checkpoint),
+            "--weights-dir",
+            str(tmp_path / "no-detector-here"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert cv2.imread(str(tmp_path / "face_gpen.png")).shape == (64, 64, 3)
 
 
 def test_unknown_options_are_usage_errors(portrait, checkpoint, weights_dir):
-    assert run(str(portrait), "--ext", "gif", checkpoint=checkpoint, weights_dir=weights_dir).exit_code == 2
-    assert run(str(portrait), "--fidelity-weight", "2", checkpoint=checkpoint, weights_dir=weights_dir).exit_code == 2
+    assert (
+        run(str(portrait), "--ext", "gif", checkpoint=checkpoint, weights_dir=weights_dir).exit_code
+        == 2
+    )
+    assert (
+        run(
+            str(portrait), "--fidelity-weight", "2", checkpoint=checkpoint, weights_dir=weights_dir
+        ).exit_code
+        == 2
+    )
     bad_model = runner.invoke(app, ["restore", str(portrait), "--model", "nope.pth"])
     assert bad_model.exit_code == 2 and "nope.pth" in bad_model.output
 
@@ -185,8 +272,17 @@ def test_end_to_end_on_the_shared_photos_with_gpen_256(tmp_path, weights_dir):
     names = ["solvay_conference_1927.png", "portrait_small.jpg", "ffhq_00000_lq.png"]
     inputs = [str(shared_file(f"assets/images/{n}")) for n in names]
     report = tmp_path / "report.json"
-    result = run(*inputs, "-o", str(tmp_path / "out"), "--report", str(report), "--batch-size", "8",
-                 checkpoint=checkpoint, weights_dir=weights_dir)
+    result = run(
+        *inputs,
+        "-o",
+        str(tmp_path / "out"),
+        "--report",
+        str(report),
+        "--batch-size",
+        "8",
+        checkpoint=checkpoint,
+        weights_dir=weights_dir,
+    )
     assert result.exit_code == 0, result.output
     entries = json.loads(report.read_text())["results"]
     assert [e["status"] for e in entries] == ["ok", "ok", "ok"]

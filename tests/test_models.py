@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import shared_file
+
 from gpen_cli.errors import CheckpointError
 from gpen_cli.models import build_gpen, infer_config, load_gpen
 
@@ -35,7 +35,9 @@ def test_state_dict_matches_published_layout(layouts, name):
 
 @pytest.mark.parametrize("name", ["GPEN-BFR-256", "GPEN-BFR-512", "GPEN-BFR-1024", "GPEN-BFR-2048"])
 def test_config_is_inferred_from_published_layout(layouts, name):
-    fake = {key: torch.empty(shape, device="meta") for key, shape in layouts[name]["state_dict"].items()}
+    fake = {
+        key: torch.empty(shape, device="meta") for key, shape in layouts[name]["state_dict"].items()
+    }
     config = infer_config(fake)
     expected = layouts[name]["config"]
     assert (config["size"], config["channel_multiplier"], config["narrow"]) == (
@@ -73,7 +75,9 @@ def test_loads_from_file_and_wrapped_variants(tiny_reference, tmp_path):
             torch.save(payload, path)
             model = load_gpen(path)
             tolerance = 5e-2 if name == "half.pth" else 0.0
-            assert (model(tiny_reference["input"]) - reference).abs().max().item() <= tolerance, name
+            assert (model(tiny_reference["input"]) - reference).abs().max().item() <= tolerance, (
+                name
+            )
 
 
 def test_random_generator_roundtrips_through_official_format(tmp_path):

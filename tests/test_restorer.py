@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_file
+
 from gpen_cli.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
@@ -48,13 +48,21 @@ def photo(name: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def identity_restorer(weights_dir):
-    return FaceRestorer(Identity(512), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect")
+    return FaceRestorer(
+        Identity(512), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect"
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
-    ["solvay_conference_1927.png", "portrait_small.jpg", "ffhq_00000_lq.png", "ffhq_00001_lq.png", "ffhq_00002_lq.png"],
+    [
+        "solvay_conference_1927.png",
+        "portrait_small.jpg",
+        "ffhq_00000_lq.png",
+        "ffhq_00001_lq.png",
+        "ffhq_00002_lq.png",
+    ],
 )
 def test_identity_model_gives_the_photo_back(identity_restorer, name):
     image = photo(name)
@@ -73,12 +81,16 @@ def test_real_detector_finds_the_faces(identity_restorer):
 @pytest.mark.slow
 def test_pixels_outside_every_pasted_region_are_unchanged(weights_dir):
     image = photo("solvay_conference_1927.png")
-    restorer = FaceRestorer(Darken(256), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect")
+    restorer = FaceRestorer(
+        Darken(256), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect"
+    )
     prepared = restorer.prepare(image)
     result = restorer.finish(prepared, restorer.forward(prepared.model_inputs))
     footprint = np.zeros(image.shape[:2], np.float32)
     for alignment in prepared.alignments:
-        warped = cv2.warpAffine(default_mask(256), alignment.inverse, image.shape[1::-1], flags=cv2.INTER_LINEAR)
+        warped = cv2.warpAffine(
+            default_mask(256), alignment.inverse, image.shape[1::-1], flags=cv2.INTER_LINEAR
+        )
         footprint = np.maximum(footprint, warped)
     outside = cv2.dilate((footprint > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
     assert outside.mean() > 0.5
@@ -109,17 +121,25 @@ def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def test_fidelity_weight_zero_keeps_the_input_crop():
     image = textured(240, 220)
-    ignored = FaceRestorer(Darken(128), OneFace(LANDMARKS), device="cpu", fidelity_weight=0.0, mask="rect")
+    ignored = FaceRestorer(
+        Darken(128), OneFace(LANDMARKS), device="cpu", fidelity_weight=0.0, mask="rect"
+    )
     identity = FaceRestorer(Identity(128), OneFace(LANDMARKS), device="cpu", mask="rect")
     assert np.array_equal(ignored.restore(image).image, identity.restore(image).image)
-    darkened = FaceRestorer(Darken(128), OneFace(LANDMARKS), device="cpu", mask="rect").restore(image)
-    half = FaceRestorer(Darken(128), OneFace(LANDMARKS), device="cpu", fidelity_weight=0.5, mask="rect")
+    darkened = FaceRestorer(Darken(128), OneFace(LANDMARKS), device="cpu", mask="rect").restore(
+        image
+    )
+    half = FaceRestorer(
+        Darken(128), OneFace(LANDMARKS), device="cpu", fidelity_weight=0.5, mask="rect"
+    )
     assert darkened.image.mean() < half.restore(image).image.mean() - 2 < image.mean() - 4
 
 
 def test_16_bit_photo_keeps_its_depth_and_untouched_pixels():
     image = textured(300, 300).astype(np.uint16) * 257 + 3
-    result = FaceRestorer(Identity(128), OneFace(LANDMARKS), device="cpu", mask="rect").restore(image)
+    result = FaceRestorer(Identity(128), OneFace(LANDMARKS), device="cpu", mask="rect").restore(
+        image
+    )
     assert result.image.dtype == np.uint16
     unchanged = np.all(result.image == image, axis=2)
     # The 128 px crop spans about 190 px of this photo around the face centre (110, 125).
@@ -129,7 +149,9 @@ def test_16_bit_photo_keeps_its_depth_and_untouched_pixels():
 
 def test_short_edge_pastes_back_at_the_input_size():
     image = textured(300, 260)
-    restorer = FaceRestorer(Identity(128), OneFace(LANDMARKS / 2), device="cpu", short_edge=130, mask="rect")
+    restorer = FaceRestorer(
+        Identity(128), OneFace(LANDMARKS / 2), device="cpu", short_edge=130, mask="rect"
+    )
     result = restorer.restore(image)
     assert result.image.shape == image.shape
     # The detector saw the halved image; the record maps its landmarks back to the input.

@@ -87,12 +87,17 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
     if output is not None:
         as_folder = output.is_dir() or not output.suffix or len(inputs) > 1
         if as_folder and output.is_file():
-            raise GpenError(f"-o {output}: several inputs need an output folder, and this is a file")
+            raise GpenError(
+                f"-o {output}: several inputs need an output folder, and this is a file"
+            )
         if not as_folder and output.suffix.lower() not in WRITABLE_EXTENSIONS:
-            raise GpenError(f"-o {output}: cannot write {output.suffix} files; use one of {', '.join(WRITABLE_EXTENSIONS)}")
+            raise GpenError(
+                f"-o {output}: cannot write {output.suffix} files; "
+                f"use one of {', '.join(WRITABLE_EXTENSIONS)}"
+            )
     paths = [output_path_for(source, output, ext=ext, is_dir_output=as_folder) for source in inputs]
     seen: dict[Path, Path] = {}
-    for source, path in zip(inputs, paths):
+    for source, path in zip(inputs, paths, strict=True):
         if path in seen:
             raise GpenError(
                 f"{seen[path]} and {source} would both be written to {path}; use separate folders"
@@ -204,7 +209,7 @@ def restore(
     )
     with progress:
         task = progress.add_task("Restoring", total=len(inputs))
-        for source, target in zip(inputs, outputs):
+        for source, target in zip(inputs, outputs, strict=True):
             progress.update(task, description=f"Restoring {source.name}")
             entries.append(
                 restore_file(

@@ -33,7 +33,8 @@ def read_checkpoint(path: Path) -> Mapping:
             from safetensors.torch import load_file
         except ImportError:
             raise CheckpointError(
-                f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
+                f"{path}: reading .safetensors needs the safetensors package "
+                "(pip install safetensors)"
             ) from None
         return load_file(str(path), device="cpu")
     try:
@@ -41,7 +42,9 @@ def read_checkpoint(path: Path) -> Mapping:
     except pickle.UnpicklingError as exc:
         detail = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if detail is None:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)") from None
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
+            ) from None
         raise CheckpointError(
             f"{path}: refused to load: the file asks to run {detail.group(1)} when unpickled; "
             "checkpoints may only hold tensors"
@@ -55,7 +58,9 @@ def unwrap_state_dict(obj: Mapping, origin: str = "checkpoint") -> StateDict:
     """Find the generator's tensors in the variants seen in the wild."""
     for _ in range(4):
         if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{origin}: expected a dict of tensors, found {type(obj).__name__}")
+            raise CheckpointError(
+                f"{origin}: expected a dict of tensors, found {type(obj).__name__}"
+            )
         if obj and all(isinstance(value, torch.Tensor) for value in obj.values()):
             break
         inner = next((obj[key] for key in WRAPPER_KEYS if isinstance(obj.get(key), Mapping)), None)
@@ -71,7 +76,11 @@ def infer_config(state_dict: StateDict, origin: str = "checkpoint") -> dict:
     """Size, channel_multiplier, narrow, style_dim and n_mlp from the tensors' shapes."""
     try:
         encoder_layers = {int(m.group(1)) for k in state_dict if (m := re.match(r"ecd(\d+)\.", k))}
-        style_layers = {int(m.group(1)) for k in state_dict if (m := re.match(r"generator\.style\.(\d+)\.weight", k))}
+        style_layers = {
+            int(m.group(1))
+            for k in state_dict
+            if (m := re.match(r"generator\.style\.(\d+)\.weight", k))
+        }
         channels_at_4 = state_dict["generator.input.input"].shape[1]
         channels_at_64 = state_dict["generator.convs.6.conv.weight"].shape[1]
         style_dim = state_dict["generator.style.1.weight"].shape[0]
@@ -107,7 +116,9 @@ def _describe_mismatch(model: FullGenerator, state_dict: StateDict) -> str:
     return "; ".join(parts)
 
 
-def build_gpen(size: int, channel_multiplier: int = 2, narrow: float = 1.0, **config) -> FullGenerator:
+def build_gpen(
+    size: int, channel_multiplier: int = 2, narrow: float = 1.0, **config
+) -> FullGenerator:
     """A GPEN generator with random weights (the published configs are in the registry)."""
     return FullGenerator(size, channel_multiplier=channel_multiplier, narrow=narrow, **config)
 
@@ -125,9 +136,13 @@ def load_gpen(source: str | Path | Mapping, device: str | torch.device = "cpu") 
     try:
         model = FullGenerator(**config)
     except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{origin}: tensors describe no valid GPEN generator ({exc})") from None
+        raise CheckpointError(
+            f"{origin}: tensors describe no valid GPEN generator ({exc})"
+        ) from None
     mismatch = _describe_mismatch(model, state_dict)
     if mismatch:
-        raise CheckpointError(f"{origin}: not a GPEN generator of the inferred config {config}: {mismatch}")
+        raise CheckpointError(
+            f"{origin}: not a GPEN generator of the inferred config {config}: {mismatch}"
+        )
     model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
     return model.eval().requires_grad_(False).to(device)

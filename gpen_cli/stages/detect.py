@@ -8,9 +8,9 @@ corner, left/right as seen in the picture (the order the alignment template uses
 from __future__ import annotations
 
 import logging
-import threading
 import pickle
 import re
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path

@@ -70,7 +70,7 @@ class ParsingMasker:
         )
         labels = self.network(batch)[0].argmax(dim=1).cpu().numpy()
         masks = []
-        for face, label in zip(restored, labels):
+        for face, label in zip(restored, labels, strict=True):
             mask = np.isin(label, FACE_LABELS).astype(np.float32)
             mask = cv2.GaussianBlur(mask, (101, 101), 11)
             mask = cv2.GaussianBlur(mask, (101, 101), 11)
