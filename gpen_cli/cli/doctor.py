@@ -1,0 +1,82 @@
+"""`gpen doctor`: find what is wrong with this install, each finding with a one-line fix."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gpen_cli.cli.common import WeightsDirOption, console, err_console, setup_logging
+from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED
+
+_STATUS_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print the results as a JSON list on stdout, and nothing else there."
+    ),
+]
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what libraries print, from Python or from C, to stderr: stdout carries only the
+    table or the JSON."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 to protect
+        saved = None
+    if saved is not None:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `doctor` command to `app`."""
+    app.command("doctor")(doctor)
+
+
+def doctor(as_json: JsonOption = False, weights_dir: WeightsDirOption = None) -> None:
+    """Check numpy, OpenCV, torch, the GPU, the weights, and restore a test photo.
+
+    Exit status 1 when any check fails; warnings alone exit 0.
+    """
+    # Imported here so `gpen --help` stays fast; the doctor package itself is light.
+    from gpen_cli.doctor import CHECKS, FAIL, DoctorContext, run_check, summary_line
+    from gpen_cli.weights import resolve_weights_dir_and_source
+
+    setup_logging(quiet=as_json)
+    folder, source = resolve_weights_dir_and_source(weights_dir)
+    context = DoctorContext(folder, source)
+    results = []
+    with _stdout_to_stderr(), err_console.status("") as spinner:
+        for index, check in enumerate(CHECKS):
+            spinner.update(f"checking {check.name} ({index + 1}/{len(CHECKS)})")
+            results.append(run_check(check, context))
+
+    if as_json:
+        typer.echo(json.dumps([result.to_dict() for result in results], indent=2))
+    else:
+        table = Table(title="gpen doctor", show_lines=False)
+        for column in ("check", "status", "detail", "fix"):
+            table.add_column(column, overflow="fold")
+        for result in results:
+            style = _STATUS_STYLE[result.status]
+            table.add_row(result.name, f"[{style}]{result.status}[/]", result.detail, result.fix)
+        console.print(table)
+        console.print(summary_line(results), highlight=False)
+    raise typer.Exit(EXIT_SOME_FAILED if any(r.status == FAIL for r in results) else EXIT_OK)

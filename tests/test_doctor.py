@@ -1,0 +1,405 @@
+"""`gpen doctor`: each check's verdicts, the runner that never crashes, and the command's output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import REPO, shared_file
+from typer.testing import CliRunner
+
+import gpen_cli.doctor as doctor
+from gpen_cli import weights
+from gpen_cli.cli import app
+from gpen_cli.doctor import (
+    CHECKS,
+    FAIL,
+    PASS,
+    WARN,
+    Check,
+    CheckResult,
+    DoctorContext,
+    check_numpy_version,
+    numerics,
+    packages,
+    run_check,
+    selftest,
+    storage,
+    torch_env,
+)
+from gpen_cli.doctor.result import NUMPY_FIX
+
+runner = CliRunner()
+
+MOBILE = weights.MODELS["retinaface-mobile"]
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> DoctorContext:
+    return DoctorContext(tmp_path / "weights")
+
+
+# ------------------------------------------------------------------ numpy version (pure)
+
+
+@pytest.mark.parametrize("version", ["2.1.0", "2.0.0rc1", "2.0.0", "3.0.0.dev0", "1.23.5"])
+def test_numpy_outside_the_requirement_fails_with_the_pin(version):
+    result = check_numpy_version(version)
+    assert result.status == FAIL
+    assert result.fix == "pip install 'numpy>=1.24,<2.0'"
+    assert version in result.detail
+
+
+@pytest.mark.parametrize("version", ["1.26.4", "1.24.0", "1.25.2"])
+def test_numpy_inside_the_requirement_passes(version):
+    result = check_numpy_version(version)
+    assert (result.status, result.fix) == (PASS, "")
+
+
+@pytest.mark.parametrize(("version", "status"), [("2.1.0", FAIL), ("1.26.0", PASS)])
+def test_numpy_check_reads_the_imported_numpy(monkeypatch, context, version, status):
+    import numpy
+
+    monkeypatch.setattr(numpy, "__version__", version)
+    assert packages.numpy_version(context).status == status
+
+
+# ------------------------------------------------------------------ numeric health
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        packages.opencv_numpy,
+        packages.torch_numpy,
+        numerics.alignment_dtypes,
+        numerics.warp_round_trip,
+        numerics.grid_sample_identity,
+        torch_env.torch_version,
+        torch_env.half_precision,
+    ],
+)
+def test_numeric_and_bridge_checks_pass_here(check, context):
+    result = check(context)
+    assert result.status == PASS, result
+
+
+def test_alignment_check_fails_on_float32_matrices(monkeypatch, context):
+    import numpy as np
+
+    from gpen_cli.stages import align
+
+    real = align.align_face
+
+    def float32_alignment(landmarks, size):
+        alignment = real(landmarks, size)
+        return align.Alignment(
+            alignment.forward.astype(np.float32), alignment.inverse.astype(np.float32), size
+        )
+
+    monkeypatch.setattr(align, "align_face", float32_alignment)
+    result = numerics.alignment_dtypes(context)
+    assert result.status == FAIL
+    assert "forward is float32, not float64" in result.detail
+
+
+def test_warp_check_fails_when_the_matrix_loses_precision(monkeypatch, context):
+    import cv2
+    import numpy as np
+
+    real = cv2.warpAffine
+
+    def half_precision_warp(image, matrix, size, **kwargs):
+        return real(image, matrix.astype(np.float16).astype(np.float64) + 0.01, size, **kwargs)
+
+    monkeypatch.setattr(cv2, "warpAffine", half_precision_warp)
+    result = numerics.warp_round_trip(context)
+    assert result.status == FAIL
+    assert "NOT exact" in result.detail
+
+
+def test_grid_sample_check_fails_on_a_one_ulp_error(monkeypatch, context):
+    import torch
+    import torch.nn.functional as F
+
+    real = F.grid_sample
+
+    def nudged(source, grid, **kwargs):
+        return torch.nextafter(real(source, grid, **kwargs), torch.tensor(2.0))
+
+    monkeypatch.setattr(F, "grid_sample", nudged)
+    result = numerics.grid_sample_identity(context)
+    assert result.status == FAIL
+    assert "nearest on cpu differs" in result.detail
+
+
+# ------------------------------------------------------------------ torch.compile
+
+
+def test_compile_check_warns_when_over_budget(monkeypatch, context):
+    monkeypatch.setattr(torch_env, "_COMPILE_PROBE", "import time; time.sleep(30)")
+    monkeypatch.setattr(torch_env, "COMPILE_BUDGET_S", 0.5)
+    result = torch_env.torch_compile(context)
+    assert result.status == WARN
+    assert "did not finish within 0.5 s" in result.detail
+
+
+def test_compile_check_warns_with_the_reason(monkeypatch, context):
+    probe = "raise RuntimeError('InvalidCxxCompiler: No working C++ compiler found')"
+    monkeypatch.setattr(torch_env, "_COMPILE_PROBE", probe)
+    result = torch_env.torch_compile(context)
+    assert result.status == WARN
+    assert "No working C++ compiler found" in result.detail
+    assert "--compile" in result.fix
+
+
+# ------------------------------------------------------------------ weights and folders
+
+
+def test_checksums_catch_a_corrupt_registry_file(context):
+    context.weights_dir.mkdir()
+    (context.weights_dir / MOBILE.filename).write_bytes(b"not a checkpoint")
+    result = storage.weights_checksums(context)
+    assert result.status == FAIL
+    assert "retinaface-mobile" in result.detail
+    assert "gpen weights download retinaface-mobile --force" in result.fix
+
+
+def test_checksums_use_the_recorded_sha256(context):
+    context.weights_dir.mkdir()
+    spec = weights.MODELS["GPEN-BFR-256"]
+    path = context.weights_dir / spec.filename
+    path.write_bytes(b"generator bytes")
+    weights.checksum_path(path).write_text(f"{weights.sha256_file(path)}  {path.name}\n")
+    assert storage.weights_checksums(context).status == PASS
+
+    path.write_bytes(b"generator bytes, damaged")
+    result = storage.weights_checksums(context)
+    assert result.status == FAIL
+    assert "gpen weights download GPEN-BFR-256 --force" in result.fix
+
+
+def test_checksums_pass_on_the_real_detectors():
+    folder = shared_file("assets/weights")
+    result = storage.weights_checksums(DoctorContext(folder))
+    assert result.status == PASS
+    assert "retinaface-mobile" in result.detail and "yunet" in result.detail
+
+
+def test_weights_present_lists_files_and_asks_for_a_generator(context):
+    context.weights_dir.mkdir()
+    (context.weights_dir / MOBILE.filename).write_bytes(b"x" * 1_500_000)
+    result = storage.weights_present(context)
+    assert result.status == WARN
+    assert "retinaface-mobile 1.5 MB" in result.detail
+    assert result.fix.startswith("gpen weights download GPEN-BFR-512 --weights-dir")
+
+    (context.weights_dir / "GPEN-BFR-256.pth").write_bytes(b"x")
+    assert storage.weights_present(context).status == PASS
+
+
+def test_unwritable_weights_folder_warns(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = storage.weights_writable(DoctorContext(blocker / "weights"))
+    assert result.status == WARN
+    assert "--weights-dir" in result.fix
+
+
+def test_missing_weights_folder_that_can_be_made_passes(context):
+    result = storage.weights_writable(context)
+    assert result.status == PASS
+    assert "can be created" in result.detail
+    assert not context.weights_dir.exists()
+
+
+def test_low_disk_warns(monkeypatch, context):
+    assert storage.free_disk(context).status == PASS
+    monkeypatch.setattr(storage, "LOW_DISK_BYTES", 10**18)
+    result = storage.free_disk(context)
+    assert result.status == WARN
+    assert "GB free" in result.detail
+
+
+# ------------------------------------------------------------------ self-test
+
+
+def test_self_test_without_a_detector_warns_with_the_command(monkeypatch, context):
+    def offline(spec, dest_dir, **kwargs):
+        raise weights.DownloadError(spec.filename, spec.url, "cannot reach github.com")
+
+    monkeypatch.setattr(weights, "download", offline)
+    result = selftest.self_test(context)
+    assert result.status == WARN
+    assert MOBILE.filename in result.detail and "cannot reach github.com" in result.detail
+    assert result.fix.startswith("gpen weights download retinaface-mobile")
+
+
+def test_self_test_without_scikit_image_warns(monkeypatch, context):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import now raises ModuleNotFoundError
+    result = selftest.self_test(context)
+    assert (result.status, result.fix) == (WARN, "pip install scikit-image")
+
+
+def test_smallest_present_generator_is_picked(tmp_path):
+    for name in ("GPEN-BFR-1024", "GPEN-BFR-512"):
+        (tmp_path / weights.MODELS[name].filename).write_bytes(b"x")
+    assert selftest.pick_generator(tmp_path) == "GPEN-BFR-512"
+    assert selftest.pick_generator(tmp_path / "empty") is None
+
+
+# ------------------------------------------------------------------ the runner never crashes
+
+
+def test_a_raising_check_is_a_fail_with_its_text(context):
+    def broken(_context):
+        raise ValueError("matrix is singular")
+
+    result = run_check(Check("broken", broken), context)
+    assert result == CheckResult(
+        "broken",
+        FAIL,
+        "the check raised ValueError: matrix is singular",
+        "report a bug with the output of `gpen doctor --json`",
+    )
+
+
+def test_a_missing_package_says_what_to_install(context):
+    def needs_cv2(_context):
+        raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+
+    result = run_check(Check("opencv", needs_cv2), context)
+    assert (result.status, result.fix) == (FAIL, "pip install opencv-python")
+
+
+def test_doctor_survives_broken_compiled_packages(tmp_path):
+    """With numpy reporting 2.x and cv2/torch/numba failing to import as under numpy 2,
+    `gpen doctor` still runs every check, and the numpy line says what to do."""
+    fakes = tmp_path / "fakes"
+    (fakes / "numpy").mkdir(parents=True)
+    (fakes / "numpy" / "__init__.py").write_text("__version__ = '2.1.0'\n")
+    for module in ("cv2", "torch", "numba"):
+        (fakes / f"{module}.py").write_text(
+            "raise ImportError('numpy.core.multiarray failed to import')\n"
+        )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fakes), str(REPO)])}
+    command = [sys.executable, "-m", "gpen_cli", "doctor", "--json"]
+    done = subprocess.run(
+        [*command, "--weights-dir", str(tmp_path / "weights")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    results = {row["name"]: row for row in json.loads(done.stdout)}
+    assert list(results) == [check.name for check in CHECKS]
+    assert results["numpy version"]["status"] == FAIL
+    assert results["numpy version"]["fix"] == NUMPY_FIX
+    for name in ("opencv + numpy", "torch + numpy", "grid_sample identity", "torch.compile"):
+        assert results[name]["status"] == FAIL
+        assert "numpy.core.multiarray failed to import" in results[name]["detail"]
+    assert results["opencv + numpy"]["fix"] == "pip install --force-reinstall opencv-python"
+    assert results["weights checksums"]["status"] == PASS
+
+
+def test_doctor_modules_import_no_heavy_package():
+    code = (
+        "import sys, gpen_cli.doctor; "
+        "print(sorted(m for m in ('numpy', 'torch', 'cv2', 'skimage') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ the command
+
+
+def _fixed_checks(*statuses: str) -> tuple[Check, ...]:
+    return tuple(
+        Check(f"check {i}", lambda _c, i=i, s=s: CheckResult(f"check {i}", s, f"detail {i}", "fix"))
+        for i, s in enumerate(statuses)
+    )
+
+
+def test_a_failing_check_exits_1(monkeypatch):
+    monkeypatch.setattr(doctor, "CHECKS", _fixed_checks(PASS, FAIL, WARN))
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 1
+    assert "1 passed, 1 warnings, 1 failed" in result.stdout
+
+
+def test_warnings_alone_exit_0(monkeypatch):
+    monkeypatch.setattr(doctor, "CHECKS", _fixed_checks(PASS, WARN))
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0
+    assert "1 passed, 1 warnings, 0 failed" in result.stdout
+
+
+def test_json_output_is_the_list_and_nothing_else(monkeypatch):
+    monkeypatch.setattr(doctor, "CHECKS", _fixed_checks(PASS, FAIL))
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert rows == [
+        {"name": "check 0", "status": PASS, "detail": "detail 0", "fix": "fix"},
+        {"name": "check 1", "status": FAIL, "detail": "detail 1", "fix": "fix"},
+    ]
+
+
+def test_json_stdout_carries_nothing_but_the_json():
+    """Prints from Python, from C (file descriptor 1) and from child processes go to stderr."""
+    script = textwrap.dedent(
+        """
+        import os, subprocess, sys
+        import gpen_cli.doctor as doctor
+        from gpen_cli.cli import app
+
+        def noisy(_context):
+            print("python noise")
+            os.write(1, b"fd noise\\n")
+            subprocess.run([sys.executable, "-c", "print('child noise')"])
+            return doctor.CheckResult("noisy", doctor.PASS, "ok")
+
+        doctor.CHECKS = (doctor.Check("noisy", noisy),)
+        app(["doctor", "--json"])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"name": "noisy", "status": PASS, "detail": "ok", "fix": ""}]
+    for noise in ("python noise", "fd noise", "child noise"):
+        assert noise in done.stderr
+
+
+@pytest.mark.slow
+def test_doctor_passes_on_this_machine(monkeypatch):
+    """Every check runs, none fails; the self-test restores the astronaut with
+    retinaface-mobile and a random GPEN-256 (no generator weights are shared)."""
+    folder = shared_file("assets/weights")
+    monkeypatch.setattr(torch_env, "COMPILE_BUDGET_S", 5.0)  # a WARN at worst, never a FAIL
+    result = runner.invoke(app, ["doctor", "--json", "--weights-dir", str(folder)])
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == [check.name for check in CHECKS]
+    assert all(set(row) == {"name", "status", "detail", "fix"} for row in rows)
+    failed = [row for row in rows if row["status"] == FAIL]
+    assert result.exit_code == 0, failed
+    self_test = next(row for row in rows if row["name"] == "self-test")
+    assert self_test["status"] == PASS
+    assert "restored 1 face(s) of skimage's astronaut" in self_test["detail"]
+    assert "random weights: checks the plumbing, not the restoration" in self_test["detail"]
