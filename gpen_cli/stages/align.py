@@ -54,26 +54,29 @@ def reference_points(size: int) -> np.ndarray:
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The least-squares similarity mapping `src` points onto `dst` points, as a 2x3 matrix.
 
-    Same optimum as the Umeyama fit the official code uses: a proper rotation with uniform
-    scale, whatever the error of a mirrored fit would be. Points are rounded to float32 first,
-    as the official code does, which keeps the result within ~1e-4 of its matrices.
+    Umeyama's fit, as the official code runs it: on float32 points, with the rotation forced
+    proper (never a reflection). Reproducing its float32 arithmetic gives the official
+    matrices to the last bit, hence the official crops exactly.
     """
-    src = np.asarray(src, dtype=np.float32).astype(np.float64).reshape(-1, 2)
-    dst = np.asarray(dst, dtype=np.float32).astype(np.float64).reshape(-1, 2)
+    src = np.asarray(src, dtype=np.float32).reshape(-1, 2)
+    dst = np.asarray(dst, dtype=np.float32).reshape(-1, 2)
     if src.shape != dst.shape or len(src) < 2:
         raise ValueError(f"need two matching sets of >= 2 points, got {src.shape} and {dst.shape}")
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    p, q = src - src_mean, dst - dst_mean
-    spread = float((p**2).sum())
-    if not np.isfinite(spread) or spread < 1e-12 or not np.isfinite(q).all():
-        raise ValueError("landmarks are degenerate (not finite, or all at one point)")
-    # A similarity is [[a, -b], [b, a]]; in closed form a and b are the normalised dot and
-    # cross products of the centred point sets.
-    a = float((p * q).sum()) / spread
-    b = float((p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]).sum()) / spread
-    linear = np.array([[a, -b], [b, a]])
-    translation = dst_mean - linear @ src_mean
-    return np.hstack([linear, translation[:, None]])
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise ValueError("landmarks are not finite")
+    src_centred, dst_centred = src - src.mean(axis=0), dst - dst.mean(axis=0)
+    spread = float(src_centred.var(axis=0).sum())
+    if spread < 1e-12:
+        raise ValueError("landmarks are degenerate (all at one point)")
+    covariance = dst_centred.T @ src_centred / len(src)
+    signs = np.ones(2)
+    if np.linalg.det(covariance) < 0:
+        signs[1] = -1.0
+    u, singular, vt = np.linalg.svd(covariance)
+    rotation = u @ np.diag(signs) @ vt
+    scale = (singular @ signs) / spread
+    translation = dst.mean(axis=0) - scale * (rotation @ src.mean(axis=0))
+    return np.hstack([rotation * scale, translation[:, None]]).astype(np.float64)
 
 
 @dataclass
