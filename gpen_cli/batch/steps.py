@@ -1,0 +1,109 @@
+"""One photo's work before and after the generator; every failure becomes a report entry.
+
+These are the steps of `gpen restore`'s `restore_file`, cut where the generator runs so
+the batch runner can give the generator faces from several photos at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpen_cli.batch.scan import Task
+from gpen_cli.errors import GpenError
+from gpen_cli.outputs import write_outputs
+from gpen_cli.report import FacesSummary, ReportEntry
+from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.stages.load import LoadedImage, load_image
+
+
+@dataclass
+class Prepared:
+    """A photo decoded, its faces found and cropped, waiting for the generator."""
+
+    task: Task
+    loaded: LoadedImage
+    prepared: PreparedImage
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    overwrite: bool = False
+    aligned: bool = False
+    save_faces: bool = False
+    compare: bool = False
+
+
+def failed_entry(task: Task, exc: BaseException, started: float) -> ReportEntry:
+    """The report entry of a photo that could not be restored, saying why in one line."""
+    if isinstance(exc, GpenError):
+        error = str(exc)
+    else:
+        error = f"{task.source}: unexpected {type(exc).__name__}: {exc}"
+    return ReportEntry(
+        input=str(task.source),
+        output=None,
+        status="failed",
+        error=error,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def prepare(restorer: FaceRestorer, task: Task, aligned: bool) -> Prepared:
+    """Decode the photo and crop its faces (the one crop of an aligned photo).
+
+    Several workers call this at once: the restorer's detector must be thread-safe, as the
+    built-in ones are (they serialise their model calls themselves).
+    """
+    started = time.perf_counter()
+    loaded = load_image(task.source)
+    if aligned:
+        prepared = restorer.prepare_aligned(loaded.pixels)
+    else:
+        prepared = restorer.prepare(loaded.pixels)
+    return Prepared(task, loaded, prepared, started)
+
+
+def finish(
+    restorer: FaceRestorer, item: Prepared, restored: list[np.ndarray], options: WriteOptions
+) -> ReportEntry:
+    """Paste the restored faces back, write the outputs, and say how it went."""
+    task = item.task
+    try:
+        if options.aligned:
+            result = restorer.finish_aligned(item.prepared, restored)
+        else:
+            result = restorer.finish(item.prepared, restored)
+        write_outputs(
+            item.loaded,
+            result,
+            task.output,
+            overwrite=options.overwrite,
+            protected=[task.source],
+            save_faces=options.save_faces,
+            compare=options.compare,
+            aligned=options.aligned,
+        )
+    except Exception as exc:  # one bad photo must not take the others down
+        return failed_entry(task, exc, item.started)
+    return ReportEntry(
+        input=str(task.source),
+        output=str(task.output),
+        status="ok" if result.faces or options.aligned else "no_face",
+        faces=FacesSummary(
+            count=len(result.faces),
+            boxes=[face.box for face in result.faces],
+            scores=[face.score for face in result.faces],
+        ),
+        seconds=round(time.perf_counter() - item.started, 3),
+    )
+
+
+def faces_restored(entry: ReportEntry, aligned: bool) -> int:
+    """Faces that went through the generator for this entry (an aligned photo is one)."""
+    if entry.status != "ok":
+        return 0
+    return 1 if aligned else entry.faces.count

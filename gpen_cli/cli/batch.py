@@ -1,0 +1,294 @@
+"""`gpen batch`: restore every photo of a folder tree into a mirror tree."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from gpen_cli.cli import options as opt
+from gpen_cli.cli.common import (
+    WeightsDirOption,
+    console,
+    err_console,
+    fail,
+    one_line_errors,
+    setup_logging,
+)
+from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from gpen_cli.report import ReportEntry, summarize, write_report
+
+if TYPE_CHECKING:
+    from gpen_cli.batch import BatchLayout, BatchOptions, BatchOutcome
+
+SCAN = "Folder scan"
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images, {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
+
+
+def _count_in_background(
+    progress: Progress, task: int, layout: BatchLayout, options: BatchOptions
+) -> None:
+    """Give the progress bar its total (and so an ETA) without delaying the first photo."""
+    from gpen_cli.batch.scan import count_items
+
+    def count() -> None:
+        total = count_items(layout, recursive=options.recursive, pattern=options.pattern)
+        progress.update(task, total=total)
+
+    threading.Thread(target=count, name="gpen-batch-count", daemon=True).start()
+
+
+def print_summary(outcome: BatchOutcome) -> None:
+    counts = summarize(outcome.entries)
+    title = "gpen batch" + (" (interrupted)" if outcome.interrupted else "")
+    table = Table(title=title, show_edge=False)
+    for column in ("ok", "no_face", "skipped", "failed", "faces", "time", "faces/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"[green]{counts['ok']}[/]",
+        f"[yellow]{counts['no_face']}[/]",
+        f"[cyan]{counts['skipped']}[/]",
+        f"[red]{counts['failed']}[/]",
+        str(outcome.faces),
+        f"{outcome.seconds:.1f} s",
+        f"{outcome.faces_per_second:.2f}",
+    )
+    console.print(table)
+
+
+def print_problems(entries: list[ReportEntry], quiet: bool) -> None:
+    """Failures always, one line each; skips unless --quiet, those already done as a count."""
+    from gpen_cli.batch.scan import ALREADY_DONE
+
+    done = 0
+    for entry in entries:
+        if entry.status == "failed":
+            err_console.print(f"[bold red]error:[/] {entry.error}", highlight=False, soft_wrap=True)
+        elif entry.status == "skipped" and entry.error == ALREADY_DONE:
+            done += 1
+        elif entry.status == "skipped" and not quiet:
+            err_console.print(f"[cyan]skipped:[/] {entry.error}", highlight=False, soft_wrap=True)
+    if done and not quiet:
+        err_console.print(
+            f"[cyan]skipped:[/] {done} already done (output exists; --overwrite redoes them)",
+            highlight=False,
+        )
+
+
+@one_line_errors
+def batch(
+    input_dir: Annotated[
+        Path, typer.Argument(help="Folder of photos to restore.", show_default=False)
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            show_default=False,
+            help="Output folder: the input tree is mirrored there.",
+        ),
+    ],
+    model: opt.ModelOption = opt.DEFAULT_MODEL,
+    weights_dir: WeightsDirOption = None,
+    detector: opt.DetectorOption = opt.DEFAULT_DETECTOR,
+    device: opt.DeviceOption = "auto",
+    batch_size: opt.BatchSizeOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=1,
+            show_default=False,
+            help="Threads decoding, detecting and writing beside the generator. "
+            "Default: min(4, CPU count).",
+            rich_help_panel=opt.SPEED,
+        ),
+    ] = None,
+    fidelity_weight: opt.FidelityOption = 1.0,
+    aligned: opt.AlignedOption = False,
+    short_edge: opt.ShortEdgeOption = None,
+    keep_resized: opt.KeepResizedOption = False,
+    clahe: opt.ClaheOption = False,
+    only_center_face: opt.CenterOption = False,
+    min_face_size: opt.MinFaceOption = 0.0,
+    score_threshold: opt.ThresholdOption = 0.9,
+    landmarks: opt.LandmarksOption = "detector",
+    mask: opt.MaskOption = "auto",
+    half: opt.HalfOption = None,
+    compile_model: opt.CompileOption = False,
+    exact: opt.ExactOption = False,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive/--no-recursive",
+            help="Also restore the photos of sub-folders.",
+            rich_help_panel=SCAN,
+        ),
+    ] = True,
+    pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--glob",
+            show_default=False,
+            help="Only files whose name matches (e.g. '*.jpg'; with a '/', the path relative "
+            "to INPUT_DIR). Case-insensitive.",
+            rich_help_panel=SCAN,
+        ),
+    ] = None,
+    save_faces: opt.SaveFacesOption = False,
+    compare: opt.CompareOption = False,
+    ext: opt.ExtOption = "same",
+    report: opt.ReportOption = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Redo every photo, replacing outputs that exist (default: skip them as done).",
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = False,
+    quiet: opt.QuietOption = False,
+) -> None:
+    """Restore every photo of a folder tree into OUTPUT, mirroring its layout.
+
+    Outputs are written atomically; run the same command again after a stop and it skips
+    what is done. The first Ctrl-C finishes the photos in flight and writes the report,
+    a second one stops at once.
+
+    Exit codes: 0 nothing failed; 1 some inputs failed; 2 usage or set-up error (bad option,
+    missing weights), found before any output is written; 130 interrupted.
+    """
+    # The pipeline imports torch: only when the command runs, so `gpen --help` stays quick.
+    from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
+    from gpen_cli.batch.runner import default_workers
+    from gpen_cli.batch.signals import graceful_stop
+    from gpen_cli.batch.steps import faces_restored
+
+    setup_logging(quiet)
+    if ext not in ("same", "png", "jpg"):
+        raise fail(f"--ext must be same, png or jpg, got {ext!r}")
+    layout = plan_layout(input_dir, output, report)
+    if layout.excluded and not quiet:
+        err_console.print(
+            f"note: the output folder {output} is inside {input_dir}: it is left out of the scan",
+            highlight=False,
+            soft_wrap=True,
+        )
+    settings = opt.RestoreSettings(
+        model=model,
+        detector=detector,
+        weights_dir=weights_dir,
+        device=device,
+        batch_size=batch_size,
+        fidelity_weight=fidelity_weight,
+        aligned=aligned,
+        short_edge=short_edge,
+        keep_resized=keep_resized,
+        clahe=clahe,
+        only_center_face=only_center_face,
+        min_face_size=min_face_size,
+        score_threshold=score_threshold,
+        landmarks=landmarks,
+        mask=mask,
+        half=half,
+        compile_model=compile_model,
+        exact=exact,
+    )
+    options = BatchOptions(
+        ext=ext,
+        recursive=recursive,
+        pattern=pattern,
+        overwrite=overwrite,
+        aligned=aligned,
+        save_faces=save_faces,
+        compare=compare,
+        workers=workers or default_workers(),
+    )
+    # Everything that can be missing (weights, device) is found before any file is touched.
+    try:
+        if quiet:
+            restorer = settings.build_restorer()
+        else:
+            with console.status("Loading models…", spinner="dots"):
+                restorer = settings.build_restorer()
+    except ValueError as exc:  # e.g. --device cuda on a machine without CUDA
+        raise fail(str(exc)) from None
+
+    stop = threading.Event()
+    progress = _progress(quiet)
+
+    def on_entry(entry: ReportEntry) -> None:
+        fields = progress.tasks[0].fields
+        fields["faces"] += faces_restored(entry, aligned)
+        elapsed = progress.tasks[0].elapsed or 0.0
+        rate = fields["faces"] / elapsed if elapsed > 0 else 0.0
+        progress.update(task, advance=1, rate=rate)
+
+    def on_first() -> None:
+        err_console.print(
+            "[yellow]stopping:[/] finishing the photos in flight; press Ctrl-C again to stop now",
+            highlight=False,
+        )
+
+    def on_second() -> None:
+        err_console.show_cursor(True)
+        err_console.print("\n[red]stopped[/]", highlight=False)
+
+    with progress, graceful_stop(stop, on_first, on_second):
+        task = progress.add_task("Restoring", total=None, faces=0, rate=0.0)
+        _count_in_background(progress, task, layout, options)
+        outcome = restore_folder(restorer, layout, options, stop=stop, on_entry=on_entry)
+
+    if report is not None:
+        write_report(
+            report,
+            outcome.entries,
+            {
+                "command": "batch",
+                "model": model,
+                "input_dir": str(input_dir),
+                "output_dir": str(output),
+                "interrupted": outcome.interrupted,
+                "seconds": round(outcome.seconds, 3),
+                "faces_restored": outcome.faces,
+                "faces_per_second": round(outcome.faces_per_second, 3),
+            },
+        )
+    print_problems(outcome.entries, quiet)
+    if not quiet:
+        print_summary(outcome)
+    if outcome.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    failed = any(entry.status == "failed" for entry in outcome.entries)
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(batch)

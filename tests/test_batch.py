@@ -1,0 +1,486 @@
+"""`gpen batch`: folder layout, bad inputs, cross-photo batching, stop and resume, exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import shared_file
+from torch import nn
+from typer.testing import CliRunner
+
+from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
+from gpen_cli.batch.gather import CropGatherer
+from gpen_cli.batch.scan import ALREADY_DONE
+from gpen_cli.batch.signals import graceful_stop
+from gpen_cli.cli import app
+from gpen_cli.errors import GpenError
+from gpen_cli.restorer import FaceRestorer
+from gpen_cli.stages.align import reference_points
+from gpen_cli.stages.faces import Face
+from gpen_cli.stages.save import is_partial_file
+
+SIZE = 64
+RNG = np.random.default_rng(3)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class SpyModel(nn.Module):
+    """Returns its input; records, per forward call, each face's mean RGB (in [-1, 1])."""
+
+    size = SIZE
+
+    def __init__(self, fail_calls: tuple[int, ...] = ()):
+        super().__init__()
+        self.batches: list[list[tuple[float, ...]]] = []
+        self.fail_calls = fail_calls
+        self._lock = threading.Lock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self._lock:
+            call = len(self.batches)
+            self.batches.append([tuple(face.float().mean(dim=(1, 2)).tolist()) for face in x])
+        if call in self.fail_calls:
+            raise RuntimeError("simulated device failure")
+        return x
+
+
+class PlacedFaces:
+    """A detector that 'finds' faces at fixed spots: each crop lies wholly inside the photo."""
+
+    def __init__(self, corners: list[tuple[int, int]] | None = None, side: int = 60):
+        self.corners = corners if corners is not None else [(20, 16)]
+        self.side = side
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        faces = []
+        for x0, y0 in self.corners:
+            landmarks = reference_points(SIZE) * (self.side / SIZE) + np.array([x0, y0])
+            box = np.array([x0, y0, x0 + self.side, y0 + self.side], dtype=np.float64)
+            faces.append(Face(box, 0.99, landmarks))
+        return faces
+
+
+def make_restorer(model: nn.Module | None = None, *, batch_size: int = 4, **kwargs) -> FaceRestorer:
+    kwargs.setdefault("detector", PlacedFaces())
+    return FaceRestorer(
+        model if model is not None else SpyModel(),
+        device="cpu",
+        batch_size=batch_size,
+        mask="rect",
+        **kwargs,
+    )
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    """Encode by extension; tofile so unicode names work."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buffer = cv2.imencode(path.suffix, image)
+    assert ok
+    buffer.tofile(str(path))
+    return path
+
+
+def read_image(path: Path) -> np.ndarray:
+    image = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None, f"{path} is not a readable image"
+    return image
+
+
+def photo(height: int = 96, width: int = 100) -> np.ndarray:
+    """Smooth content with some texture, which JPEG keeps within a few levels."""
+    y, x = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    base = np.stack([x, y, (x + y) / 2], axis=-1) * 200 + 20
+    return np.clip(base + RNG.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+
+
+def png_with_bogus_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under root (hidden ones too) with its sha256."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def partial_files(root: Path) -> list[Path]:
+    return [path for path in root.rglob("*") if is_partial_file(path)]
+
+
+def by_input(entries) -> dict[str, object]:
+    return {Path(entry.input).name: entry for entry in entries}
+
+
+def run_folder(restorer, input_dir, output_dir, stop=None, on_entry=None, **options):
+    options.setdefault("workers", 2)
+    layout = plan_layout(input_dir, output_dir)
+    return restore_folder(restorer, layout, BatchOptions(**options), stop=stop, on_entry=on_entry)
+
+
+# --------------------------------------------------------------------------- layout and bad inputs
+
+
+def test_good_and_bad_inputs_mirror_layout_and_leave_input_untouched(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    good = {
+        "plain.png": photo(),
+        "with space.jpg": photo(90, 120),
+        "café ünï 😀.png": photo(100, 96),
+        "sub/deeper/nested.jpg": photo(),
+        "sub/grey.png": cv2.cvtColor(photo(), cv2.COLOR_BGR2GRAY),
+    }
+    for relative, image in good.items():
+        write_image(source / relative, image)
+    (source / "corrupt.jpg").write_bytes(RNG.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    (source / "empty.png").write_bytes(b"")
+    (source / "text.jpg").write_text("not a photo at all")
+    (source / "notes.txt").write_text("a note")
+    (source / "sub" / "huge.png").write_bytes(png_with_bogus_header(100_000, 100_000))
+    write_image(source / ".hidden.jpg", photo())
+    (source / ".old.png.0badc0de.partial").write_bytes(b"left by someone")
+    before = tree_digest(source)
+
+    outcome = run_folder(make_restorer(), source, out)
+
+    assert tree_digest(source) == before
+    entries = by_input(outcome.entries)
+    assert set(entries) == {Path(r).name for r in good} | {
+        "corrupt.jpg",
+        "empty.png",
+        "text.jpg",
+        "notes.txt",
+        "huge.png",
+    }
+    assert [entry.input for entry in outcome.entries] == sorted(e.input for e in outcome.entries)
+    for relative, image in good.items():
+        entry = entries[Path(relative).name]
+        assert entry.status == "ok", entry.error
+        assert entry.output == str(out / relative)
+        assert entry.faces.count == 1
+        restored = read_image(out / relative)
+        assert restored.shape == image.shape  # grey stays grey, size kept
+        # An identity generator gives the photo back, up to two bilinear warps and JPEG.
+        assert np.abs(restored.astype(float) - image).mean() < 6
+    for name, reason in [
+        ("corrupt.jpg", "not an image or corrupt"),
+        ("empty.png", "empty file"),
+        ("text.jpg", "not an image or corrupt"),
+        ("huge.png", "refusing to decode"),
+    ]:
+        assert entries[name].status == "failed"
+        assert name in entries[name].error and reason in entries[name].error
+        assert entries[name].output is None
+    assert entries["notes.txt"].status == "skipped"
+    assert "not an image" in entries["notes.txt"].error
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(good)
+
+
+def test_output_folder_inside_input_is_left_out_of_the_scan(tmp_path):
+    source = tmp_path / "in"
+    for name in ("a.png", "b/c.png"):
+        write_image(source / name, photo())
+    out = source / "restored"
+    before = tree_digest(source)
+
+    first = run_folder(make_restorer(), source, out)
+    second = run_folder(make_restorer(), source, out)
+
+    assert [e.status for e in first.entries] == ["ok", "ok"]
+    assert [(e.status, e.error) for e in second.entries] == [("skipped", ALREADY_DONE)] * 2
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "b/c.png"]
+    after = {k: v for k, v in tree_digest(source).items() if not k.startswith("restored")}
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("output", "report", "message"),
+    [
+        ("in", None, "is the input folder"),
+        ("in/.", None, "is the input folder"),
+        (".", None, "inside the output folder"),
+        ("out", "in/report.json", "inside the input folder"),
+        ("in/file.png", None, "not a folder"),
+    ],
+)
+def test_layout_refuses_folders_that_would_write_into_the_input(tmp_path, output, report, message):
+    write_image(tmp_path / "in" / "file.png", photo())
+    with pytest.raises(GpenError, match=message):
+        plan_layout(tmp_path / "in", tmp_path / output, tmp_path / report if report else None)
+
+
+def test_missing_input_folder_is_refused(tmp_path):
+    with pytest.raises(GpenError, match="no such folder"):
+        plan_layout(tmp_path / "nothing", tmp_path / "out")
+    write_image(tmp_path / "one.png", photo())
+    with pytest.raises(GpenError, match="gpen restore"):
+        plan_layout(tmp_path / "one.png", tmp_path / "out")
+
+
+def test_glob_recursion_extension_and_clashing_outputs(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    for name in ("x.jpg", "x.png", "y.JPG", "deep/z.jpg"):
+        write_image(source / name, photo())
+
+    flat = run_folder(make_restorer(), source, out, pattern="*.jpg", recursive=False)
+    assert {Path(e.input).name: e.status for e in flat.entries} == {"x.jpg": "ok", "y.JPG": "ok"}
+
+    as_png = run_folder(make_restorer(), source, tmp_path / "png", ext="png")
+    entries = by_input(as_png.entries)
+    assert entries["x.jpg"].status == "ok" and entries["x.jpg"].output.endswith("x.png")
+    assert entries["x.png"].status == "failed"
+    assert "would both be written to" in entries["x.png"].error
+    assert (tmp_path / "png" / "deep" / "z.png").is_file()
+
+
+def test_aligned_photos_are_batched_and_written_at_model_size(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    crops = {f"face{i}.png": photo(96, 96) for i in range(3)}
+    for name, image in crops.items():
+        write_image(source / name, image)
+    model = SpyModel()
+    restorer = make_restorer(model, aligned=True, detector="unused")
+
+    outcome = run_folder(restorer, source, out, aligned=True, gather_seconds=5.0)
+
+    assert [len(batch) for batch in model.batches] == [3]
+    assert [e.status for e in outcome.entries] == ["ok"] * 3 and outcome.faces == 3
+    for name, image in crops.items():
+        expected = cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(read_image(out / name), expected)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_faces_of_different_photos_share_a_forward_batch(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    colours = [(40, 60, 200), (200, 60, 40), (60, 200, 40)]  # BGR, one per photo
+    for index, colour in enumerate(colours):
+        write_image(source / f"p{index}.png", np.full((200, 200, 3), colour, np.uint8))
+    model = SpyModel()
+    detector = PlacedFaces([(10, 10), (120, 10), (60, 120)])
+    restorer = make_restorer(model, batch_size=4, detector=detector)
+
+    outcome = run_folder(restorer, source, out, workers=1, gather_seconds=5.0)
+
+    assert [len(batch) for batch in model.batches] == [4, 4, 1]
+
+    def photo_of(rgb_mean: tuple[float, ...]) -> int:
+        bgr = [round((value + 1) * 127.5) for value in reversed(rgb_mean)]
+        return colours.index(tuple(bgr))
+
+    photos_per_batch = [{photo_of(face) for face in batch} for batch in model.batches]
+    assert photos_per_batch == [{0, 1}, {1, 2}, {2}]
+    assert [e.faces.count for e in outcome.entries] == [3, 3, 3] and outcome.faces == 9
+    for index, colour in enumerate(colours):
+        assert np.abs(read_image(out / f"p{index}.png").astype(int) - colour).max() <= 1
+
+
+def test_gatherer_completes_photos_in_order_and_fails_only_those_hit():
+    gatherer: CropGatherer[str] = CropGatherer(batch_size=3)
+    face = np.zeros((2, 2, 3), np.uint8)
+    assert gatherer.add("none", []) and gatherer.add("none", [])[0].restored == []
+    assert gatherer.add("a", [face, face]) == [] and gatherer.add("b", [face + 1, face + 2]) == []
+    first = gatherer.take()
+    assert len(first) == 3 and not gatherer.full and gatherer.pending == 1
+    done = gatherer.deliver(first, [c + 10 for c in first.crops])
+    assert [c.item for c in done] == ["a"] and [f[0, 0, 0] for f in done[0].restored] == [10, 10]
+    second = gatherer.take()
+    failed = gatherer.deliver(second, None, RuntimeError("out of memory"))
+    assert [(c.item, str(c.error)) for c in failed] == [("b", "out of memory")]
+    assert gatherer.take() is None
+
+
+def test_a_failed_forward_fails_its_photos_only(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    for index in range(3):
+        write_image(source / f"p{index}.png", photo())
+    restorer = make_restorer(SpyModel(fail_calls=(1,)), batch_size=1)
+
+    outcome = run_folder(restorer, source, out, workers=1)
+
+    statuses = [e.status for e in outcome.entries]
+    assert statuses == ["ok", "failed", "ok"]
+    assert "simulated device failure" in outcome.entries[1].error
+    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p2.png"]
+
+
+# --------------------------------------------------------------------------- stop and resume
+
+
+def test_stop_finishes_in_flight_photos_and_a_rerun_completes_the_rest(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    images = {f"p{index:02d}.png": photo() for index in range(16)}
+    for name, image in images.items():
+        write_image(source / name, image)
+    stop = threading.Event()
+
+    def stop_after_first(entry) -> None:
+        stop.set()
+
+    first = run_folder(
+        make_restorer(batch_size=1), source, out, stop=stop, on_entry=stop_after_first, workers=1
+    )
+
+    assert first.interrupted
+    done = {Path(e.input).name for e in first.entries if e.status == "ok"}
+    assert 1 <= len(done) < len(images) and len(first.entries) == len(done)
+    assert {p.name for p in out.iterdir()} == done
+    assert partial_files(out) == []
+    for name in done:
+        assert read_image(out / name).shape == images[name].shape
+
+    second = run_folder(make_restorer(batch_size=1), source, out)
+
+    assert not second.interrupted
+    statuses = {Path(e.input).name: (e.status, e.error) for e in second.entries}
+    assert statuses == {
+        name: (("skipped", ALREADY_DONE) if name in done else ("ok", None)) for name in images
+    }
+    assert {p.name for p in out.iterdir()} == set(images)
+
+    again = run_folder(make_restorer(batch_size=1), source, out, overwrite=True)
+    assert [e.status for e in again.entries] == ["ok"] * len(images)
+
+
+def test_stale_partial_files_in_the_output_tree_are_removed_first(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    write_image(source / "sub" / "a.png", photo())
+    (source / ".a.png.1234abcd.partial").write_bytes(b"input side: not ours to remove")
+    stale = [out / "sub" / ".a.png.deadbeef.partial", out / ".report.json.x1.partial"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
+
+    outcome = run_folder(make_restorer(), source, out)
+
+    assert [e.status for e in outcome.entries] == ["ok"]
+    assert partial_files(out) == []
+    assert (source / ".a.png.1234abcd.partial").exists()
+
+
+def test_first_signal_sets_stop_and_handlers_are_restored():
+    import os
+    import signal
+
+    stop = threading.Event()
+    calls = []
+    previous = signal.getsignal(signal.SIGTERM)
+    with graceful_stop(stop, on_first=lambda: calls.append("first")):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5)
+    assert calls == ["first"]
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random GPEN-64 generator saved as the official checkpoints are (a state dict)."""
+    from gpen_cli.models import build_gpen
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "gpen64.pth"
+    torch.save(build_gpen(64, 1, 0.125).state_dict(), path)
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["batch", *map(str, args)])
+
+
+@pytest.mark.slow
+def test_cli_restores_shared_photos_with_the_real_detector(tmp_path, tiny_checkpoint):
+    weights = shared_file("assets/weights/detection_mobilenet0.25_Final.pth").parent
+    source, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    source.mkdir()
+    shutil.copy(shared_file("assets/images/portrait_small.jpg"), source / "portrait.jpg")
+    (source / "nested").mkdir()
+    shutil.copy(shared_file("assets/images/group_small.jpg"), source / "nested" / "group.jpg")
+
+    result = invoke(
+        source, "-o", out, "--model", tiny_checkpoint, "--weights-dir", weights,
+        "--detector", "retinaface-mobile", "--device", "cpu", "--report", report,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    assert payload["command"] == "batch" and payload["interrupted"] is False
+    assert [r["status"] for r in payload["results"]] == ["ok", "ok"]
+    assert all(r["faces"]["count"] >= 1 for r in payload["results"])
+    for relative in ("portrait.jpg", "nested/group.jpg"):
+        assert read_image(out / relative).shape == read_image(source / relative).shape
+    assert "faces/s" in result.output
+
+
+@pytest.mark.parametrize(
+    ("model", "missing"),
+    [("GPEN-BFR-256", "GPEN-BFR-256.pth"), (None, "detection_mobilenet0.25_Final.pth")],
+)
+def test_cli_missing_weights_exit_2_before_anything_is_written(
+    tmp_path, monkeypatch, tiny_checkpoint, model, missing
+):
+    monkeypatch.setenv("GPEN_WEIGHTS_BASE_URL", (tmp_path / "no-mirror").as_uri())
+    write_image(tmp_path / "in" / "a.png", photo())
+    empty = tmp_path / "weights"
+    empty.mkdir()
+
+    result = invoke(
+        tmp_path / "in", "-o", tmp_path / "out", "--model", model or tiny_checkpoint,
+        "--weights-dir", empty, "--detector", "retinaface-mobile", "--device", "cpu",
+        "--report", tmp_path / "report.json",
+    )  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert f"{missing} not found" in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "report.json").exists()
+    assert list(empty.iterdir()) == []
+
+
+def test_cli_exit_codes_for_failures_and_usage_errors(tmp_path, tiny_checkpoint):
+    source = tmp_path / "in"
+    write_image(source / "good.png", photo(80, 80))
+    (source / "bad.png").write_bytes(b"\x89PNG broken")
+    common = ["--model", tiny_checkpoint, "--aligned", "--device", "cpu", "-q"]
+
+    failed = invoke(source, "-o", tmp_path / "out", *common, "--report", tmp_path / "r.json")
+    assert failed.exit_code == 1, failed.output
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [(Path(r["input"]).name, r["status"]) for r in results] == [
+        ("bad.png", "failed"),
+        ("good.png", "ok"),
+    ]
+    assert read_image(tmp_path / "out" / "good.png").shape == (SIZE, SIZE, 3)
+
+    (source / "bad.png").unlink()
+    assert invoke(source, "-o", tmp_path / "out", *common).exit_code == 0
+    assert invoke(source, "-o", source, *common).exit_code == 2
+    assert invoke(source, "-o", tmp_path / "x", *common, "--ext", "gif").exit_code == 2
