@@ -137,7 +137,11 @@ class FaceRestorer:
         if short_edge is not None and short_edge < 16:
             raise GpenError(f"--short-edge must be at least 16 px, got {short_edge}")
         weights_dir = Path(weights_dir) if weights_dir is not None else None
-        torch_device = pick_device(device)
+        try:
+            torch_device = pick_device(device)
+        except (ValueError, RuntimeError) as exc:
+            reason = str(exc).removeprefix(f"--device {device}: ")
+            raise GpenError(f"--device {device}: {reason[:120]}") from None
         self.forward = GpenForward(
             resolve_model(model, weights_dir, torch_device),
             size=size,

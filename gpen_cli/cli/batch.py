@@ -201,26 +201,7 @@ def batch(
             highlight=False,
             soft_wrap=True,
         )
-    settings = opt.RestoreSettings(
-        model=model,
-        detector=detector,
-        weights_dir=weights_dir,
-        device=device,
-        batch_size=batch_size,
-        fidelity_weight=fidelity_weight,
-        aligned=aligned,
-        short_edge=short_edge,
-        keep_resized=keep_resized,
-        clahe=clahe,
-        only_center_face=only_center_face,
-        min_face_size=min_face_size,
-        score_threshold=score_threshold,
-        landmarks=landmarks,
-        mask=mask,
-        half=half,
-        compile_model=compile_model,
-        exact=exact,
-    )
+    settings = opt.RestoreSettings.from_arguments(locals())
     options = BatchOptions(
         ext=ext,
         recursive=recursive,

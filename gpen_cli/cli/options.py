@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated
 
@@ -220,6 +220,11 @@ class RestoreSettings:
     half: bool | None = None
     compile_model: bool = False
     exact: bool = False
+
+    @classmethod
+    def from_arguments(cls, arguments: dict) -> RestoreSettings:
+        """The settings among a command's arguments (pass `locals()`)."""
+        return cls(**{f.name: arguments[f.name] for f in fields(cls)})
 
     def build_restorer(self):
         """The FaceRestorer these options describe (loads models: seconds)."""

@@ -172,26 +172,7 @@ def restore(
     setup_logging(quiet)
     if ext not in ("same", "png", "jpg"):
         raise fail(f"--ext must be same, png or jpg, got {ext!r}")
-    settings = opt.RestoreSettings(
-        model=model,
-        detector=detector,
-        weights_dir=weights_dir,
-        device=device,
-        batch_size=batch_size,
-        fidelity_weight=fidelity_weight,
-        aligned=aligned,
-        short_edge=short_edge,
-        keep_resized=keep_resized,
-        clahe=clahe,
-        only_center_face=only_center_face,
-        min_face_size=min_face_size,
-        score_threshold=score_threshold,
-        landmarks=landmarks,
-        mask=mask,
-        half=half,
-        compile_model=compile_model,
-        exact=exact,
-    )
+    settings = opt.RestoreSettings.from_arguments(locals())
     outputs = plan_outputs(inputs, output, ext)
     with console.status("Loading models…", spinner="dots") if not quiet else _nothing():
         restorer = settings.build_restorer()
