@@ -198,10 +198,10 @@ def get_spec(name: str) -> ModelSpec:
         raise GpenError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def resolve_weights_dir_and_source(explicit: Path | None = None) -> tuple[Path, str]:
+def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[Path, str]:
     """The weights folder and what chose it (for `gpen weights list`)."""
     if explicit is not None:
-        return explicit.expanduser().absolute(), "--weights-dir"
+        return Path(explicit).expanduser().absolute(), "--weights-dir"
     from_env = os.environ.get(WEIGHTS_DIR_ENV, "").strip()
     if from_env:
         return Path(from_env).expanduser().absolute(), f"${WEIGHTS_DIR_ENV}"
@@ -211,7 +211,7 @@ def resolve_weights_dir_and_source(explicit: Path | None = None) -> tuple[Path, 
     return platformdirs.user_cache_path("gpen-cli") / "weights", "user cache"
 
 
-def resolve_weights_dir(explicit: Path | None = None) -> Path:
+def resolve_weights_dir(explicit: str | Path | None = None) -> Path:
     """--weights-dir, else $GPEN_WEIGHTS_DIR, else ./weights when it exists, else the user cache."""
     return resolve_weights_dir_and_source(explicit)[0]
 
