@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/gpen doctor
 	mkdir -p demo
 	$(BIN)/python -c "import skimage.data, cv2; cv2.imwrite('demo/astronaut.png', skimage.data.astronaut()[:, :, ::-1])"
-	$(BIN)/gpen restore demo/astronaut.png -o demo/ --compare --overwrite
+	$(BIN)/gpen restore demo/astronaut.png -o demo/restored --compare --overwrite
 
 bench: $(STAMP)
 	$(BIN)/gpen bench
