@@ -9,15 +9,18 @@ the published files. Every module has two forward paths computing the same funct
 
 * exact: the official formulation (per-sample weights, grouped convolutions, upfirdn2d
   done by reshaping channels into the batch). Kept as the reference (`--exact`).
-* fast (default): the style scales the input, one shared-weight convolution serves the whole
-  batch and demodulation scales the output; blur and resampling are depthwise convolutions.
-  Fewer, larger kernels: much faster in batches and friendly to FP16 and torch.compile.
+* fast (default): no grouped convolutions. The style either scales the input and one
+  shared-weight convolution serves the whole batch (demodulation then scales the output), or,
+  where the weights are smaller than the input (high resolutions on the CPU), it is folded
+  into one weight tensor per face. Demodulation, bias, noise concatenation and the √2 gain of
+  the activation are written in two passes into one buffer; blur and resampling are depthwise
+  convolutions; weights scaled once are cached until they change.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,12 @@ from torch import nn
 
 BLUR_KERNEL = (1, 3, 3, 1)
 DEMOD_EPS = 1e-8
+SQRT2 = math.sqrt(2)
+LEAK = 0.2
+
+# A fast modulated convolution yields, per chunk of the batch, the raw convolution output
+# and the per (face, channel) factor still to apply to it (None when folded into the weights).
+Parts = list[tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def channel_table(channel_multiplier: int, narrow: float) -> dict[int, int]:
@@ -42,10 +51,105 @@ def make_blur_kernel(taps: Sequence[int]) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
+# --------------------------------------------------------------------------- fast-path helpers
+
+
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+class CachedDerived(nn.Module):
+    """A module that keeps tensors derived from its weights (scaled, squared...) between calls.
+
+    Only in inference mode: an entry is keyed on the source tensor's version counter (bumped
+    by in-place edits and `load_state_dict`), address, dtype and device, and `.to()`/`.half()`
+    and friends clear the cache. Under torch.compile or autograd it recomputes every time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._derived: dict[str, tuple[tuple, torch.Tensor]] = {}
+
+    def derived(
+        self, key: str, source: torch.Tensor, make: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        if _compiling() or not torch.is_inference_mode_enabled() or source.is_inference():
+            return make(source)
+        stamp = (source._version, source.data_ptr(), source.dtype, source.device)
+        entry = self._derived.get(key)
+        if entry is None or entry[0] != stamp:
+            entry = (stamp, make(source))
+            self._derived[key] = entry
+        return entry[1]
+
+    def _apply(self, fn, recurse=True):
+        self._derived = {}
+        return super()._apply(fn, recurse)
+
+
+def modulate_weights(x: torch.Tensor, out_channels: int, kernel_size: int) -> bool:
+    """Fold the style into per-face weights rather than scale the input?
+
+    Both are one elementwise pass; on the CPU the smaller tensor wins (the weights at high
+    resolution, the input at low resolution). Accelerators prefer one large batched
+    convolution, so there the input is always scaled.
+    """
+    if x.device.type != "cpu":
+        return False
+    return x.shape[2] * x.shape[3] > out_channels * kernel_size**2
+
+
+def like_memory_format(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.dim() == 4 and x.shape[1] > 1 and x.stride(1) == 1
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def join_parts(parts: Parts) -> torch.Tensor:
+    """The whole batch's output of a fast modulated convolution."""
+    scaled = [
+        raw if scale is None else raw * scale.to(raw.dtype)[:, :, None, None]
+        for raw, scale in parts
+    ]
+    return scaled[0] if len(scaled) == 1 else torch.cat(scaled)
+
+
+def biased_lrelu_concat(
+    parts: Parts, feature: torch.Tensor, noise_weight: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """FusedLeakyReLU(NoiseInjection(conv, feature)) from the parts of a modulated conv.
+
+    √2·lrelu(z + b) = lrelu(√2·z + √2·b): demodulation, bias and gain are one `addcmul`
+    written straight into the concatenated buffer, then one in-place leaky ReLU.
+    """
+    first = parts[0][0]
+    dtype, channels = first.dtype, first.shape[1]
+    bias = (bias * SQRT2).to(dtype).view(1, -1, 1, 1)
+    noise_gain = (noise_weight * SQRT2).to(dtype)
+    if _compiling():  # plain ops: inductor fuses them itself
+        out = torch.cat([join_parts(parts), feature * noise_gain], 1) + bias
+        return F.leaky_relu(out, LEAK)
+    shape = (feature.shape[0], channels + feature.shape[1], *feature.shape[2:])
+    out = torch.empty(
+        shape, dtype=dtype, device=first.device, memory_format=like_memory_format(feature)
+    )
+    start = 0
+    for raw, scale in parts:
+        target = out[start : start + raw.shape[0], :channels]
+        if scale is None:
+            torch.add(raw, bias[:, :channels], out=target)
+        else:
+            torch.addcmul(bias[:, :channels], raw, scale.to(dtype)[:, :, None, None], out=target)
+        start += raw.shape[0]
+    torch.addcmul(bias[:, channels:], feature, noise_gain, out=out[:, channels:])
+    return F.leaky_relu_(out, LEAK)
+
+
 # --------------------------------------------------------------------------- resampling
 
 
-def upfirdn2d_exact(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, pad: tuple[int, int]):
+def upfirdn2d_exact(
+    x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, pad: tuple[int, int]
+):
     """Upsample by zero insertion, pad, FIR-filter, downsample: the official CPU formulation."""
     batch, channels, height, width = x.shape
     kh, kw = kernel.shape
@@ -63,9 +167,11 @@ def upfirdn2d_fast(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, pa
     """The same filter as a depthwise (transposed) convolution: no reshapes, no zero stuffing."""
     channels = x.shape[1]
     kh, kw = kernel.shape
-    weight = torch.flip(kernel, [0, 1]).to(x.dtype).expand(channels, 1, kh, kw)
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype).expand(channels, 1, kh, kw).contiguous()
     pad0, pad1 = pad
     if up == 1:
+        if pad0 == pad1:  # padding inside the convolution: no padded copy of the input
+            return F.conv2d(x, weight, stride=down, padding=pad0, groups=channels)
         return F.conv2d(F.pad(x, [pad0, pad1, pad0, pad1]), weight, stride=down, groups=channels)
     # Transposed conv with stride `up` = zero insertion + correlation with the flipped kernel;
     # its implicit padding is kh - 1 - pad0 on the leading side.
@@ -73,7 +179,9 @@ def upfirdn2d_fast(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, pa
     trail = kh - 1 - pad1 - (up - 1)
     if down != 1 or lead < 0 or lead != trail:
         return upfirdn2d_exact(x, kernel, up, down, pad)
-    return F.conv_transpose2d(x, torch.flip(weight, [2, 3]), stride=up, padding=lead, groups=channels)
+    return F.conv_transpose2d(
+        x, torch.flip(weight, [2, 3]), stride=up, padding=lead, groups=channels
+    )
 
 
 class Blur(nn.Module):
@@ -113,7 +221,7 @@ class Upsample(nn.Module):
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     shape = (1, bias.shape[0]) + (1,) * (x.ndim - 2)
-    return F.leaky_relu(x + bias.view(shape), negative_slope=0.2) * math.sqrt(2)
+    return F.leaky_relu(x + bias.view(shape), negative_slope=LEAK) * SQRT2
 
 
 class FusedLeakyReLU(nn.Module):
@@ -140,9 +248,14 @@ class EqualLinear(nn.Module):
         self.scale = lr_mul / math.sqrt(in_dim)
         self.lr_mul = lr_mul
         self.activate = activate
+        self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias * self.lr_mul
+        # The fast path scales the (tiny) input instead of the whole weight matrix.
+        if self.fast:
+            out = F.linear(x * self.scale, self.weight)
+            return fused_leaky_relu(out, bias) if self.activate else out + bias
         if self.activate:
             return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
         return F.linear(x, self.weight * self.scale, bias=bias)
@@ -163,7 +276,7 @@ class EqualConv2d(nn.Module):
         )
 
 
-class ConvLayer(nn.Sequential):
+class ConvLayer(nn.Sequential, CachedDerived):
     """Encoder layer: [blur,] conv, biased leaky ReLU."""
 
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, downsample=False):
@@ -173,15 +286,32 @@ class ConvLayer(nn.Sequential):
             layers.append(Blur(pad=((p + 1) // 2, p // 2)))
             conv = EqualConv2d(in_channel, out_channel, kernel_size, stride=2, bias=False)
         else:
-            conv = EqualConv2d(in_channel, out_channel, kernel_size, padding=kernel_size // 2, bias=False)
+            conv = EqualConv2d(
+                in_channel, out_channel, kernel_size, padding=kernel_size // 2, bias=False
+            )
         layers += [conv, FusedLeakyReLU(out_channel)]
         super().__init__(*layers)
+        self.fast = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fast:
+            return super().forward(x)
+        *blur, conv, activate = self
+        if blur:
+            x = blur[0](x)
+        # √2·lrelu(conv(x, w·s) + b) = lrelu(conv(x, √2·s·w) + √2·b): one conv, one in-place pass.
+        weight = self.derived("weight", conv.weight, lambda w: w * (conv.scale * SQRT2))
+        bias = self.derived("bias", activate.bias, lambda b: b * SQRT2)
+        out = F.conv2d(x, weight, bias, stride=conv.stride, padding=conv.padding)
+        return F.leaky_relu(out, LEAK) if _compiling() else F.leaky_relu_(out, LEAK)
 
 
-class ModulatedConv2d(nn.Module):
+class ModulatedConv2d(CachedDerived):
     """StyleGAN2 convolution whose weights are scaled per sample by the style."""
 
-    def __init__(self, in_channel, out_channel, kernel_size, style_dim, demodulate=True, upsample=False):
+    def __init__(
+        self, in_channel, out_channel, kernel_size, style_dim, demodulate=True, upsample=False
+    ):
         super().__init__()
         self.in_channel = in_channel
         self.out_channel = out_channel
@@ -190,7 +320,9 @@ class ModulatedConv2d(nn.Module):
         self.demodulate = demodulate
         self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
-        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
+        self.weight = nn.Parameter(
+            torch.randn(1, out_channel, in_channel, kernel_size, kernel_size)
+        )
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
         if upsample:
             p = (len(BLUR_KERNEL) - 2) - (kernel_size - 1)
@@ -199,9 +331,9 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         style = self.modulation(style)
-        if self.fast:
-            return self._forward_fast(x, style)
-        return self._forward_exact(x, style)
+        if not self.fast:
+            return self._forward_exact(x, style)
+        return join_parts(self.fast_parts(x, style))
 
     def _forward_exact(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch, in_channel, height, width = x.shape
@@ -220,21 +352,59 @@ class ModulatedConv2d(nn.Module):
         out = F.conv2d(x, weight, padding=self.padding, groups=batch)
         return out.view(batch, self.out_channel, out.shape[2], out.shape[3])
 
-    def _forward_fast(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        weight = self.weight[0] * self.scale
-        x = x * style[:, :, None, None]
-        if self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-        else:
-            out = F.conv2d(x, weight, padding=self.padding)
+    def fast_parts(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> Parts:
+        """The modulated convolution, times `gain`, without grouped convolutions.
+
+        `style` is the modulation's output (N × in_channel). Returns the output in chunks of
+        the batch with the per (face, channel) factor each still needs (see `Parts`).
+        """
+        weight = self.weight[0]
+        style = style * self.scale  # the equalized-lr scale rides on the (small) style
+        scale: torch.Tensor | None = None
         if self.demodulate:
-            # sum over (in, kh, kw) of (w * s)^2 = (sum_k w^2) @ s^2, computed in fp32.
-            energy = weight.float().pow(2).sum([2, 3])
-            demod = torch.rsqrt(style.float().pow(2) @ energy.t() + DEMOD_EPS)
-            out = out * demod.to(out.dtype)[:, :, None, None]
-        if self.upsample:
-            out = self.blur(out)
-        return out
+            # sum over (in, kh, kw) of (w·s)² = s² @ (sum over taps of w²)ᵀ, in fp32.
+            energy = self.derived("energy", self.weight, lambda w: w[0].float().pow(2).sum([2, 3]))
+            scale = torch.rsqrt(style.float().pow(2) @ energy.t() + DEMOD_EPS) * gain
+        elif gain != 1.0:
+            scale = style.new_full((style.shape[0], self.out_channel), gain, dtype=torch.float32)
+        if modulate_weights(x, self.out_channel, self.kernel_size):
+            factors = style.float()[:, None, :] * (1.0 if scale is None else scale[:, :, None])
+            factors = factors.to(weight.dtype)
+            return [
+                (self._convolve(x[i : i + 1], self._face_weight(weight, factors[i], x)), None)
+                for i in range(x.shape[0])
+            ]
+        return [
+            (
+                self._convolve(x * style.to(x.dtype)[:, :, None, None], self._conv_layout(weight)),
+                scale,
+            )
+        ]
+
+    def _conv_layout(self, weight: torch.Tensor) -> torch.Tensor:
+        """(out, in, k, k) as the convolution takes it: (in, out, k, k) when transposed."""
+        return weight.transpose(0, 1) if self.upsample else weight
+
+    def _face_weight(
+        self, weight: torch.Tensor, factors: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        """One face's modulated (and demodulated) weights, laid out like the input."""
+        factors = self._conv_layout(factors[:, :, None, None])
+        weight = self._conv_layout(weight)
+        if _compiling():
+            return weight * factors
+        out = torch.empty(
+            weight.shape,
+            dtype=weight.dtype,
+            device=weight.device,
+            memory_format=like_memory_format(x),
+        )
+        return torch.mul(weight, factors, out=out)
+
+    def _convolve(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.upsample:  # demodulation commutes with the blur: both act per channel
+            return self.blur(F.conv_transpose2d(x, weight, stride=2))
+        return F.conv2d(x, weight, padding=self.padding)
 
 
 class NoiseInjection(nn.Module):
@@ -260,12 +430,17 @@ class ConstantInput(nn.Module):
 class StyledConv(nn.Module):
     def __init__(self, in_channel, out_channel, kernel_size, style_dim, upsample=False):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample)
+        self.conv = ModulatedConv2d(
+            in_channel, out_channel, kernel_size, style_dim, upsample=upsample
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel * 2)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), feature))
+        if not self.conv.fast:
+            return self.activate(self.noise(self.conv(x, style), feature))
+        parts = self.conv.fast_parts(x, self.conv.modulation(style), gain=SQRT2)
+        return biased_lrelu_concat(parts, feature, self.noise.weight, self.activate.bias)
 
 
 class ToRGB(nn.Module):
@@ -289,11 +464,15 @@ class ToRGB(nn.Module):
 class Generator(nn.Module):
     """StyleGAN2 decoder with encoder features concatenated at every layer."""
 
-    def __init__(self, size: int, style_dim: int, n_mlp: int, channels: dict[int, int], lr_mlp=0.01):
+    def __init__(
+        self, size: int, style_dim: int, n_mlp: int, channels: dict[int, int], lr_mlp=0.01
+    ):
         super().__init__()
         self.log_size = int(math.log2(size))
         layers: list[nn.Module] = [PixelNorm()]
-        layers += [EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activate=True) for _ in range(n_mlp)]
+        layers += [
+            EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activate=True) for _ in range(n_mlp)
+        ]
         self.style = nn.Sequential(*layers)
 
         self.input = ConstantInput(channels[4])
@@ -313,7 +492,11 @@ class Generator(nn.Module):
     def forward(self, latent: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """`features`: encoder outputs from 4x4 up to full size, one per resolution."""
         style = self.style(latent)
-        out = self.conv1(self.input(latent.shape[0]), style, features[0])
+        # The decoder keeps the encoder's memory layout (channels_last or not) throughout.
+        start = self.input(latent.shape[0]).contiguous(
+            memory_format=like_memory_format(features[0])
+        )
+        out = self.conv1(start, style, features[0])
         skip = self.to_rgb1(out, style)
         for index, to_rgb in enumerate(self.to_rgbs):
             feature = features[index + 1]
@@ -353,7 +536,11 @@ class FullGenerator(nn.Module):
         in_channel = channels[size]
         for index, level in enumerate(range(self.log_size - 1, 1, -1), start=1):
             out_channel = channels[2**level]
-            setattr(self, f"ecd{index}", nn.Sequential(ConvLayer(in_channel, out_channel, 3, downsample=True)))
+            setattr(
+                self,
+                f"ecd{index}",
+                nn.Sequential(ConvLayer(in_channel, out_channel, 3, downsample=True)),
+            )
             in_channel = out_channel
         self.final_linear = nn.Sequential(EqualLinear(channels[4] * 16, style_dim, activate=True))
 

@@ -1,0 +1,664 @@
+"""`gpen bench`: time every stage of the pipeline under several forward configurations.
+
+Each configuration (batch size, precision, compiled or not, exact or fast) restores the same
+workload: real photos through decode, detect, align, forward, paste and encode, or, when no
+detector weights are at hand, random aligned crops through the forward alone. Warm-up runs
+are not timed; every figure is the median of `repeats` passes. The faithful path (exact
+formulation, FP32, batch 1, eager) is always measured and every speed-up is relative to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import logging
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from gpen_cli import __version__
+from gpen_cli.errors import GpenError
+from gpen_cli.stages.forward import GpenForward, pick_device
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "align", "forward", "paste", "encode")
+SHARED_DIR_ENV = "GPEN_SHARED_DIR"
+DEFAULT_PHOTOS = ("solvay_conference_1927.png", "portrait_small.jpg", "group_small.jpg")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+# Dense FP16/BF16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, by device name.
+PEAK_HALF_TFLOPS = {
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H100": 989.4,  # SXM5 (device name "NVIDIA H100 80GB HBM3")
+    "H200": 989.4,
+}
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def gflop_per_face(config: Mapping[str, Any]) -> float:
+    """GFLOP (2 per multiply-add) of one GPEN forward, counted layer by layer.
+
+    Counts every convolution, blur and linear layer as the official generator runs them,
+    so the published figures come out: 276 GFLOP for GPEN-BFR-512, 17.4 for GPEN-BFR-256.
+    """
+    from gpen_cli.models.gpen import channel_table
+
+    size, style_dim = int(config["size"]), int(config.get("style_dim", 512))
+    channels = channel_table(
+        int(config.get("channel_multiplier", 2)), float(config.get("narrow", 1.0))
+    )
+    blur_taps = 16
+    log_size = size.bit_length() - 1
+    macs = size * size * 3 * channels[size]  # ecd0, 1x1
+    for level in range(log_size, 2, -1):  # encoder: blur, then 3x3 stride 2
+        res = 2**level
+        macs += (res + 1) ** 2 * channels[res] * blur_taps
+        macs += (res // 2) ** 2 * 9 * channels[res] * channels[res // 2]
+    macs += channels[4] * 16 * style_dim + int(config.get("n_mlp", 8)) * style_dim**2
+    macs += 16 * 9 * channels[4] ** 2 + 16 * 2 * channels[4] * 3 + style_dim * 3 * channels[4]
+    for level in range(3, log_size + 1):  # decoder: up conv + blur, conv, to_rgb
+        res, low = 2**level, channels[2 ** (level - 1)]
+        high = channels[res]
+        macs += (res // 2) ** 2 * 9 * 2 * low * high + (res + 1) ** 2 * high * blur_taps
+        macs += res * res * 9 * 2 * high * high + res * res * 2 * high * 3
+        macs += style_dim * (2 * low + 4 * high)
+    return 2 * macs / 1e9
+
+
+def device_peak_tflops(device_name: str, dtype: torch.dtype) -> float | None:
+    """Dense FP16/BF16 peak of a known accelerator; None for other devices or dtypes."""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return None
+    for key in sorted(PEAK_HALF_TFLOPS, key=len, reverse=True):  # most specific name first
+        if key in device_name:
+            return PEAK_HALF_TFLOPS[key]
+    return None
+
+
+def cpu_model_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def system_info(device: torch.device) -> dict[str, Any]:
+    """Where the figures were measured: hardware and library versions."""
+    info: dict[str, Any] = {
+        "device": str(device),
+        "cpu": cpu_model_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "gpen_cli": __version__,
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+class PeakMemory:
+    """Peak resident memory of this process (getrusage) and peak CUDA allocation, per span.
+
+    On Linux the RSS high-water mark is reset between configurations (/proc/self/clear_refs);
+    elsewhere it is the process's peak so far, which `rss_is_per_config` says.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.rss_is_per_config = True
+
+    def reset(self) -> None:
+        gc.collect()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.rss_is_per_config = False
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def rss_mb(self) -> float:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+    def cuda_mb(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+# --------------------------------------------------------------------------- what is run
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One way of running the generator."""
+
+    batch_size: int
+    half: bool | None = None
+    compile_model: bool = False
+    exact: bool = False
+
+    def label(self, dtype: torch.dtype, compiled: bool) -> str:
+        path = "exact" if self.exact else "fast"
+        precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+        mode = (
+            "compiled"
+            if compiled
+            else ("eager" if not self.compile_model else "eager (compile failed)")
+        )
+        return f"{path} {precision} b{self.batch_size} {mode}"
+
+
+BASELINE = BenchConfig(batch_size=1, half=False, compile_model=False, exact=True)
+
+
+def plan_configs(
+    batch_sizes: Sequence[int], half: bool | None, compile_model: bool, exact: bool
+) -> list[BenchConfig]:
+    """The faithful baseline first, then each requested batch size (duplicates dropped)."""
+    configs = [BASELINE]
+    for batch_size in batch_sizes:
+        config = BenchConfig(batch_size, half, compile_model, exact)
+        if config not in configs:
+            configs.append(config)
+    return configs
+
+
+@dataclass
+class Workload:
+    """What each configuration restores: photos through the whole pipeline, or bare crops."""
+
+    paths: list[Path] = field(default_factory=list)
+    detector: Any = None
+    masker: Any = None
+    crops: list[np.ndarray] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pipeline(self) -> bool:
+        return self.detector is not None
+
+
+def default_photos() -> list[Path]:
+    """The shared benchmark photos ($GPEN_SHARED_DIR/assets/images) that are present."""
+    shared = os.environ.get(SHARED_DIR_ENV, "").strip()
+    if not shared:
+        return []
+    folder = Path(shared) / "assets" / "images"
+    return [folder / name for name in DEFAULT_PHOTOS if (folder / name).is_file()]
+
+
+def photos_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise GpenError(f"--images {folder}: no such folder")
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise GpenError(f"--images {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
+    return photos
+
+
+def astronaut_photo(folder: Path) -> Path | None:
+    """scikit-image's astronaut portrait written as a PNG, when scikit-image is installed."""
+    try:
+        from skimage import data
+    except ImportError:
+        return None
+    path = folder / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def detector_weights_present(detector: str, weights_dir: Path | None) -> bool:
+    """Whether `detector` can run without a download (bench never downloads)."""
+    from gpen_cli.stages.detect import _DETECTORS
+    from gpen_cli.weights import weight_path
+
+    spec = _DETECTORS.get(detector)
+    if spec is None:
+        raise GpenError(f"unknown detector {detector!r}; choose one of: {', '.join(_DETECTORS)}")
+    return weight_path(spec.weight_name, weights_dir).is_file()
+
+
+def random_crops(count: int, size: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def build_workload(
+    *,
+    size: int,
+    images: Path | None,
+    detector: str,
+    weights_dir: Path | None,
+    mask: str,
+    device: torch.device,
+    faces: int,
+    seed: int,
+    scratch: Path,
+) -> Workload:
+    """Photos and a detector when both are there; random crops (said in the notes) when not."""
+    from gpen_cli.stages.mask import make_masker
+
+    if images is not None:
+        paths = photos_in(images)
+    else:
+        paths = default_photos()
+        if not paths:
+            astronaut = astronaut_photo(scratch)
+            paths = [astronaut] if astronaut else []
+    if not paths:
+        return Workload(
+            crops=random_crops(faces, size, seed),
+            notes=[
+                f"no photos (set ${SHARED_DIR_ENV} or --images): forward only, {faces} random crops"
+            ],
+        )
+    if not detector_weights_present(detector, weights_dir):
+        return Workload(
+            crops=random_crops(faces, size, seed),
+            notes=[
+                f"no {detector} detector weights in the weights folder: forward only, "
+                f"{faces} random crops (pass --detector/--weights-dir for the whole pipeline)"
+            ],
+        )
+    from gpen_cli.stages.detect import make_detector
+
+    return Workload(
+        paths=paths,
+        detector=make_detector(detector, weights_dir, device=str(device)),
+        masker=make_masker(mask, weights_dir, device),
+        notes=[f"photos: {', '.join(p.name for p in paths)}"],
+    )
+
+
+# --------------------------------------------------------------------------- timing
+
+
+class StageClock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+
+def pipeline_pass(
+    work: Workload, forward: GpenForward, forward_limit: int | None = None
+) -> tuple[dict[str, float], int]:
+    """Restore every photo once, stage by stage; returns seconds per stage and faces.
+
+    With `forward_limit`, only that many faces go through the generator (a warm-up) and
+    the others are pasted back as they were.
+    """
+    from gpen_cli.stages.align import align_face, warp_crop
+    from gpen_cli.stages.load import load_image
+    from gpen_cli.stages.paste import Paste, paste_faces
+
+    clock = StageClock()
+    with clock.stage("decode"):
+        loaded = [load_image(path) for path in work.paths]
+        images8 = [image.bgr8 for image in loaded]
+    with clock.stage("detect"):
+        detections = [work.detector.detect(image) for image in images8]
+    with clock.stage("align"):
+        alignments = [
+            [align_face(face.landmarks, forward.size) for face in faces] for faces in detections
+        ]
+        crops = [
+            warp_crop(image, a) for image, per in zip(images8, alignments, strict=True) for a in per
+        ]
+    with clock.stage("forward"):
+        restored = forward(crops[:forward_limit]) + crops[len(crops[:forward_limit]) :]
+    with clock.stage("paste"):
+        results, start = [], 0
+        for image, per in zip(loaded, alignments, strict=True):
+            faces = restored[start : start + len(per)]
+            start += len(per)
+            masks = work.masker(faces)
+            pastes = [
+                Paste(face, a.inverse, m) for face, a, m in zip(faces, per, masks, strict=True)
+            ]
+            results.append(paste_faces(image.pixels, pastes) if pastes else image.pixels)
+    with clock.stage("encode"):
+        for path, result in zip(work.paths, results, strict=True):
+            cv2.imencode(path.suffix.lower() or ".png", result)
+    return dict(clock.seconds), len(crops)
+
+
+def forward_pass(
+    work: Workload, forward: GpenForward, forward_limit: int | None = None
+) -> tuple[dict[str, float], int]:
+    crops = work.crops[:forward_limit]
+    clock = StageClock()
+    with clock.stage("forward"):
+        forward(crops)
+    return dict(clock.seconds), len(crops)
+
+
+@dataclass
+class ConfigResult:
+    label: str
+    batch_size: int
+    dtype: str
+    exact: bool
+    compile_requested: bool
+    compiled: bool
+    setup_s: float
+    faces: int
+    stages_s: dict[str, float]  # medians over the repeats
+    total_s: float
+    faces_per_s: float
+    s_per_face: float
+    forward_faces_per_s: float
+    forward_s_per_face: float
+    speedup: float = 1.0  # forward faces/s over the faithful baseline's
+    pipeline_speedup: float = 1.0
+    peak_rss_mb: float = 0.0
+    cuda_peak_mb: float | None = None
+    tflops: float | None = None
+    peak_fraction: float | None = None
+
+
+def run_config(
+    config: BenchConfig,
+    base_model: nn.Module,
+    work: Workload,
+    device: torch.device,
+    repeats: int,
+    memory: PeakMemory,
+) -> ConfigResult:
+    """Set up one configuration, warm it up, then time `repeats` passes."""
+    memory.reset()
+    started = time.perf_counter()
+    forward = GpenForward(
+        copy.deepcopy(base_model),
+        device=device,
+        batch_size=config.batch_size,
+        half=config.half,
+        compile_model=config.compile_model,
+        exact=config.exact,
+    )
+    setup_s = time.perf_counter() - started
+    run = pipeline_pass if work.pipeline else forward_pass
+    # Untimed: first-call allocations, kernel selection for every image size, lazy init.
+    # One batch through the generator is enough to warm it; every photo warms the rest.
+    run(work, forward, forward_limit=config.batch_size)
+    passes = [run(work, forward) for _ in range(max(1, repeats))]
+    faces = passes[0][1]
+    stages = {
+        name: statistics.median(p[0].get(name, 0.0) for p in passes)
+        for name in STAGES
+        if name in passes[0][0]
+    }
+    total = statistics.median(sum(p[0].values()) for p in passes)
+    per_face = total / faces if faces else float("nan")
+    forward_per_face = stages["forward"] / faces if faces else float("nan")
+    result = ConfigResult(
+        label=config.label(forward.dtype, forward.compiled),
+        batch_size=config.batch_size,
+        dtype=str(forward.dtype).replace("torch.", ""),
+        exact=config.exact,
+        compile_requested=config.compile_model,
+        compiled=forward.compiled,
+        setup_s=setup_s,
+        faces=faces,
+        stages_s=stages,
+        total_s=total,
+        faces_per_s=faces / total if total > 0 else float("nan"),
+        s_per_face=per_face,
+        forward_faces_per_s=1 / forward_per_face if forward_per_face > 0 else float("nan"),
+        forward_s_per_face=forward_per_face,
+        peak_rss_mb=memory.rss_mb(),
+        cuda_peak_mb=memory.cuda_mb(),
+    )
+    del forward
+    return result
+
+
+def add_device_utilisation(
+    result: ConfigResult, gflop: float | None, info: Mapping[str, Any]
+) -> None:
+    """Achieved TFLOP/s in the forward, and its fraction of the device's peak when known."""
+    if gflop is None or not result.forward_s_per_face > 0:
+        return
+    result.tflops = gflop / result.forward_s_per_face / 1e3
+    peak = device_peak_tflops(str(info.get("gpu", "")), getattr(torch, result.dtype))
+    if peak is not None:
+        result.peak_fraction = result.tflops / peak
+
+
+# --------------------------------------------------------------------------- model
+
+
+def resolve_bench_model(
+    model: str | None, size: int | None, weights_dir: Path | None, seed: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The generator to time and how it was obtained.
+
+    A registry name whose weights are absent becomes seeded random weights of its config:
+    timings do not depend on the weights' values.
+    """
+    from gpen_cli.defaults import DEFAULT_MODEL
+    from gpen_cli.models import build_gpen, load_gpen
+    from gpen_cli.weights import MODELS, weight_path
+
+    name = model or (f"GPEN-BFR-{size}" if size else DEFAULT_MODEL)
+    if name in MODELS:
+        spec = MODELS[name]
+        if spec.kind != "gpen":
+            raise GpenError(f"{name} is a {spec.kind} model, not a GPEN generator")
+        path = weight_path(name, weights_dir)
+        if path.is_file():
+            generator = load_gpen(path)
+            return generator, {"name": name, "weights": str(path), "config": dict(generator.config)}
+        torch.manual_seed(seed)
+        generator = build_gpen(**dict(spec.config)).eval().requires_grad_(False)
+        return generator, {
+            "name": name,
+            "weights": f"random (seed {seed}): {spec.filename} is not in the weights folder",
+            "config": dict(generator.config),
+        }
+    path = Path(name)
+    if not path.is_file():
+        known = ", ".join(n for n, s in MODELS.items() if s.kind == "gpen")
+        if size is not None and model is None:
+            raise GpenError(f"--size {size}: no registry model GPEN-BFR-{size} ({known})")
+        raise GpenError(f"--model {name}: no such file, and not a known model ({known})")
+    generator = load_gpen(path)
+    return generator, {"name": path.name, "weights": str(path), "config": dict(generator.config)}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class BenchReport:
+    system: dict[str, Any]
+    model: dict[str, Any]
+    mode: str  # "pipeline" or "forward only"
+    notes: list[str]
+    repeats: int
+    gflop_per_face: float | None
+    rss_is_per_config: bool
+    results: list[ConfigResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_bench(
+    *,
+    model: str | None = None,
+    size: int | None = None,
+    batch_sizes: Sequence[int] = (),
+    half: bool | None = None,
+    compile_model: bool = False,
+    exact: bool = False,
+    images: Path | None = None,
+    detector: str = "retinaface-mobile",
+    weights_dir: Path | None = None,
+    mask: str = "auto",
+    device: str = "auto",
+    repeats: int = 3,
+    faces: int | None = None,
+    seed: int = 0,
+) -> BenchReport:
+    """Measure the faithful baseline and every requested configuration on one workload."""
+    if repeats < 1:
+        raise GpenError(f"--repeats must be at least 1, got {repeats}")
+    torch_device = pick_device(device)
+    base_model, model_info = resolve_bench_model(model, size, weights_dir, seed)
+    if size is not None and model is not None and base_model.size != size:
+        raise GpenError(f"--size {size} but {model_info['name']} is a {base_model.size} px model")
+    from gpen_cli.stages.forward import default_batch_size
+
+    sizes = list(batch_sizes) or [default_batch_size(torch_device, base_model.size)]
+    if min(sizes) < 1:
+        raise GpenError(f"--batch-size must be at least 1, got {min(sizes)}")
+    configs = plan_configs(sizes, half, compile_model, exact)
+    config = getattr(base_model, "config", None)
+    gflop = gflop_per_face(config) if config else None
+    info = system_info(torch_device)
+    memory = PeakMemory(torch_device)
+    with tempfile.TemporaryDirectory(prefix="gpen-bench-") as scratch:
+        work = build_workload(
+            size=base_model.size,
+            images=images,
+            detector=detector,
+            weights_dir=weights_dir,
+            mask=mask,
+            device=torch_device,
+            faces=faces or max(sizes),
+            seed=seed,
+            scratch=Path(scratch),
+        )
+        results = []
+        for config_ in configs:
+            logger.info("bench: %s", config_)
+            results.append(run_config(config_, base_model, work, torch_device, repeats, memory))
+    baseline = results[0]
+    for result in results:
+        result.speedup = result.forward_faces_per_s / baseline.forward_faces_per_s
+        result.pipeline_speedup = result.faces_per_s / baseline.faces_per_s
+        add_device_utilisation(result, gflop, info)
+    notes = list(work.notes)
+    if "random" in model_info["weights"]:
+        notes.append("random weights: timings are valid, the pictures are not restored")
+    if not results[0].faces:
+        notes.append("no face was found in the photos: nothing reached the generator")
+    return BenchReport(
+        system=info,
+        model=model_info,
+        mode="pipeline" if work.pipeline else "forward only",
+        notes=notes,
+        repeats=repeats,
+        gflop_per_face=gflop,
+        rss_is_per_config=memory.rss_is_per_config,
+        results=results,
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def table_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
+    """Column names and rows shared by the terminal table and the markdown one."""
+    stages = [s for s in STAGES if s in report.results[0].stages_s]
+    header = [
+        "configuration",
+        "faces/s",
+        "s/face",
+        "forward faces/s",
+        "forward s/face",
+        "× faithful",
+    ]
+    if len(stages) > 1:
+        header += [f"{s} s" for s in stages]
+    header += ["peak RSS MB"]
+    cuda = report.results[0].cuda_peak_mb is not None
+    if cuda:
+        header += ["CUDA peak MB", "TFLOP/s", "% of peak"]
+    rows = []
+    for r in report.results:
+        row = [
+            r.label,
+            _fmt(r.faces_per_s),
+            _fmt(r.s_per_face, 3),
+            _fmt(r.forward_faces_per_s),
+            _fmt(r.forward_s_per_face, 3),
+            _fmt(r.speedup),
+        ]
+        if len(stages) > 1:
+            row += [_fmt(r.stages_s[s], 3) for s in stages]
+        row += [f"{r.peak_rss_mb:.0f}"]
+        if cuda:
+            fraction = None if r.peak_fraction is None else 100 * r.peak_fraction
+            row += [f"{r.cuda_peak_mb:.0f}", _fmt(r.tflops, 1), _fmt(fraction, 1)]
+        rows.append(row)
+    return header, rows
+
+
+def describe(report: BenchReport) -> list[str]:
+    """The lines that say what was measured, where, and how."""
+    s, m = report.system, report.model
+    where = (
+        s.get("gpu")
+        or f"{s['cpu']}, {s['cpu_count']} logical CPUs, {s['torch_threads']} torch threads"
+    )
+    first = report.results[0]
+    lines = [
+        f"model: {m['name']} ({m['config'].get('size')} px), weights: {m['weights']}",
+        f"device: {s['device']} — {where}",
+        f"versions: python {s['python']}, torch {s['torch']}, numpy {s['numpy']}, "
+        f"opencv {s['opencv']}, gpen-cli {s['gpen_cli']}",
+        f"workload: {report.mode}, {first.faces} faces, "
+        f"median of {report.repeats} runs after a warm-up",
+    ]
+    if report.gflop_per_face:
+        lines.append(f"cost: {report.gflop_per_face:.1f} GFLOP a face")
+    if not report.rss_is_per_config:
+        lines.append("peak RSS is the process's peak so far, not per configuration")
+    return lines + [f"note: {note}" for note in report.notes]
+
+
+def markdown(report: BenchReport) -> str:
+    header, rows = table_rows(report)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines + [""] + [f"- {line}" for line in describe(report)]) + "\n"

@@ -1,0 +1,200 @@
+"""`gpen bench`: how fast each stage runs here, for several forward configurations."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gpen_cli.cli import options as opt
+from gpen_cli.cli.common import (
+    WeightsDirOption,
+    console,
+    err_console,
+    one_line_errors,
+    setup_logging,
+)
+from gpen_cli.errors import GpenError
+
+BenchModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        show_default=False,
+        help="GPEN model name or checkpoint file. A name whose weights are absent is timed "
+        "with seeded random weights of its config. Default: GPEN-BFR-<size>, else GPEN-BFR-512.",
+        rich_help_panel=opt.PIPELINE,
+    ),
+]
+SizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--size",
+        show_default=False,
+        help="Pick the registry model of this face size (256, 512, 1024, 2048).",
+        rich_help_panel=opt.PIPELINE,
+    ),
+]
+BatchSizesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--batch-size",
+        "-b",
+        metavar="N",
+        show_default=False,
+        help="Batch sizes to compare: -b 1 4 8, -b 1,4,8 or -b 1 -b 4. "
+        "Default: 16 on CUDA, 4 on CPU.",
+        rich_help_panel=opt.SPEED,
+    ),
+]
+ExtraBatchSizes = Annotated[
+    list[str] | None,
+    typer.Argument(
+        hidden=True, metavar="N", show_default=False, help="More batch sizes after --batch-size."
+    ),
+]
+ImagesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--images",
+        show_default=False,
+        help="Folder of photos to restore. Default: the shared benchmark photos "
+        "($GPEN_SHARED_DIR), else scikit-image's astronaut.",
+        rich_help_panel=opt.PIPELINE,
+    ),
+]
+BenchDetectorOption = Annotated[
+    str,
+    typer.Option(
+        help="Face detector. Without its weights in the weights folder, only the forward "
+        "is timed, on random crops.",
+        rich_help_panel=opt.PIPELINE,
+    ),
+]
+RepeatsOption = Annotated[
+    int, typer.Option("--repeats", min=1, help="Timed runs per configuration (medians are shown).")
+]
+FacesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--faces",
+        min=1,
+        show_default=False,
+        help="Random crops per run when timing the forward alone. Default: the largest batch size.",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the results as JSON on stdout only.")
+]
+MarkdownOption = Annotated[
+    bool, typer.Option("--markdown", help="Print a markdown table (for a README) on stdout.")
+]
+
+
+def parse_batch_sizes(values: list[str]) -> list[int]:
+    """ "1 4 8", "1,4,8" and repeated options all give [1, 4, 8]."""
+    sizes = []
+    for value in values:
+        for part in value.replace(",", " ").split():
+            if not part.isdigit() or int(part) < 1:
+                raise GpenError(f"--batch-size: {part!r} is not a positive whole number")
+            sizes.append(int(part))
+    return sizes
+
+
+def print_table(report) -> None:
+    from gpen_cli.bench import describe, table_rows
+
+    header, rows = table_rows(report)
+    table = Table(title="gpen bench", show_edge=False)
+    for index, column in enumerate(header):
+        table.add_column(column, justify="left" if index == 0 else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for line in describe(report):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _json_safe(value):
+    """NaN (no face found) becomes null: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+@one_line_errors
+def bench(
+    more_batch_sizes: ExtraBatchSizes = None,
+    model: BenchModelOption = None,
+    size: SizeOption = None,
+    batch_size: BatchSizesOption = None,
+    half: opt.HalfOption = None,
+    compile_model: opt.CompileOption = False,
+    exact: opt.ExactOption = False,
+    images: ImagesOption = None,
+    detector: BenchDetectorOption = "retinaface-mobile",
+    weights_dir: WeightsDirOption = None,
+    mask: opt.MaskOption = "auto",
+    device: opt.DeviceOption = "auto",
+    repeats: RepeatsOption = 3,
+    faces: FacesOption = None,
+    as_json: JsonOption = False,
+    as_markdown: MarkdownOption = False,
+    quiet: opt.QuietOption = False,
+) -> None:
+    """Time decode, detect, align, forward, paste and encode for each configuration.
+
+    The faithful path (--exact, FP32, batch 1, eager) is always measured first; speed-ups
+    are relative to it. --half, --compile and --exact apply to every other configuration.
+    """
+    from gpen_cli.bench import markdown, run_bench
+
+    setup_logging(quiet or as_json or as_markdown)
+    sizes = parse_batch_sizes((batch_size or []) + (more_batch_sizes or []))
+    with err_console.status("Benchmarking…", spinner="dots") if not quiet else _nothing():
+        try:
+            report = run_bench(
+                model=model,
+                size=size,
+                batch_sizes=sizes,
+                half=half,
+                compile_model=compile_model,
+                exact=exact,
+                images=images,
+                detector=detector,
+                weights_dir=weights_dir,
+                mask=mask,
+                device=device,
+                repeats=repeats,
+                faces=faces,
+            )
+        except ValueError as exc:  # e.g. --device cuda without CUDA
+            raise GpenError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(_json_safe(report.to_dict()), indent=2))
+    elif as_markdown:
+        typer.echo(markdown(report), nl=False)
+    else:
+        print_table(report)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(bench)

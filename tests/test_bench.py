@@ -1,0 +1,167 @@
+"""`gpen bench`: the configurations it runs, the figures it reports, and its JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import shared_dir, shared_file
+from typer.testing import CliRunner
+
+from gpen_cli.bench import (
+    BASELINE,
+    BenchConfig,
+    device_peak_tflops,
+    gflop_per_face,
+    plan_configs,
+    resolve_bench_model,
+)
+from gpen_cli.cli import app
+from gpen_cli.cli.bench import parse_batch_sizes
+from gpen_cli.errors import GpenError
+from gpen_cli.models import build_gpen
+from gpen_cli.weights import MODELS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "GPEN-tiny-64.pth"
+    torch.save(build_gpen(64, channel_multiplier=1, narrow=0.125).state_dict(), path)
+    return path
+
+
+def run_json(*args: str) -> dict:
+    result = runner.invoke(app, ["bench", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypatch):
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    report = run_json(
+        "--model", str(tiny_checkpoint), "-b", "1", "2", "--repeats", "1", "--faces", "3"
+    )
+    assert report["mode"] == "forward only"
+    assert any("forward only" in note and "random crops" in note for note in report["notes"])
+    assert report["model"]["config"]["size"] == 64
+    assert report["gflop_per_face"] == pytest.approx(gflop_per_face(report["model"]["config"]))
+    for key in ("device", "cpu", "torch", "python", "numpy", "opencv", "gpen_cli"):
+        assert report["system"][key]
+    labels = [r["label"] for r in report["results"]]
+    assert labels == ["exact fp32 b1 eager", "fast fp32 b1 eager", "fast fp32 b2 eager"]
+    baseline = report["results"][0]
+    assert baseline["speedup"] == pytest.approx(1.0)
+    for result in report["results"]:
+        assert result["faces"] == 3
+        assert set(result["stages_s"]) == {"forward"}
+        assert result["faces_per_s"] > 0 and result["s_per_face"] > 0
+        assert result["faces_per_s"] == pytest.approx(1 / result["s_per_face"])
+        assert result["speedup"] == pytest.approx(
+            result["forward_faces_per_s"] / baseline["forward_faces_per_s"]
+        )
+        assert result["peak_rss_mb"] > 50
+        assert result["cuda_peak_mb"] is None and result["peak_fraction"] is None
+
+
+def test_pipeline_on_a_real_photo(tiny_checkpoint, tmp_path):
+    photo = shared_file("assets/images/portrait_small.jpg")
+    weights = shared_file("assets/weights/face_detection_yunet.onnx").parent
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / photo.name).symlink_to(photo)
+    report = run_json(
+        "--model", str(tiny_checkpoint), "-b", "2", "--half", "--repeats", "1",
+        "--images", str(tmp_path / "photos"), "--detector", "yunet",
+        "--weights-dir", str(weights), "--mask", "rect",
+    )  # fmt: skip
+    assert report["mode"] == "pipeline"
+    first, fast = report["results"]
+    assert first["label"] == "exact fp32 b1 eager" and fast["batch_size"] == 2
+    assert first["faces"] >= 1
+    stages = first["stages_s"]
+    assert list(stages) == ["decode", "detect", "align", "forward", "paste", "encode"]
+    assert first["total_s"] == pytest.approx(sum(stages.values()))
+    assert fast["dtype"] in ("bfloat16", "float32")  # BF16 only where the CPU runs it natively
+
+
+def test_default_photos_come_from_the_shared_folder(monkeypatch):
+    from gpen_cli.bench import default_photos
+
+    monkeypatch.setenv("GPEN_SHARED_DIR", str(shared_dir()))
+    names = [p.name for p in default_photos()]
+    shared_file("assets/images/portrait_small.jpg")
+    assert "portrait_small.jpg" in names and "solvay_conference_1927.png" in names
+    monkeypatch.delenv("GPEN_SHARED_DIR")
+    assert default_photos() == []
+
+
+def test_markdown_table(tiny_checkpoint, monkeypatch):
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            str(tiny_checkpoint),
+            "--repeats",
+            "1",
+            "--faces",
+            "1",
+            "-b",
+            "1,2",
+            "--markdown",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| configuration | faces/s |")
+    assert lines[2].startswith("| exact fp32 b1 eager |")
+    assert any(line.startswith("- device: cpu") for line in lines)
+
+
+def test_plan_always_starts_with_the_faithful_baseline():
+    configs = plan_configs([1, 4, 4], half=None, compile_model=False, exact=False)
+    assert configs == [BASELINE, BenchConfig(1), BenchConfig(4)]
+    # asking for the baseline itself does not measure it twice
+    assert plan_configs([1], half=False, compile_model=False, exact=True) == [BASELINE]
+
+
+def test_batch_sizes_are_parsed_in_every_spelling():
+    assert parse_batch_sizes(["1 4 8"]) == [1, 4, 8]
+    assert parse_batch_sizes(["1,4", "8"]) == [1, 4, 8]
+    with pytest.raises(GpenError, match="'0' is not a positive"):
+        parse_batch_sizes(["0"])
+    result = runner.invoke(app, ["bench", "-b", "x"])
+    assert result.exit_code == 2 and "'x' is not a positive whole number" in result.output
+
+
+def test_flop_count_matches_the_published_figures():
+    assert gflop_per_face(MODELS["GPEN-BFR-512"].config) == pytest.approx(276.2, abs=0.1)
+    assert gflop_per_face(MODELS["GPEN-BFR-256"].config) == pytest.approx(17.4, abs=0.05)
+
+
+def test_peak_flops_known_only_for_listed_gpus_in_half_precision():
+    assert device_peak_tflops("NVIDIA H100 80GB HBM3", torch.float16) == pytest.approx(989.4)
+    assert device_peak_tflops("NVIDIA H100 PCIe", torch.bfloat16) == pytest.approx(756.0)
+    assert device_peak_tflops("NVIDIA H200", torch.bfloat16) == pytest.approx(989.4)
+    assert device_peak_tflops("NVIDIA H100 80GB HBM3", torch.float32) is None
+    assert device_peak_tflops("NVIDIA GeForce RTX 4090", torch.float16) is None
+
+
+def test_absent_registry_weights_become_seeded_random_weights():
+    first, info = resolve_bench_model(None, 256, None, seed=3)
+    second, _ = resolve_bench_model("GPEN-BFR-256", None, None, seed=3)
+    assert first.size == 256 and info["config"]["narrow"] == 0.5
+    assert info["weights"].startswith("random (seed 3)")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
+    with pytest.raises(GpenError, match="no registry model GPEN-BFR-300"):
+        resolve_bench_model(None, 300, None, seed=0)
+    with pytest.raises(GpenError, match="not a GPEN generator"):
+        resolve_bench_model("yunet", None, None, seed=0)
