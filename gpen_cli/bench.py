@@ -237,13 +237,10 @@ def astronaut_photo(folder: Path) -> Path | None:
 
 def detector_weights_present(detector: str, weights_dir: Path | None) -> bool:
     """Whether `detector` can run without a download (bench never downloads)."""
-    from gpen_cli.stages.detect import _DETECTORS
+    from gpen_cli.stages.detect import detector_weight_name
     from gpen_cli.weights import weight_path
 
-    spec = _DETECTORS.get(detector)
-    if spec is None:
-        raise GpenError(f"unknown detector {detector!r}; choose one of: {', '.join(_DETECTORS)}")
-    return weight_path(spec.weight_name, weights_dir).is_file()
+    return weight_path(detector_weight_name(detector), weights_dir).is_file()
 
 
 def random_crops(count: int, size: int, seed: int) -> list[np.ndarray]:

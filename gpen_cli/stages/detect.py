@@ -368,13 +368,23 @@ _DETECTORS: dict[str, _DetectorSpec] = {
 DETECTOR_NAMES = tuple(_DETECTORS)
 
 
+def _spec(name: str) -> _DetectorSpec:
+    spec = _DETECTORS.get(name)
+    if spec is None:
+        raise GpenError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES)}")
+    return spec
+
+
+def detector_weight_name(name: str) -> str:
+    """The registry name of the weights file detector `name` runs on."""
+    return _spec(name).weight_name
+
+
 def make_detector(
     name: str, weights_dir: Path | None = None, device: str = "cpu", **options: Any
 ) -> Detector:
     """Build the detector called `name`, fetching its weights file if needed."""
-    spec = _DETECTORS.get(name)
-    if spec is None:
-        raise GpenError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES)}")
+    spec = _spec(name)
     from gpen_cli.weights import ensure_weight
 
     path = ensure_weight(spec.weight_name, weights_dir)
