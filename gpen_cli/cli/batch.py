@@ -192,8 +192,7 @@ def batch(
     from gpen_cli.batch.steps import faces_restored
 
     setup_logging(quiet)
-    if ext not in ("same", "png", "jpg"):
-        raise fail(f"--ext must be same, png or jpg, got {ext!r}")
+    opt.check_ext(ext)
     layout = plan_layout(input_dir, output, report)
     if layout.excluded and not quiet:
         err_console.print(

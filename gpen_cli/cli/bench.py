@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -161,7 +162,7 @@ def bench(
 
     setup_logging(quiet or as_json or as_markdown)
     sizes = parse_batch_sizes((batch_size or []) + (more_batch_sizes or []))
-    with err_console.status("Benchmarking…", spinner="dots") if not quiet else _nothing():
+    with err_console.status("Benchmarking…", spinner="dots") if not quiet else nullcontext():
         try:
             report = run_bench(
                 model=model,
@@ -186,14 +187,6 @@ def bench(
         typer.echo(markdown(report), nl=False)
     else:
         print_table(report)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def register(app: typer.Typer) -> None:

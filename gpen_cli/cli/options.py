@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+from gpen_cli.errors import GpenError
 
 PIPELINE = "Pipeline"
 SPEED = "Speed"
@@ -196,6 +197,14 @@ OverwriteOption = Annotated[
     typer.Option("--overwrite", help="Replace outputs that already exist.", rich_help_panel=OUTPUT),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+
+
+EXT_CHOICES = ("same", "png", "jpg")
+
+
+def check_ext(ext: str) -> None:
+    if ext not in EXT_CHOICES:
+        raise GpenError(f"--ext must be one of {', '.join(EXT_CHOICES)}, got {ext!r}")
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,6 @@ from gpen_cli.cli.common import (
     WeightsDirOption,
     console,
     err_console,
-    fail,
     one_line_errors,
     setup_logging,
 )
@@ -170,11 +170,10 @@ def restore(
     2 usage or set-up error (bad option, missing weights), found before any output is written.
     """
     setup_logging(quiet)
-    if ext not in ("same", "png", "jpg"):
-        raise fail(f"--ext must be same, png or jpg, got {ext!r}")
+    opt.check_ext(ext)
     settings = opt.RestoreSettings.from_arguments(locals())
     outputs = plan_outputs(inputs, output, ext)
-    with console.status("Loading models…", spinner="dots") if not quiet else _nothing():
+    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = settings.build_restorer()
 
     started = time.perf_counter()
@@ -220,14 +219,6 @@ def restore(
         print_results(entries, elapsed)
     failed = any(entry.status == "failed" for entry in entries)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def register(app: typer.Typer) -> None:
