@@ -307,7 +307,7 @@ def test_missing_file_is_refused(tmp_path):
 
 def test_directory_is_refused(tmp_path):
     (tmp_path / "album.jpg").mkdir()
-    with pytest.raises(InputError, match=r"album\.jpg: is a directory"):
+    with pytest.raises(InputError, match=r"album\.jpg: is a folder, not an image file"):
         load_image(tmp_path / "album.jpg")
 
 

@@ -139,7 +139,7 @@ def _open_for_reading(path: Path) -> BinaryIO:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
-        raise InputError(f"{path}: is a directory, not an image file")
+        raise InputError(f"{path}: is a folder, not an image file (use gpen batch for folders)")
     try:
         if path.stat().st_size == 0:
             raise InputError(f"{path}: empty file (0 bytes)")
