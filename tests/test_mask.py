@@ -54,5 +54,5 @@ def test_auto_uses_parsing_only_when_its_weights_are_present(tmp_path, parsenet_
 def test_wrong_parsing_weights_are_named(tmp_path):
     bogus = tmp_path / "parsing_parsenet.pth"
     torch.save({"conv.weight": torch.zeros(3, 3)}, bogus)
-    with pytest.raises(CheckpointError, match="not ParseNet face-parsing weights"):
+    with pytest.raises(CheckpointError, match="not a ParseNet face-parsing state dict"):
         ParsingMasker(bogus)

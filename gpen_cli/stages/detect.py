@@ -8,7 +8,6 @@ corner, left/right as seen in the picture (the order the alignment template uses
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 import threading
 import warnings
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from gpen_cli.checkpoints import load_strict, read_state_dict
 from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.faces import Face
 
@@ -49,54 +49,10 @@ class Detector(Protocol):
     def detect(self, image_bgr: np.ndarray) -> list[Face]: ...
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _load_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
-    """Read a checkpoint as plain tensors only: the file is untrusted, so no code is unpickled."""
-    path = Path(path)
-    if not path.is_file():
+def _read_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
+    if not Path(path).is_file():
         raise WeightsMissingError(f"{path}: {what} weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
-            raise CheckpointError(
-                f"{path}: refused to load, it holds Python objects other than weights"
-            ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
-    except Exception as exc:  # torch.load fails in many ways on foreign files
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
-    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
-        reason = f"a {type(state).__name__}, not a dict of named tensors"
-        raise CheckpointError(f"{path}: not a {what} state dict ({reason})")
-    return {key.removeprefix("module."): value for key, value in state.items()}
-
-
-def _load_into(model: torch.nn.Module, state: Mapping[str, Any], path: Path, what: str) -> None:
-    """Load `state` with strict=True, after saying in one line why it does not fit if it doesn't."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        key
-        for key in set(expected) & set(state)
-        if getattr(state[key], "shape", None) != expected[key].shape
-    )
-    problems = [
-        f"{len(keys)} {kind} keys, e.g. {keys[0]!r}"
-        for kind, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrongly shaped", mismatched),
-        )
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(f"{path}: not a {what} state dict ({'; '.join(problems)})")
-    model.load_state_dict(state, strict=True)
+    return read_state_dict(Path(path), f"{what} state dict")
 
 
 def _check_image(image_bgr: np.ndarray) -> None:
@@ -190,11 +146,11 @@ class RetinaFaceDetector(_BoundedDetector):
         from facexlib.detection.retinaface import RetinaFace
 
         what = f"RetinaFace {network}"
-        state = _load_state_dict(weights_path, what)
+        state = _read_weights(weights_path, what)
         with warnings.catch_warnings():  # torchvision's notice about resnet50(pretrained=False)
             warnings.simplefilter("ignore", UserWarning)
             model = RetinaFace(network_name=network, half=False, device=device)
-        _load_into(model, state, Path(weights_path), what)
+        load_strict(model, state, str(weights_path), f"{what} state dict")
         self._model = model.eval()
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
@@ -288,12 +244,12 @@ class FanLandmarks:
         from face_alignment.models import FAN
 
         path = Path(weights_path)
-        state = _load_state_dict(path, "2D-FAN")
+        state = _read_weights(path, "2D-FAN")
         stacks = {int(m.group(1)) for key in state if (m := re.match(r"m(\d+)\.", key))}
         if not stacks:
             raise CheckpointError(f"{path}: not a 2D-FAN state dict (no hourglass 'm0.*' keys)")
         net = FAN(max(stacks) + 1)
-        _load_into(net, state, path, "2D-FAN")
+        load_strict(net, state, str(path), "2D-FAN state dict")
         self._net = net.to(device).eval()
         self.device = device
         self.flip_input = flip_input

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-from gpen_cli.errors import CheckpointError, GpenError
+from gpen_cli.checkpoints import load_strict, read_state_dict
+from gpen_cli.errors import GpenError
 from gpen_cli.stages.forward import crops_to_tensor
 from gpen_cli.stages.paste import default_mask
 
@@ -45,17 +46,10 @@ class ParsingMasker:
     def __init__(self, weights_path: Path, device: torch.device | str = "cpu"):
         from facexlib.parsing.parsenet import ParseNet
 
-        from gpen_cli.models.loading import read_checkpoint, unwrap_state_dict
-
         self.device = torch.device(device)
         network = ParseNet(in_size=PARSING_INPUT_SIZE, out_size=PARSING_INPUT_SIZE, parsing_ch=19)
-        state = unwrap_state_dict(read_checkpoint(weights_path), str(weights_path))
-        try:
-            network.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{weights_path}: not ParseNet face-parsing weights ({str(exc)[:160]})"
-            ) from None
+        what = "ParseNet face-parsing state dict"
+        load_strict(network, read_state_dict(weights_path, what), str(weights_path), what)
         self.network = network.eval().requires_grad_(False).to(self.device)
 
     @torch.inference_mode()

@@ -1,0 +1,116 @@
+"""Reading untrusted checkpoint files: tensors only, and one clear line when they do not fit.
+
+Every network the tool runs (GPEN, the detectors, face parsing, FAN) loads its weights
+through here, so a file that tries to run code when unpickled is refused the same way
+everywhere, and a wrong file is named with what does not fit.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gpen_cli.errors import CheckpointError
+
+# Dicts that trainers wrap a state dict in, most specific first.
+WRAPPER_KEYS = ("g_ema", "params_ema", "params", "state_dict", "model", "generator", "net_g")
+MAX_LISTED = 4
+
+StateDict = dict[str, torch.Tensor]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_checkpoint(path: Path) -> object:
+    """Read a checkpoint file without running any pickled code.
+
+    `weights_only=True` refuses anything but tensors and plain containers, so a file that
+    tries to execute code is rejected, not run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(
+                f"{path}: reading .safetensors needs the safetensors package "
+                "(pip install safetensors)"
+            ) from None
+        return load_file(str(path), device="cpu")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if detail is None:
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
+            ) from None
+        raise CheckpointError(
+            f"{path}: refused to load: the file asks to run {detail.group(1)} when unpickled; "
+            "checkpoints may only hold tensors"
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or _first_line(exc)})") from None
+    except Exception:  # torch.load fails in many ways on foreign files, none of them telling
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
+        ) from None
+
+
+def unwrap_state_dict(obj: object, origin: str, what: str = "state dict") -> StateDict:
+    """Find the tensors in the variants seen in the wild (wrapping dicts, `module.`)."""
+    for _ in range(4):
+        if not isinstance(obj, Mapping):
+            raise CheckpointError(
+                f"{origin}: not a {what} (a {type(obj).__name__}, not a dict of tensors)"
+            )
+        if obj and all(isinstance(value, torch.Tensor) for value in obj.values()):
+            break
+        inner = next((obj[key] for key in WRAPPER_KEYS if isinstance(obj.get(key), Mapping)), None)
+        if inner is None:
+            keys = sorted(map(str, obj))[:8]
+            raise CheckpointError(f"{origin}: not a {what} (no tensors; top-level keys are {keys})")
+        obj = inner
+    return {re.sub(r"^(module\.)+", "", str(key)): value for key, value in obj.items()}
+
+
+def read_state_dict(path: Path, what: str = "state dict") -> StateDict:
+    return unwrap_state_dict(read_checkpoint(path), str(path), what)
+
+
+def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """What keeps `state` from loading into `model` with strict=True ("" when nothing)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+            parts.append(f"{label}: {', '.join(items[:MAX_LISTED])}{more}")
+    return "; ".join(parts)
+
+
+def load_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], origin: str, what: str
+) -> None:
+    """`load_state_dict(strict=True)`, after saying in one line why it would not fit."""
+    mismatch = describe_mismatch(model, state)
+    if mismatch:
+        raise CheckpointError(f"{origin}: not a {what} ({mismatch})")
+    model.load_state_dict(state, strict=True)
