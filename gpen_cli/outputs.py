@@ -11,7 +11,7 @@ import numpy as np
 
 from gpen_cli.restorer import RestoreResult
 from gpen_cli.stages.load import LoadedImage, to_uint8
-from gpen_cli.stages.save import save_image
+from gpen_cli.stages.save import copy_file, save_image
 
 COMPARE_MAX_HEIGHT = 1600
 
@@ -81,4 +81,19 @@ def write_outputs(
             for kind, image in (("input", crop), ("restored", restored)):
                 path = folder / f"face{index:02d}_{kind}.png"
                 written.append(save_image(path, image, overwrite=True, protected=protected))
-    return [save_image(output, final, overwrite=overwrite, protected=protected), *written]
+    if passed_through(loaded, result, output, aligned):
+        main = copy_file(loaded.path, output, overwrite=overwrite, protected=protected)
+    else:
+        main = save_image(output, final, overwrite=overwrite, protected=protected)
+    return [main, *written]
+
+
+def passed_through(loaded: LoadedImage, result: RestoreResult, output: Path, aligned: bool) -> bool:
+    """No face was restored and the output keeps the input's format and size: then the input
+    file itself is the output, with no lossy re-encoding (and its metadata kept)."""
+    return (
+        not aligned
+        and not result.faces
+        and output.suffix.lower() == loaded.path.suffix.lower()
+        and result.image.shape[:2] == loaded.pixels.shape[:2]
+    )

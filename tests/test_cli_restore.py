@@ -290,3 +290,15 @@ def test_end_to_end_on_the_shared_photos_with_gpen_256(tmp_path, weights_dir):
     for name in names:
         written = cv2.imread(str(tmp_path / "out" / name))
         assert written.shape == cv2.imread(str(shared_file(f"assets/images/{name}"))).shape
+
+
+def test_photo_without_faces_is_passed_through_byte_for_byte(tmp_path, checkpoint, weights_dir):
+    noise = np.random.default_rng(3).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    source = tmp_path / "landscape.jpg"
+    cv2.imwrite(str(source), noise)
+    result = run(str(source), checkpoint=checkpoint, weights_dir=weights_dir)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "landscape_gpen.jpg").read_bytes() == source.read_bytes()
+    as_png = run(str(source), "--ext", "png", checkpoint=checkpoint, weights_dir=weights_dir)
+    assert as_png.exit_code == 0, as_png.output
+    assert np.array_equal(cv2.imread(str(tmp_path / "landscape_gpen.png")), cv2.imread(str(source)))

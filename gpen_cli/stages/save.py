@@ -103,6 +103,21 @@ def save_image(
     return path
 
 
+def copy_file(
+    source: Path, path: Path, *, overwrite: bool = False, protected: Iterable[Path] = ()
+) -> Path:
+    """Copy `source` to `path` byte for byte, atomically and under the same refusals."""
+    path = Path(path)
+    _refuse_unsafe_target(path, overwrite, protected)
+    try:
+        data = Path(source).read_bytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot copy {source} to {path}: {exc.strerror or exc}") from None
+    _write_atomically(path, data)
+    return path
+
+
 def _refuse_unsafe_target(path: Path, overwrite: bool, protected: Iterable[Path]) -> None:
     target = path.resolve()
     for source in protected:
