@@ -21,7 +21,7 @@ _PIP_NAMES = {
     "cv2": "opencv-python",
     "skimage": "scikit-image",
     "numpy": "'numpy>=1.24,<2.0'",
-    "torch": "'torch>=2.1'",
+    "torch": "'torch>=2.4'",
     "face_alignment": "face-alignment",
     "PIL": "Pillow",
 }

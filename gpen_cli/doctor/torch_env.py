@@ -23,7 +23,7 @@ DEVICE = "device"
 HALF = "fp16 / bf16"
 COMPILE = "torch.compile"
 
-TORCH_FIX = "pip install 'torch>=2.1'"
+TORCH_FIX = "pip install 'torch>=2.4'"
 CUDA_FIX = (
     "with an NVIDIA GPU, install a CUDA build of torch: https://pytorch.org/get-started/locally/"
 )
