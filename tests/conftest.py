@@ -22,6 +22,19 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A GPEN-64 generator with seeded random weights, saved as the published files are."""
+    import torch
+
+    from gpen_cli.models import build_gpen
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "GPEN-random-64.pth"
+    torch.save(build_gpen(64, channel_multiplier=1, narrow=0.125).state_dict(), path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _isolated_weights_dir(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's real weights cache."""

@@ -402,17 +402,6 @@ def test_first_signal_sets_stop_and_handlers_are_restored():
 # --------------------------------------------------------------------------- the CLI
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A random GPEN-64 generator saved as the official checkpoints are (a state dict)."""
-    from gpen_cli.models import build_gpen
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "gpen64.pth"
-    torch.save(build_gpen(64, 1, 0.125).state_dict(), path)
-    return path
-
-
 def invoke(*args: str):
     return CliRunner().invoke(app, ["batch", *map(str, args)])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,18 +20,9 @@ from gpen_cli.bench import (
 from gpen_cli.cli import app
 from gpen_cli.cli.bench import parse_batch_sizes
 from gpen_cli.errors import GpenError
-from gpen_cli.models import build_gpen
 from gpen_cli.weights import MODELS
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("models") / "GPEN-tiny-64.pth"
-    torch.save(build_gpen(64, channel_multiplier=1, narrow=0.125).state_dict(), path)
-    return path
 
 
 def run_json(*args: str) -> dict:

@@ -21,15 +21,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A GPEN generator with seeded random weights, saved as the published files are."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("models") / "GPEN-random-64.pth"
-    torch.save(build_gpen(64, channel_multiplier=1, narrow=0.125).state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def weights_dir() -> Path:
     return shared_file("assets/weights/detection_mobilenet0.25_Final.pth").parent
 
@@ -69,7 +60,7 @@ def portrait(tmp_path) -> Path:
 
 
 def test_restores_a_photo_with_report_compare_and_faces(
-    portrait, tmp_path, checkpoint, weights_dir
+    portrait, tmp_path, tiny_checkpoint, weights_dir
 ):
     before = digest(portrait.parent)
     out = tmp_path / "out"
@@ -82,7 +73,7 @@ def test_restores_a_photo_with_report_compare_and_faces(
         "--save-faces",
         "--report",
         str(report),
-        checkpoint=checkpoint,
+        checkpoint=tiny_checkpoint,
         weights_dir=weights_dir,
     )
     assert result.exit_code == 0, result.output
@@ -104,13 +95,13 @@ def test_restores_a_photo_with_report_compare_and_faces(
 
 
 def test_existing_output_needs_overwrite_and_input_is_never_replaced(
-    portrait, checkpoint, weights_dir
+    portrait, tiny_checkpoint, weights_dir
 ):
-    first = run(str(portrait), checkpoint=checkpoint, weights_dir=weights_dir)
+    first = run(str(portrait), checkpoint=tiny_checkpoint, weights_dir=weights_dir)
     assert first.exit_code == 0, first.output
     output = portrait.with_name("portrait_gpen.jpg")
     stamp = output.read_bytes()
-    again = run(str(portrait), checkpoint=checkpoint, weights_dir=weights_dir)
+    again = run(str(portrait), checkpoint=tiny_checkpoint, weights_dir=weights_dir)
     assert again.exit_code == 0 and "pass --overwrite" in again.output
     assert output.read_bytes() == stamp
     original = portrait.read_bytes()
@@ -119,14 +110,16 @@ def test_existing_output_needs_overwrite_and_input_is_never_replaced(
         "-o",
         str(portrait),
         "--overwrite",
-        checkpoint=checkpoint,
+        checkpoint=tiny_checkpoint,
         weights_dir=weights_dir,
     )
     assert onto_input.exit_code == 1 and "refusing to write over input file" in onto_input.output
     assert portrait.read_bytes() == original
 
 
-def test_bad_inputs_give_one_line_errors_and_exit_1(tmp_path, portrait, checkpoint, weights_dir):
+def test_bad_inputs_give_one_line_errors_and_exit_1(
+    tmp_path, portrait, tiny_checkpoint, weights_dir
+):
     folder = portrait.parent
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.jpg").write_text("this is not a picture")
@@ -147,7 +140,7 @@ def test_bad_inputs_give_one_line_errors_and_exit_1(tmp_path, portrait, checkpoi
         str(out),
         "--report",
         str(report),
-        checkpoint=checkpoint,
+        checkpoint=tiny_checkpoint,
         weights_dir=weights_dir,
     )
     assert result.exit_code == 1
@@ -164,7 +157,7 @@ def test_bad_inputs_give_one_line_errors_and_exit_1(tmp_path, portrait, checkpoi
     assert digest(folder) == before
 
 
-def test_16_bit_alpha_grey_and_exif_photos(tmp_path, portrait, checkpoint, weights_dir):
+def test_16_bit_alpha_grey_and_exif_photos(tmp_path, portrait, tiny_checkpoint, weights_dir):
     base = cv2.imread(str(portrait))
     folder = tmp_path / "kinds"
     folder.mkdir()
@@ -188,7 +181,7 @@ def test_16_bit_alpha_grey_and_exif_photos(tmp_path, portrait, checkpoint, weigh
         str(out),
         "--report",
         str(report),
-        checkpoint=checkpoint,
+        checkpoint=tiny_checkpoint,
         weights_dir=weights_dir,
     )
     assert result.exit_code == 0, result.output
@@ -228,7 +221,7 @@ def test_missing_weights_stop_before_any_output(tmp_path, portrait):
     assert not out.exists()
 
 
-def test_aligned_crops_skip_detection(tmp_path, checkpoint):
+def test_aligned_crops_skip_detection(tmp_path, tiny_checkpoint):
     crop = tmp_path / "face.png"
     cv2.imwrite(str(crop), np.random.default_rng(1).integers(0, 256, (100, 100, 3), dtype=np.uint8))
     result = runner.invoke(
@@ -238,7 +231,7 @@ def test_aligned_crops_skip_detection(tmp_path, checkpoint):
             str(crop),
             "--aligned",
             "--model",
-            str(checkpoint),
+            str(tiny_checkpoint),
             "--weights-dir",
             str(tmp_path / "no-detector-here"),
             "--device",
@@ -249,14 +242,20 @@ def test_aligned_crops_skip_detection(tmp_path, checkpoint):
     assert cv2.imread(str(tmp_path / "face_gpen.png")).shape == (64, 64, 3)
 
 
-def test_unknown_options_are_usage_errors(portrait, checkpoint, weights_dir):
+def test_unknown_options_are_usage_errors(portrait, tiny_checkpoint, weights_dir):
     assert (
-        run(str(portrait), "--ext", "gif", checkpoint=checkpoint, weights_dir=weights_dir).exit_code
+        run(
+            str(portrait), "--ext", "gif", checkpoint=tiny_checkpoint, weights_dir=weights_dir
+        ).exit_code
         == 2
     )
     assert (
         run(
-            str(portrait), "--fidelity-weight", "2", checkpoint=checkpoint, weights_dir=weights_dir
+            str(portrait),
+            "--fidelity-weight",
+            "2",
+            checkpoint=tiny_checkpoint,
+            weights_dir=weights_dir,
         ).exit_code
         == 2
     )
@@ -292,13 +291,15 @@ def test_end_to_end_on_the_shared_photos_with_gpen_256(tmp_path, weights_dir):
         assert written.shape == cv2.imread(str(shared_file(f"assets/images/{name}"))).shape
 
 
-def test_photo_without_faces_is_passed_through_byte_for_byte(tmp_path, checkpoint, weights_dir):
+def test_photo_without_faces_is_passed_through_byte_for_byte(
+    tmp_path, tiny_checkpoint, weights_dir
+):
     noise = np.random.default_rng(3).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     source = tmp_path / "landscape.jpg"
     cv2.imwrite(str(source), noise)
-    result = run(str(source), checkpoint=checkpoint, weights_dir=weights_dir)
+    result = run(str(source), checkpoint=tiny_checkpoint, weights_dir=weights_dir)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "landscape_gpen.jpg").read_bytes() == source.read_bytes()
-    as_png = run(str(source), "--ext", "png", checkpoint=checkpoint, weights_dir=weights_dir)
+    as_png = run(str(source), "--ext", "png", checkpoint=tiny_checkpoint, weights_dir=weights_dir)
     assert as_png.exit_code == 0, as_png.output
     assert np.array_equal(cv2.imread(str(tmp_path / "landscape_gpen.png")), cv2.imread(str(source)))
