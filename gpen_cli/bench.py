@@ -1,8 +1,9 @@
 """`gpen bench`: time every stage of the pipeline under several forward configurations.
 
 Each configuration (batch size, precision, compiled or not, exact or fast) restores the same
-workload: real photos through decode, detect, align, forward, paste and encode, or, when no
-detector weights are at hand, random aligned crops through the forward alone. Warm-up runs
+workload through `FaceRestorer` itself, the code `gpen restore` and `gpen batch` run: real
+photos through decode, detect, align, forward, mask, paste and encode, or, when no detector
+weights are at hand, random aligned crops through the forward and mask alone. Warm-up runs
 are not timed; every figure is the median of `repeats` passes. The faithful path (exact
 formulation, FP32, batch 1, eager) is always measured and every speed-up is relative to it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import logging
 import os
@@ -20,8 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,15 @@ import torch
 from torch import nn
 
 from gpen_cli import __version__
+from gpen_cli.config import MaskKind
 from gpen_cli.errors import GpenError
-from gpen_cli.stages.forward import GpenForward, pick_device
+from gpen_cli.restorer import FaceRestorer
+from gpen_cli.stages.forward import pick_device
+from gpen_cli.timing import StageClock
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("decode", "detect", "align", "forward", "paste", "encode")
+STAGES = ("decode", "resize", "detect", "align", "forward", "mask", "paste", "encode")
 SHARED_DIR_ENV = "GPEN_SHARED_DIR"
 DEFAULT_PHOTOS = ("solvay_conference_1927.png", "portrait_small.jpg", "group_small.jpg")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -82,6 +86,28 @@ def gflop_per_face(config: Mapping[str, Any]) -> float:
         macs += res * res * 9 * 2 * high * high + res * res * 2 * high * 3
         macs += style_dim * (2 * low + 4 * high)
     return 2 * macs / 1e9
+
+
+@functools.cache
+def parsing_gflop_per_face() -> float:
+    """GFLOP (2 per multiply-add) of one ParseNet mask at 512 px, counted by torch.
+
+    The network is built on the meta device, so counting allocates nothing.
+    """
+    from facexlib.parsing.parsenet import ParseNet
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gpen_cli.stages.mask import PARSING_INPUT_SIZE, PARSING_LABELS
+
+    side = PARSING_INPUT_SIZE
+    with torch.device("meta"):
+        network = ParseNet(in_size=side, out_size=side, parsing_ch=PARSING_LABELS).eval()
+        probe = torch.zeros(1, 3, side, side)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        features = network.encoder(probe)
+        network.out_mask_conv(network.decoder(features + network.body(features)))
+    return counter.get_total_flops() / 1e9
 
 
 def device_peak_tflops(device_name: str, dtype: torch.dtype) -> float | None:
@@ -161,7 +187,7 @@ class BenchConfig:
     """One way of running the generator."""
 
     batch_size: int
-    half: bool | None = None
+    half: bool = False
     compile_model: bool = False
     exact: bool = False
 
@@ -180,7 +206,7 @@ BASELINE = BenchConfig(batch_size=1, half=False, compile_model=False, exact=True
 
 
 def plan_configs(
-    batch_sizes: Sequence[int], half: bool | None, compile_model: bool, exact: bool
+    batch_sizes: Sequence[int], half: bool, compile_model: bool, exact: bool
 ) -> list[BenchConfig]:
     """The faithful baseline first, then each requested batch size (duplicates dropped)."""
     configs = [BASELINE]
@@ -195,9 +221,10 @@ def plan_configs(
 class Workload:
     """What each configuration restores: photos through the whole pipeline, or bare crops."""
 
+    mask: MaskKind
+    mask_weights_dir: Path | None  # where the parsing weights are (random ones when absent)
     paths: list[Path] = field(default_factory=list)
     detector: Any = None
-    masker: Any = None
     crops: list[np.ndarray] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -243,6 +270,36 @@ def detector_weights_present(detector: str, weights_dir: Path | None) -> bool:
     return weight_path(detector_weight_name(detector), weights_dir).is_file()
 
 
+class NoDetector:
+    """Stands in for a detector when only random crops are timed: it is never called."""
+
+    def detect(self, image_bgr: np.ndarray) -> list:
+        raise RuntimeError("the forward-only benchmark has no photos to detect faces in")
+
+
+def parsing_weights_dir(
+    mask: MaskKind, weights_dir: Path | None, scratch: Path, seed: int
+) -> tuple[Path | None, list[str]]:
+    """The folder holding the parsing weights, and a note when they had to be random.
+
+    Like the generator, an absent ParseNet becomes seeded random weights: its timings do not
+    depend on the weights' values, and bench never downloads.
+    """
+    from gpen_cli.weights import get_spec, weight_path
+
+    if mask is not MaskKind.PARSING or weight_path("parsenet", weights_dir).is_file():
+        return weights_dir, []
+    from facexlib.parsing.parsenet import ParseNet
+
+    from gpen_cli.stages.mask import PARSING_INPUT_SIZE, PARSING_LABELS
+
+    torch.manual_seed(seed)
+    side = PARSING_INPUT_SIZE
+    network = ParseNet(in_size=side, out_size=side, parsing_ch=PARSING_LABELS)
+    torch.save(network.state_dict(), scratch / get_spec("parsenet").filename)
+    return scratch, [f"random (seed {seed}) ParseNet weights: the parsing weights are absent"]
+
+
 def random_crops(count: int, size: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
@@ -254,15 +311,14 @@ def build_workload(
     images: Path | None,
     detector: str,
     weights_dir: Path | None,
-    mask: str,
+    mask: MaskKind,
     device: torch.device,
     faces: int,
     seed: int,
     scratch: Path,
 ) -> Workload:
     """Photos and a detector when both are there; random crops (said in the notes) when not."""
-    from gpen_cli.stages.mask import make_masker
-
+    mask_dir, notes = parsing_weights_dir(mask, weights_dir, scratch, seed)
     if images is not None:
         paths = photos_in(images)
     else:
@@ -272,15 +328,21 @@ def build_workload(
             paths = [astronaut] if astronaut else []
     if not paths:
         return Workload(
+            mask,
+            mask_dir,
             crops=random_crops(faces, size, seed),
-            notes=[
+            notes=notes
+            + [
                 f"no photos (set ${SHARED_DIR_ENV} or --images): forward only, {faces} random crops"
             ],
         )
     if not detector_weights_present(detector, weights_dir):
         return Workload(
+            mask,
+            mask_dir,
             crops=random_crops(faces, size, seed),
-            notes=[
+            notes=notes
+            + [
                 f"no {detector} detector weights in the weights folder: forward only, "
                 f"{faces} random crops (pass --detector/--weights-dir for the whole pipeline)"
             ],
@@ -288,80 +350,56 @@ def build_workload(
     from gpen_cli.stages.detect import make_detector
 
     return Workload(
+        mask,
+        mask_dir,
         paths=paths,
         detector=make_detector(detector, weights_dir, device=str(device)),
-        masker=make_masker(mask, weights_dir, device),
-        notes=[f"photos: {', '.join(p.name for p in paths)}"],
+        notes=notes + [f"photos: {', '.join(p.name for p in paths)}"],
     )
 
 
 # --------------------------------------------------------------------------- timing
 
 
-class StageClock:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+def pipeline_pass(work: Workload, restorer: FaceRestorer, clock: StageClock) -> int:
+    """Restore every photo once through the restorer's own stages; returns the face count.
 
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - started
-
-
-def pipeline_pass(
-    work: Workload, forward: GpenForward, forward_limit: int | None = None
-) -> tuple[dict[str, float], int]:
-    """Restore every photo once, stage by stage; returns seconds per stage and faces.
-
-    With `forward_limit`, only that many faces go through the generator (a warm-up) and
-    the others are pasted back as they were.
+    The faces of all photos go through the models together, as `gpen batch` packs them.
     """
-    from gpen_cli.stages.align import align_face, warp_crop
     from gpen_cli.stages.load import load_image
-    from gpen_cli.stages.paste import Paste, paste_faces
 
-    clock = StageClock()
     with clock.stage("decode"):
         loaded = [load_image(path) for path in work.paths]
-        images8 = [image.bgr8 for image in loaded]
-    with clock.stage("detect"):
-        detections = [work.detector.detect(image) for image in images8]
-    with clock.stage("align"):
-        alignments = [
-            [align_face(face.landmarks, forward.size) for face in faces] for faces in detections
-        ]
-        crops = [
-            warp_crop(image, a) for image, per in zip(images8, alignments, strict=True) for a in per
-        ]
-    with clock.stage("forward"):
-        restored = forward(crops[:forward_limit]) + crops[len(crops[:forward_limit]) :]
-    with clock.stage("paste"):
-        results, start = [], 0
-        for image, per in zip(loaded, alignments, strict=True):
-            faces = restored[start : start + len(per)]
-            start += len(per)
-            masks = work.masker(faces)
-            pastes = [
-                Paste(face, a.inverse, m) for face, a, m in zip(faces, per, masks, strict=True)
-            ]
-            results.append(paste_faces(image.pixels, pastes) if pastes else image.pixels)
+    prepared = [restorer.prepare(image.pixels) for image in loaded]
+    crops = [crop for item in prepared for crop in item.model_inputs]
+    restored = restorer.forward(crops)
+    results, start = [], 0
+    for item in prepared:
+        count = len(item.model_inputs)
+        results.append(restorer.finish(item, restored[start : start + count]).image)
+        start += count
     with clock.stage("encode"):
         for path, result in zip(work.paths, results, strict=True):
             cv2.imencode(path.suffix.lower() or ".png", result)
-    return dict(clock.seconds), len(crops)
+    return len(crops)
 
 
-def forward_pass(
-    work: Workload, forward: GpenForward, forward_limit: int | None = None
-) -> tuple[dict[str, float], int]:
-    crops = work.crops[:forward_limit]
-    clock = StageClock()
-    with clock.stage("forward"):
-        forward(crops)
-    return dict(clock.seconds), len(crops)
+def forward_pass(work: Workload, restorer: FaceRestorer, clock: StageClock) -> int:
+    """The forward (and mask) stage alone, on the workload's random crops."""
+    restorer.forward(work.crops)
+    return len(work.crops)
+
+
+def warm_up(work: Workload, restorer: FaceRestorer) -> None:
+    """Untimed: first-call allocations, kernel selection for every image size, lazy init.
+
+    The detector sees every photo once; one batch goes through the generator and mask.
+    """
+    from gpen_cli.stages.load import load_image
+
+    for path in work.paths:
+        restorer.detector.detect(load_image(path).bgr8)
+    restorer.forward(random_crops(restorer.batch_size, restorer.size, seed=1))
 
 
 @dataclass
@@ -380,12 +418,26 @@ class ConfigResult:
     s_per_face: float
     forward_faces_per_s: float
     forward_s_per_face: float
+    mask_s_per_face: float | None
     speedup: float = 1.0  # forward faces/s over the faithful baseline's
     pipeline_speedup: float = 1.0
     peak_rss_mb: float = 0.0
     cuda_peak_mb: float | None = None
     tflops: float | None = None
     peak_fraction: float | None = None
+    mask_tflops: float | None = None
+
+
+def _median_stages(passes: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {
+        name: statistics.median(p.get(name, 0.0) for p in passes)
+        for name in STAGES
+        if name in passes[0]
+    }
+
+
+def _per_face(seconds: float | None, faces: int) -> float:
+    return seconds / faces if faces and seconds is not None else float("nan")
 
 
 def run_config(
@@ -399,55 +451,61 @@ def run_config(
     """Set up one configuration, warm it up, then time `repeats` passes."""
     memory.reset()
     started = time.perf_counter()
-    forward = GpenForward(
+    clock = StageClock()
+    restorer = FaceRestorer(
         copy.deepcopy(base_model),
-        device=device,
+        work.detector if work.pipeline else NoDetector(),
+        weights_dir=work.mask_weights_dir,
+        device=str(device),
         batch_size=config.batch_size,
+        mask=work.mask,
         half=config.half,
         compile_model=config.compile_model,
         exact=config.exact,
+        clock=clock,
     )
     setup_s = time.perf_counter() - started
     run = pipeline_pass if work.pipeline else forward_pass
-    # Untimed: first-call allocations, kernel selection for every image size, lazy init.
-    # One batch through the generator is enough to warm it; every photo warms the rest.
-    run(work, forward, forward_limit=config.batch_size)
-    passes = [run(work, forward) for _ in range(max(1, repeats))]
-    faces = passes[0][1]
-    stages = {
-        name: statistics.median(p[0].get(name, 0.0) for p in passes)
-        for name in STAGES
-        if name in passes[0][0]
-    }
-    total = statistics.median(sum(p[0].values()) for p in passes)
-    per_face = total / faces if faces else float("nan")
-    forward_per_face = stages["forward"] / faces if faces else float("nan")
+    warm_up(work, restorer)
+    passes = []
+    for _ in range(max(1, repeats)):
+        clock.take()
+        faces = run(work, restorer, clock)
+        passes.append(clock.take())
+    stages = _median_stages(passes)
+    total = statistics.median(sum(p.values()) for p in passes)
+    generator = restorer.generator
+    forward_per_face = _per_face(stages["forward"], faces)
     result = ConfigResult(
-        label=config.label(forward.dtype, forward.compiled),
+        label=config.label(generator.dtype, generator.compiled),
         batch_size=config.batch_size,
-        dtype=str(forward.dtype).replace("torch.", ""),
+        dtype=str(generator.dtype).replace("torch.", ""),
         exact=config.exact,
         compile_requested=config.compile_model,
-        compiled=forward.compiled,
+        compiled=generator.compiled,
         setup_s=setup_s,
         faces=faces,
         stages_s=stages,
         total_s=total,
         faces_per_s=faces / total if total > 0 else float("nan"),
-        s_per_face=per_face,
+        s_per_face=_per_face(total, faces),
         forward_faces_per_s=1 / forward_per_face if forward_per_face > 0 else float("nan"),
         forward_s_per_face=forward_per_face,
+        mask_s_per_face=_per_face(stages.get("mask"), faces) if "mask" in stages else None,
         peak_rss_mb=memory.rss_mb(),
         cuda_peak_mb=memory.cuda_mb(),
     )
-    del forward
+    del restorer
     return result
 
 
 def add_device_utilisation(
     result: ConfigResult, gflop: float | None, info: Mapping[str, Any]
 ) -> None:
-    """Achieved TFLOP/s in the forward, and its fraction of the device's peak when known."""
+    """Achieved TFLOP/s in the forward and the mask, and the forward's fraction of the
+    device's peak when known."""
+    if result.mask_s_per_face and result.mask_s_per_face > 0:
+        result.mask_tflops = parsing_gflop_per_face() / result.mask_s_per_face / 1e3
     if gflop is None or not result.forward_s_per_face > 0:
         return
     result.tflops = gflop / result.forward_s_per_face / 1e3
@@ -508,6 +566,7 @@ class BenchReport:
     notes: list[str]
     repeats: int
     gflop_per_face: float | None
+    mask_gflop_per_face: float | None
     rss_is_per_config: bool
     results: list[ConfigResult]
 
@@ -520,13 +579,13 @@ def run_bench(
     model: str | None = None,
     size: int | None = None,
     batch_sizes: Sequence[int] = (),
-    half: bool | None = None,
+    half: bool = False,
     compile_model: bool = False,
     exact: bool = False,
     images: Path | None = None,
     detector: str = "retinaface-mobile",
     weights_dir: Path | None = None,
-    mask: str = "auto",
+    mask: MaskKind = MaskKind.PARSING,
     device: str = "auto",
     repeats: int = 3,
     faces: int | None = None,
@@ -582,6 +641,7 @@ def run_bench(
         notes=notes,
         repeats=repeats,
         gflop_per_face=gflop,
+        mask_gflop_per_face=parsing_gflop_per_face() if mask is MaskKind.PARSING else None,
         rss_is_per_config=memory.rss_is_per_config,
         results=results,
     )
@@ -594,35 +654,29 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or value != value else f"{value:.{digits}f}"
 
 
-def table_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
-    """Column names and rows shared by the terminal table and the markdown one."""
+def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Column names and rows: every stage when `detailed` (markdown), else what fits 80 columns.
+
+    The short form keeps the end-to-end rate, the speed-up, where the time goes (generator and
+    mask, per face) and memory; `--json` and `--markdown` carry the rest.
+    """
     stages = [s for s in STAGES if s in report.results[0].stages_s]
-    header = [
-        "configuration",
-        "faces/s",
-        "s/face",
-        "forward faces/s",
-        "forward s/face",
-        "× faithful",
-    ]
-    if len(stages) > 1:
-        header += [f"{s} s" for s in stages]
+    mask = any(r.mask_s_per_face is not None for r in report.results)
+    header = ["configuration", "faces/s", "× faithful", "GPEN s/face"]
+    header += ["mask s/face"] if mask else []
+    if detailed:
+        header += ["s/face"] + [f"{s} s" for s in stages]
     header += ["peak RSS MB"]
     cuda = report.results[0].cuda_peak_mb is not None
     if cuda:
         header += ["CUDA peak MB", "TFLOP/s", "% of peak"]
     rows = []
     for r in report.results:
-        row = [
-            r.label,
-            _fmt(r.faces_per_s),
-            _fmt(r.s_per_face, 3),
-            _fmt(r.forward_faces_per_s),
-            _fmt(r.forward_s_per_face, 3),
-            _fmt(r.speedup),
-        ]
-        if len(stages) > 1:
-            row += [_fmt(r.stages_s[s], 3) for s in stages]
+        row = [r.label, _fmt(r.faces_per_s), _fmt(r.pipeline_speedup)]
+        row += [_fmt(r.forward_s_per_face, 3)]
+        row += [_fmt(r.mask_s_per_face, 3)] if mask else []
+        if detailed:
+            row += [_fmt(r.s_per_face, 3)] + [_fmt(r.stages_s[s], 3) for s in stages]
         row += [f"{r.peak_rss_mb:.0f}"]
         if cuda:
             fraction = None if r.peak_fraction is None else 100 * r.peak_fraction
@@ -648,7 +702,10 @@ def describe(report: BenchReport) -> list[str]:
         f"median of {report.repeats} runs after a warm-up",
     ]
     if report.gflop_per_face:
-        lines.append(f"cost: {report.gflop_per_face:.1f} GFLOP a face")
+        cost = f"cost: GPEN {report.gflop_per_face:.1f} GFLOP a face"
+        if report.mask_gflop_per_face:
+            cost += f", parsing mask {report.mask_gflop_per_face:.1f} GFLOP a face"
+        lines.append(cost)
     if not report.rss_is_per_config:
         lines.append("peak RSS is the process's peak so far, not per configuration")
     return lines + [f"note: {note}" for note in report.notes]

@@ -1,12 +1,15 @@
 """FaceRestorer: the stages of `gpen_cli.stages` chained into one call.
 
-`restore(image)` runs everything for one photo. `prepare`, `forward` and `finish` are the
-same work in three steps, so a batch runner can send faces from several photos through the
-generator together.
+`restore(image)` runs everything for one photo. `prepare` (resize, detect, align, CLAHE),
+`forward` (GPEN, then the parsing mask) and `finish` (soften, blend, paste) are the same work
+in three steps, so an engine can send faces from several photos through the models together.
+Aligned mode (the input is one aligned face crop) is a setting of the restorer: the same
+three steps, with nothing to detect or paste.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import cv2
 import numpy as np
 from torch import nn
 
+from gpen_cli.config import MaskKind
 from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
 from gpen_cli.errors import GpenError
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
@@ -27,8 +31,19 @@ from gpen_cli.stages.load import to_uint8
 from gpen_cli.stages.mask import make_masker
 from gpen_cli.stages.paste import Paste, paste_faces
 from gpen_cli.stages.resize import resize_short_edge
+from gpen_cli.timing import NoClock, StageClock
 
+# Faces whose detected box is narrower than this are softened after GPEN, as the official
+# pipeline does (its 3x3 binomial kernel): GPEN's detail would alias when shrunk back.
 SMALL_FACE_PX = 100
+_SOFTEN_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 16
+
+
+def soften_small_face(restored: np.ndarray, face: Face) -> np.ndarray:
+    """The restored crop, filtered with the official 3x3 kernel when the face was small."""
+    if min(face.width, face.height) < SMALL_FACE_PX:
+        return cv2.filter2D(restored, -1, _SOFTEN_KERNEL)
+    return restored
 
 
 @dataclass
@@ -60,6 +75,14 @@ class PreparedImage:
     alignments: list[Alignment]
     crops: list[np.ndarray]  # aligned input crops, uint8 BGR
     model_inputs: list[np.ndarray]  # what the generator gets (CLAHE applied when asked)
+
+
+@dataclass
+class RestoredFace:
+    """GPEN's output for one crop and, when faces are pasted back, its paste mask."""
+
+    image: np.ndarray  # uint8 BGR at the model's size, 8-bit as the official converts it
+    mask: np.ndarray | None  # float32 in [0, 1] at the same size; None in aligned mode
 
 
 @dataclass
@@ -100,12 +123,12 @@ def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
 
 
 class FaceRestorer:
-    """Restore every face of a BGR photo with GPEN.
+    """Restore every face of a BGR photo with GPEN, as the official pipeline does.
 
     `model` is a registry name (e.g. "GPEN-BFR-512"), a checkpoint path, or any module that
     maps N×3×S×S RGB in [-1, 1] to the same (S from `model.size` or `size=`). `detector` is a
     name such as "retinaface-mobile" (resolved through the weights folder) or an object with
-    `detect(image_bgr) -> list[Face]`.
+    `detect(image_bgr) -> list[Face]`. `clock`, when given, is told how long each stage takes.
     """
 
     def __init__(
@@ -124,13 +147,14 @@ class FaceRestorer:
         only_center_face: bool = False,
         min_face_size: float = 0,
         score_threshold: float = 0.9,
-        max_detect_side: int = 1280,
+        drop_nested: bool = False,
         landmarks: str = "detector",
-        mask: str = "auto",
+        mask: MaskKind | str = MaskKind.PARSING,
         aligned: bool = False,
-        half: bool | None = None,
+        half: bool = False,
         compile_model: bool = False,
         exact: bool = False,
+        clock: StageClock | NoClock | None = None,
     ):
         if not 0.0 <= fidelity_weight <= 1.0:
             raise GpenError(f"--fidelity-weight must be between 0 and 1, got {fidelity_weight}")
@@ -142,7 +166,7 @@ class FaceRestorer:
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).removeprefix(f"--device {device}: ")
             raise GpenError(f"--device {device}: {reason[:120]}") from None
-        self.forward = GpenForward(
+        self.generator = GpenForward(
             resolve_model(model, weights_dir, torch_device),
             size=size,
             device=torch_device,
@@ -151,16 +175,18 @@ class FaceRestorer:
             compile_model=compile_model,
             exact=exact,
         )
-        self.size = self.forward.size
+        self.size = self.generator.size
+        self.batch_size = self.generator.batch_size
         self.fidelity_weight = fidelity_weight
         self.clahe = clahe
         self.short_edge = short_edge
         self.keep_resized = keep_resized
         self.only_center_face = only_center_face
         self.aligned = aligned
-        self.masker = make_masker(mask, weights_dir, torch_device)
+        self.clock = clock or NoClock()
         self.detector: Detector | None = None
         self.refiner = None
+        self.masker = None
         if not aligned:
             self.detector = (
                 make_detector(
@@ -168,91 +194,97 @@ class FaceRestorer:
                     weights_dir,
                     device=str(torch_device),
                     score_threshold=score_threshold,
-                    max_side=max_detect_side,
                     min_face_size=min_face_size,
+                    drop_nested=drop_nested,
                 )
                 if isinstance(detector, str)
                 else detector
             )
-            if landmarks == "fan":
-                from gpen_cli.stages.detect import FanLandmarks
-                from gpen_cli.weights import ensure_weight
-
-                self.refiner = FanLandmarks(
-                    ensure_weight("fan-2d", weights_dir), device=str(torch_device)
-                )
-            elif landmarks != "detector":
-                raise GpenError(f"--landmarks must be 'detector' or 'fan', got {landmarks!r}")
+            self.refiner = _landmark_refiner(landmarks, weights_dir, torch_device)
+            self.masker = make_masker(mask, weights_dir, torch_device, half)
 
     # ------------------------------------------------------------------ one photo, three steps
 
     def prepare(self, image: np.ndarray) -> PreparedImage:
         """Detect, align and crop the faces of a BGR uint8/uint16 photo."""
-        if self.detector is None:
-            raise GpenError("this restorer was made for aligned crops: use restore_aligned()")
+        if self.aligned:
+            return self._prepare_aligned(image)
         working, scale = image, 1.0
         if self.short_edge:
-            working, scale = resize_short_edge(image, self.short_edge)
+            with self.clock.stage("resize"):
+                working, scale = resize_short_edge(image, self.short_edge)
         working8 = to_uint8(working)
-        faces = self.detector.detect(working8)
-        if self.only_center_face:
-            faces = center_face(faces, working8.shape[1], working8.shape[0])
-        if self.refiner is not None and faces:
-            faces = self.refiner.refine(working8, faces)
-        alignments = [align_face(face.landmarks, self.size) for face in faces]
-        crops = [warp_crop(working8, alignment) for alignment in alignments]
-        inputs = [apply_clahe(crop) for crop in crops] if self.clahe else crops
+        with self.clock.stage("detect"):
+            faces = self.detector.detect(working8)
+            if self.only_center_face:
+                faces = center_face(faces, working8.shape[1], working8.shape[0])
+            if self.refiner is not None and faces:
+                faces = self.refiner.refine(working8, faces)
+        with self.clock.stage("align"):
+            alignments = [align_face(face.landmarks, self.size) for face in faces]
+            crops = [warp_crop(working8, alignment) for alignment in alignments]
+            inputs = [apply_clahe(crop) for crop in crops] if self.clahe else crops
         return PreparedImage(image, scale, faces, alignments, crops, inputs)
 
-    def finish(self, prepared: PreparedImage, restored: list[np.ndarray]) -> RestoreResult:
-        """Blend each restored face with its input crop and paste it back into the photo."""
-        # As the official pipeline does, soften faces that were small in the photo: GPEN's
-        # detail would otherwise alias when the crop is shrunk back.
-        softened = [
-            cv2.GaussianBlur(face, (3, 3), 0)
-            if min(info.width, info.height) < SMALL_FACE_PX
-            else face
-            for face, info in zip(restored, prepared.faces, strict=True)
-        ]
+    def _prepare_aligned(self, face: np.ndarray) -> PreparedImage:
+        """An aligned face crop, resized bilinearly to the model's size as the official code."""
+        face8 = to_uint8(face)
+        if face8.shape[:2] != (self.size, self.size):
+            face8 = cv2.resize(face8, (self.size, self.size))
+        model_input = apply_clahe(face8) if self.clahe else face8
+        return PreparedImage(face8, 1.0, [], [], [face8], [model_input])
+
+    def forward(self, crops: Sequence[np.ndarray]) -> list[RestoredFace]:
+        """GPEN on the crops, in batches; then each restored face's paste mask."""
+        with self.clock.stage("forward"):
+            images = self.generator(crops)
+        if self.masker is None:
+            return [RestoredFace(image, None) for image in images]
+        with self.clock.stage("mask"):
+            masks = self.masker(images)
+        return [RestoredFace(*pair) for pair in zip(images, masks, strict=True)]
+
+    def finish(self, prepared: PreparedImage, restored: Sequence[RestoredFace]) -> RestoreResult:
+        """Soften small faces, blend with the input crops, paste back through the masks."""
+        with self.clock.stage("paste"):
+            if self.aligned:
+                face = blend_fidelity(restored[0].image, prepared.crops[0], self.fidelity_weight)
+                return RestoreResult(face, [], list(prepared.crops), [face])
+            return self._paste(prepared, restored)
+
+    def _paste(self, prepared: PreparedImage, restored: Sequence[RestoredFace]) -> RestoreResult:
         blended = [
-            blend_fidelity(face, crop, self.fidelity_weight)
-            for face, crop in zip(softened, prepared.crops, strict=True)
+            blend_fidelity(soften_small_face(out.image, face), crop, self.fidelity_weight)
+            for out, face, crop in zip(restored, prepared.faces, prepared.crops, strict=True)
         ]
-        masks = self.masker(restored)
         target, to_target, record_scale = prepared.image, 1.0 / prepared.scale, prepared.scale
         if self.keep_resized and prepared.scale != 1.0:
             target, _ = resize_short_edge(prepared.image, self.short_edge)
             to_target, record_scale = 1.0, 1.0
         pastes = [
-            Paste(face, alignment.inverse * to_target, mask)
-            for face, alignment, mask in zip(blended, prepared.alignments, masks, strict=True)
+            Paste(face, alignment.inverse * to_target, out.mask)
+            for face, alignment, out in zip(blended, prepared.alignments, restored, strict=True)
         ]
         image = paste_faces(target, pastes)
         records = [FaceRecord.from_face(face, record_scale) for face in prepared.faces]
         return RestoreResult(image, records, prepared.crops, blended)
 
     def restore(self, image: np.ndarray) -> RestoreResult:
-        """Restore every face of a BGR photo (uint8 or uint16); the rest is left untouched."""
+        """Restore every face of a BGR photo (uint8 or uint16); the rest is left untouched.
+
+        In aligned mode the photo is one aligned face crop and the result is its restoration.
+        """
         prepared = self.prepare(image)
         return self.finish(prepared, self.forward(prepared.model_inputs))
 
-    def restore_aligned(self, face: np.ndarray) -> RestoreResult:
-        """Restore a photo that is already an aligned face crop, at the model's size."""
-        prepared = self.prepare_aligned(face)
-        return self.finish_aligned(prepared, self.forward(prepared.model_inputs))
 
-    def prepare_aligned(self, face: np.ndarray) -> PreparedImage:
-        """An aligned face crop resized to the model's size: one crop, no detection."""
-        face8 = to_uint8(face)
-        if face8.shape[:2] != (self.size, self.size):
-            shrinking = face8.shape[0] > self.size
-            interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-            face8 = cv2.resize(face8, (self.size, self.size), interpolation=interpolation)
-        model_input = apply_clahe(face8) if self.clahe else face8
-        return PreparedImage(face8, 1.0, [], [], [face8], [model_input])
+def _landmark_refiner(landmarks: str, weights_dir: Path | None, device: Any):
+    """face-alignment's 68-point model for `--landmarks fan`; None keeps the detector's."""
+    if landmarks == "detector":
+        return None
+    if landmarks != "fan":
+        raise GpenError(f"--landmarks must be 'detector' or 'fan', got {landmarks!r}")
+    from gpen_cli.stages.detect import FanLandmarks
+    from gpen_cli.weights import ensure_weight
 
-    def finish_aligned(self, prepared: PreparedImage, restored: list[np.ndarray]) -> RestoreResult:
-        """The restored crop blended with the input crop; it is the whole output."""
-        face8 = prepared.crops[0]
-        blended = blend_fidelity(restored[0], face8, self.fidelity_weight)
-        return RestoreResult(blended, [], [face8], [blended])
+    return FanLandmarks(ensure_weight("fan-2d", weights_dir), device=str(device))

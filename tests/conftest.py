@@ -39,3 +39,20 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def _isolated_weights_dir(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's real weights cache."""
     monkeypatch.setenv("GPEN_WEIGHTS_DIR", str(tmp_path_factory.mktemp("weights")))
+
+
+@pytest.fixture(scope="session")
+def pipeline_weights_dir(tmp_path_factory) -> Path:
+    """A weights folder with what the default pipeline needs besides GPEN, from ../shared.
+
+    The real RetinaFace MobileNet weights, and the seeded random ParseNet of the official
+    pipeline fixture (its labels split faces into several classes, as real weights do).
+    """
+    folder = tmp_path_factory.mktemp("pipeline-weights")
+    for relative in (
+        "assets/weights/detection_mobilenet0.25_Final.pth",
+        "fixtures/official_pipeline/parsing_parsenet.pth",
+    ):
+        source = shared_file(relative)
+        (folder / source.name).symlink_to(source)
+    return folder

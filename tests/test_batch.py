@@ -271,8 +271,10 @@ def test_aligned_photos_are_batched_and_written_at_model_size(tmp_path):
     assert [len(batch) for batch in model.batches] == [3]
     assert [e.status for e in outcome.entries] == ["ok"] * 3 and outcome.faces == 3
     for name, image in crops.items():
-        expected = cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        np.testing.assert_array_equal(read_image(out / name), expected)
+        # Resized bilinearly as the official code; the 8-bit conversion truncates, so the
+        # identity model gives each level back or one below it.
+        difference = cv2.resize(image, (SIZE, SIZE)).astype(int) - read_image(out / name)
+        assert difference.min() >= 0 and difference.max() <= 1
 
 
 # --------------------------------------------------------------------------- batching
@@ -407,8 +409,10 @@ def invoke(*args: str):
 
 
 @pytest.mark.slow
-def test_cli_restores_shared_photos_with_the_real_detector(tmp_path, tiny_checkpoint):
-    weights = shared_file("assets/weights/detection_mobilenet0.25_Final.pth").parent
+def test_cli_restores_shared_photos_with_the_real_detector(
+    tmp_path, tiny_checkpoint, pipeline_weights_dir
+):
+    weights = pipeline_weights_dir
     source, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
     source.mkdir()
     shutil.copy(shared_file("assets/images/portrait_small.jpg"), source / "portrait.jpg")

@@ -14,6 +14,7 @@ from gpen_cli.bench import (
     BenchConfig,
     device_peak_tflops,
     gflop_per_face,
+    parsing_gflop_per_face,
     plan_configs,
     resolve_bench_model,
 )
@@ -34,8 +35,9 @@ def run_json(*args: str) -> dict:
 def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypatch):
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     report = run_json(
-        "--model", str(tiny_checkpoint), "-b", "1", "2", "--repeats", "1", "--faces", "3"
-    )
+        "--model", str(tiny_checkpoint), "-b", "1", "2", "--repeats", "1", "--faces", "3",
+        "--mask", "rect",
+    )  # fmt: skip
     assert report["mode"] == "forward only"
     assert any("forward only" in note and "random crops" in note for note in report["notes"])
     assert report["model"]["config"]["size"] == 64
@@ -48,7 +50,7 @@ def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypa
     assert baseline["speedup"] == pytest.approx(1.0)
     for result in report["results"]:
         assert result["faces"] == 3
-        assert set(result["stages_s"]) == {"forward"}
+        assert set(result["stages_s"]) == {"forward", "mask"}
         assert result["faces_per_s"] > 0 and result["s_per_face"] > 0
         assert result["faces_per_s"] == pytest.approx(1 / result["s_per_face"])
         assert result["speedup"] == pytest.approx(
@@ -58,24 +60,35 @@ def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypa
         assert result["cuda_peak_mb"] is None and result["peak_fraction"] is None
 
 
-def test_pipeline_on_a_real_photo(tiny_checkpoint, tmp_path):
+def test_pipeline_on_a_real_photo_times_the_restorers_own_stages(
+    tiny_checkpoint, tmp_path, pipeline_weights_dir
+):
     photo = shared_file("assets/images/portrait_small.jpg")
-    weights = shared_file("assets/weights/face_detection_yunet.onnx").parent
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / photo.name).symlink_to(photo)
     report = run_json(
         "--model", str(tiny_checkpoint), "-b", "2", "--half", "--repeats", "1",
-        "--images", str(tmp_path / "photos"), "--detector", "yunet",
-        "--weights-dir", str(weights), "--mask", "rect",
+        "--images", str(tmp_path / "photos"), "--detector", "retinaface-mobile",
+        "--weights-dir", str(pipeline_weights_dir),
     )  # fmt: skip
     assert report["mode"] == "pipeline"
     first, fast = report["results"]
     assert first["label"] == "exact fp32 b1 eager" and fast["batch_size"] == 2
-    assert first["faces"] >= 1
+    assert first["faces"] == 1
     stages = first["stages_s"]
-    assert list(stages) == ["decode", "detect", "align", "forward", "paste", "encode"]
+    assert list(stages) == ["decode", "detect", "align", "forward", "mask", "paste", "encode"]
     assert first["total_s"] == pytest.approx(sum(stages.values()))
+    assert first["mask_s_per_face"] == pytest.approx(stages["mask"])
+    assert first["mask_tflops"] == pytest.approx(
+        report["mask_gflop_per_face"] / stages["mask"] / 1e3
+    )
     assert fast["dtype"] in ("bfloat16", "float32")  # BF16 only where the CPU runs it natively
+    assert not any("random" in note and "ParseNet" in note for note in report["notes"])
+
+
+def test_parsing_mask_cost_is_counted():
+    # ParseNet's segmentation path at 512 px: the figure the official mask costs a face.
+    assert parsing_gflop_per_face() == pytest.approx(469, rel=0.02)
 
 
 def test_default_photos_come_from_the_shared_folder(monkeypatch):
@@ -104,6 +117,8 @@ def test_markdown_table(tiny_checkpoint, monkeypatch):
             "-b",
             "1,2",
             "--markdown",
+            "--mask",
+            "rect",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -114,7 +129,7 @@ def test_markdown_table(tiny_checkpoint, monkeypatch):
 
 
 def test_plan_always_starts_with_the_faithful_baseline():
-    configs = plan_configs([1, 4, 4], half=None, compile_model=False, exact=False)
+    configs = plan_configs([1, 4, 4], half=False, compile_model=False, exact=False)
     assert configs == [BASELINE, BenchConfig(1), BenchConfig(4)]
     # asking for the baseline itself does not measure it twice
     assert plan_configs([1], half=False, compile_model=False, exact=True) == [BASELINE]

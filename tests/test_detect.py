@@ -70,12 +70,16 @@ def test_retinaface_finds_the_single_portrait_face(retinaface):
 
 
 @pytest.mark.parametrize("name", ["ffhq_00000_hq.png", "ffhq_00001_hq.png", "ffhq_00001_lq.png"])
-def test_close_up_portrait_gives_one_face_not_a_nested_duplicate(retinaface, yunet, name):
-    # RetinaFace also scores a shifted box over these faces at 0.91-0.97.
+def test_nested_duplicates_are_kept_as_the_official_unless_asked(retinaface, yunet, name):
+    # RetinaFace also scores a shifted box over these faces at 0.91-0.97: the official
+    # pipeline restores both, so the default does too; --drop-nested keeps the better one.
     image = _image(name)
     faces = retinaface.detect(image)
-    assert len(faces) == 1 and faces[0].width > 300
-    _assert_plausible_upright(faces)
+    assert len(faces) == 2 and faces[0].score >= faces[1].score
+    unnested = RetinaFaceDetector(shared_file(MOBILE_WEIGHTS), drop_nested=True).detect(image)
+    assert len(unnested) == 1 and unnested[0].width > 300
+    np.testing.assert_array_equal(unnested[0].box, faces[0].box)
+    _assert_plausible_upright(unnested)
     yunet_faces = yunet.detect(image)
     assert len(yunet_faces) == 1
     distances = np.linalg.norm(yunet_faces[0].landmarks - faces[0].landmarks, axis=1)
@@ -91,17 +95,26 @@ def test_min_face_size_drops_only_smaller_faces(retinaface):
     np.testing.assert_allclose([f.box for f in large], [f.box for f in expected])
 
 
-def test_large_images_are_detected_downscaled_and_mapped_back(retinaface):
+def test_photos_over_1500_px_are_detected_at_1000_px_as_the_official(retinaface):
     image = _image("portrait_small.jpg")
     original = retinaface.detect(image)[0]
-    doubled = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    bounded = RetinaFaceDetector(shared_file(MOBILE_WEIGHTS), max_side=max(image.shape[:2]))
-    faces = bounded.detect(doubled)
+    big = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)  # 2080 px tall
+    faces = retinaface.detect(big)
     assert len(faces) == 1
-    # Detecting at the original size and scaling by 2 lands within a pixel; detecting on the
-    # doubled image itself is several pixels off, so this also shows the downscale happened.
-    np.testing.assert_allclose(faces[0].box / 2, original.box, atol=1.0)
-    np.testing.assert_allclose(faces[0].landmarks / 2, original.landmarks, atol=1.0)
+    # The official steps, written out: float image resized by 1000 / long side (bilinear),
+    # detected there, coordinates divided back in float32.
+    factor = 1000.0 / max(big.shape[:2])
+    small = cv2.resize(np.float32(big), (0, 0), fx=factor, fy=factor)
+    with torch.inference_mode():
+        rows = retinaface._model.detect_faces(small, 0.9, 0.4, True).astype(np.float32) / factor
+    np.testing.assert_array_equal(faces[0].box, rows[0, :4])
+    np.testing.assert_array_equal(faces[0].landmarks, rows[0, 5:15].reshape(5, 2))
+    np.testing.assert_allclose(faces[0].box / 4, original.box, atol=0.1 * original.width)
+    # Up to 1500 px the photo is detected at its own size.
+    at_limit = cv2.resize(image, None, fx=1500 / 520, fy=1500 / 520)
+    with torch.inference_mode():
+        direct = retinaface._model.detect_faces(np.float32(at_limit), 0.9, 0.4, True)
+    np.testing.assert_array_equal(retinaface.detect(at_limit)[0].box, direct[0, :4])
 
 
 def test_yunet_agrees_with_retinaface_on_the_portrait(retinaface, yunet):

@@ -1,15 +1,42 @@
-"""Paste masks: the feathered square, and face parsing when its weights are present."""
+"""Paste masks: the official face-parsing mask (the default) and the official square."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from gpen_cli.errors import CheckpointError, GpenError
-from gpen_cli.stages.mask import ParsingMasker, RectMasker, make_masker
-from gpen_cli.stages.paste import default_mask
-from gpen_cli.weights import weight_path
+from gpen_cli.errors import CheckpointError, WeightsMissingError
+from gpen_cli.stages.mask import (
+    MaskKind,
+    ParsingMasker,
+    RectMasker,
+    labels_to_mask,
+    make_masker,
+    parsing_input,
+    rect_mask,
+)
+
+# face_parse/face_parsing.py's MASK_COLORMAP, written out: the official map under test.
+OFFICIAL_COLORMAP = [0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 255]
+OFFICIAL_COLORMAP += [255, 255, 0]
+
+
+def official_mask(labels: np.ndarray, size: int) -> np.ndarray:
+    """face_enhancement.py: tenor2mask, / 255., mask_postprocess, resize — written as there."""
+    colour = np.zeros(labels.shape)
+    for index, value in enumerate(OFFICIAL_COLORMAP):
+        colour[labels == index] = value
+    mask = colour.astype(np.uint8) / 255.0
+    thres = 26
+    mask[:thres, :] = 0
+    mask[-thres:, :] = 0
+    mask[:, :thres] = 0
+    mask[:, -thres:] = 0
+    mask = cv2.GaussianBlur(mask, (101, 101), 4)
+    mask = cv2.GaussianBlur(mask, (101, 101), 4)
+    return cv2.resize(mask.astype(np.float32), (size, size))
 
 
 @pytest.fixture(scope="module")
@@ -22,36 +49,80 @@ def parsenet_file(tmp_path_factory):
     return path
 
 
-def test_rect_mask_is_the_official_square():
-    faces = [np.zeros((256, 256, 3), np.uint8)] * 2
-    masks = RectMasker()(faces)
-    assert len(masks) == 2 and np.array_equal(masks[0], default_mask(256))
+@pytest.mark.parametrize("label", range(19))
+def test_each_label_alone_gives_the_official_mask(label: int) -> None:
+    labels = np.zeros((512, 512), np.int64)
+    labels[60:450, 80:430] = label  # a face-sized blob of one label
+    expected = official_mask(labels, 256)
+    np.testing.assert_array_equal(labels_to_mask(labels, 256), expected)
+    face = label in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17)
+    assert (expected.max() > 0.99) == face
 
 
-def test_parsing_masks_stay_inside_the_square(parsenet_file):
-    masker = ParsingMasker(parsenet_file)
+@pytest.mark.parametrize("size", [256, 512, 1024])
+def test_mixed_label_maps_match_the_official_post_processing(size: int) -> None:
+    rng = np.random.default_rng(size)
+    # Blocks of random labels, so the map has borders between all kinds of regions.
+    labels = np.kron(rng.integers(0, 19, (16, 16)), np.ones((32, 32), np.int64))
+    mask = labels_to_mask(labels, size)
+    assert mask.dtype == np.float32 and mask.shape == (size, size)
+    np.testing.assert_array_equal(mask, official_mask(labels, size))
+    edge = 26 * size // 512
+    assert mask[: edge // 2].max() < 0.05  # the zeroed, feathered border
+
+
+def test_rect_mask_is_the_official_feathered_square() -> None:
+    square = np.zeros((512, 512), np.float32)
+    cv2.rectangle(square, (26, 26), (486, 486), (1, 1, 1), -1, cv2.LINE_AA)
+    square = cv2.GaussianBlur(cv2.GaussianBlur(square, (101, 101), 4), (101, 101), 4)
+    np.testing.assert_array_equal(rect_mask(512), square)
+    np.testing.assert_array_equal(rect_mask(256), cv2.resize(square, (256, 256)))
+    assert rect_mask(512) is rect_mask(512) and not rect_mask(512).flags.writeable
+    masks = RectMasker()([np.zeros((256, 256, 3), np.uint8)] * 2)
+    assert len(masks) == 2 and masks[0] is rect_mask(256)
+
+
+def test_parsing_input_is_the_official_conversion() -> None:
+    face = np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    official = cv2.resize(face, (512, 512))[..., ::-1] / 255.0 * 2 - 1
+    expected = torch.from_numpy(official.transpose(2, 0, 1).copy()).float().numpy()
+    np.testing.assert_array_equal(parsing_input([face])[0], expected)
+
+
+def test_parsing_masks_equal_the_whole_network_run_face_by_face(parsenet_file) -> None:
+    from facexlib.parsing.parsenet import ParseNet
+
+    reference = ParseNet(in_size=512, out_size=512, parsing_ch=19)
+    reference.load_state_dict(torch.load(parsenet_file))
+    reference.eval()
     faces = [
-        np.random.default_rng(i).integers(0, 256, (256, 256, 3), dtype=np.uint8) for i in range(1)
+        np.random.default_rng(i).integers(0, 256, (256, 256, 3), dtype=np.uint8) for i in range(3)
     ]
+    masker = ParsingMasker(parsenet_file, chunk=2)  # two chunks: 2 faces, then 1
     masks = masker(faces)
-    assert [m.shape for m in masks] == [(256, 256)]
-    for mask in masks:
-        assert mask.dtype == np.float32 and 0.0 <= mask.min() and mask.max() <= 1.0
-        assert np.all(mask <= default_mask(256) + 1e-6)
+    assert [m.shape for m in masks] == [(256, 256)] * 3
+    for face, mask in zip(faces, masks, strict=True):
+        with torch.no_grad():
+            out_mask, _ = reference(torch.from_numpy(parsing_input([face])))
+        labels = out_mask.argmax(dim=1)[0].numpy()
+        np.testing.assert_allclose(mask, official_mask(labels, 256), atol=1e-3)
     assert masker([]) == []
 
 
-def test_auto_uses_parsing_only_when_its_weights_are_present(tmp_path, parsenet_file):
-    assert isinstance(make_masker("auto", tmp_path), RectMasker)
-    target = weight_path("parsenet", tmp_path)
-    target.write_bytes(parsenet_file.read_bytes())
-    assert isinstance(make_masker("auto", tmp_path), ParsingMasker)
-    assert isinstance(make_masker("rect", tmp_path), RectMasker)
-    with pytest.raises(GpenError, match="unknown mask"):
+def test_parsing_is_the_default_and_never_silently_replaced(
+    tmp_path, parsenet_file, monkeypatch
+) -> None:
+    monkeypatch.setenv("GPEN_WEIGHTS_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(WeightsMissingError, match="parsing_parsenet.pth"):
+        make_masker(weights_dir=tmp_path)
+    (tmp_path / "parsing_parsenet.pth").write_bytes(parsenet_file.read_bytes())
+    assert isinstance(make_masker(weights_dir=tmp_path), ParsingMasker)
+    assert isinstance(make_masker(MaskKind.RECT, tmp_path), RectMasker)
+    with pytest.raises(ValueError, match="blob"):
         make_masker("blob", tmp_path)
 
 
-def test_wrong_parsing_weights_are_named(tmp_path):
+def test_wrong_parsing_weights_are_named(tmp_path) -> None:
     bogus = tmp_path / "parsing_parsenet.pth"
     torch.save({"conv.weight": torch.zeros(3, 3)}, bogus)
     with pytest.raises(CheckpointError, match="not a ParseNet face-parsing state dict"):

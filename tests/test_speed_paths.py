@@ -81,9 +81,9 @@ def test_bf16_restores_faces_like_fp32(tiny_reference, tiny_crops, monkeypatch):
 
 def test_dtype_choice(monkeypatch, caplog):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert pick_dtype(cuda, None) == torch.float16  # on by default on CUDA
-    assert pick_dtype(cuda, False) == torch.float32
-    assert pick_dtype(cpu, None) == torch.float32  # off by default on the CPU
+    assert pick_dtype(cuda, True) == torch.float16
+    assert pick_dtype(cuda, False) == torch.float32  # FP32 unless asked, on every device
+    assert pick_dtype(cpu, False) == torch.float32
     monkeypatch.setattr(forward_module, "cpu_has_fast_bf16", lambda: True)
     assert pick_dtype(cpu, True) == torch.bfloat16
     monkeypatch.setattr(forward_module, "cpu_has_fast_bf16", lambda: False)

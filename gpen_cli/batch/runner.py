@@ -163,7 +163,7 @@ class _Pipeline:
                 continue  # not started yet: left for the next run
             started = time.perf_counter()
             try:
-                item = steps.prepare(self.restorer, task, self.options.aligned)
+                item = steps.prepare(self.restorer, task)
             except Exception as exc:  # one bad photo must not take the others down
                 self.results.put(steps.failed_entry(task, exc, started))
                 continue
@@ -172,7 +172,7 @@ class _Pipeline:
             self._put(self.prepared, _DONE)
 
     def forward(self) -> None:
-        gatherer: CropGatherer[steps.Prepared] = CropGatherer(self.restorer.forward.batch_size)
+        gatherer: CropGatherer[steps.Prepared] = CropGatherer(self.restorer.batch_size)
         upstream_done = False
         while True:
             if gatherer.full or (gatherer.pending and upstream_done):

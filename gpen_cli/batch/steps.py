@@ -9,13 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from gpen_cli.batch.scan import Task
 from gpen_cli.errors import GpenError
 from gpen_cli.outputs import write_outputs
 from gpen_cli.report import FacesSummary, ReportEntry
-from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace
 from gpen_cli.stages.load import LoadedImage, load_image
 
 
@@ -52,7 +50,7 @@ def failed_entry(task: Task, exc: BaseException, started: float) -> ReportEntry:
     )
 
 
-def prepare(restorer: FaceRestorer, task: Task, aligned: bool) -> Prepared:
+def prepare(restorer: FaceRestorer, task: Task) -> Prepared:
     """Decode the photo and crop its faces (the one crop of an aligned photo).
 
     Several workers call this at once: the restorer's detector must be thread-safe, as the
@@ -60,23 +58,17 @@ def prepare(restorer: FaceRestorer, task: Task, aligned: bool) -> Prepared:
     """
     started = time.perf_counter()
     loaded = load_image(task.source)
-    if aligned:
-        prepared = restorer.prepare_aligned(loaded.pixels)
-    else:
-        prepared = restorer.prepare(loaded.pixels)
+    prepared = restorer.prepare(loaded.pixels)
     return Prepared(task, loaded, prepared, started)
 
 
 def finish(
-    restorer: FaceRestorer, item: Prepared, restored: list[np.ndarray], options: WriteOptions
+    restorer: FaceRestorer, item: Prepared, restored: list[RestoredFace], options: WriteOptions
 ) -> ReportEntry:
     """Paste the restored faces back, write the outputs, and say how it went."""
     task = item.task
     try:
-        if options.aligned:
-            result = restorer.finish_aligned(item.prepared, restored)
-        else:
-            result = restorer.finish(item.prepared, restored)
+        result = restorer.finish(item.prepared, restored)
         write_outputs(
             item.loaded,
             result,

@@ -26,6 +26,7 @@ from gpen_cli.cli.common import (
     one_line_errors,
     setup_logging,
 )
+from gpen_cli.config import MaskKind
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from gpen_cli.report import ReportEntry, summarize, write_report
 
@@ -139,9 +140,10 @@ def batch(
     only_center_face: opt.CenterOption = False,
     min_face_size: opt.MinFaceOption = 0.0,
     score_threshold: opt.ThresholdOption = 0.9,
+    drop_nested: opt.DropNestedOption = False,
     landmarks: opt.LandmarksOption = "detector",
-    mask: opt.MaskOption = "auto",
-    half: opt.HalfOption = None,
+    mask: opt.MaskOption = MaskKind.PARSING,
+    half: opt.HalfOption = False,
     compile_model: opt.CompileOption = False,
     exact: opt.ExactOption = False,
     recursive: Annotated[

@@ -19,6 +19,7 @@ from gpen_cli.cli.common import (
     one_line_errors,
     setup_logging,
 )
+from gpen_cli.config import MaskKind
 from gpen_cli.errors import GpenError
 
 BenchModelOption = Annotated[
@@ -111,7 +112,7 @@ def parse_batch_sizes(values: list[str]) -> list[int]:
 def print_table(report) -> None:
     from gpen_cli.bench import describe, table_rows
 
-    header, rows = table_rows(report)
+    header, rows = table_rows(report, detailed=False)
     table = Table(title="gpen bench", show_edge=False)
     for index, column in enumerate(header):
         table.add_column(column, justify="left" if index == 0 else "right", overflow="fold")
@@ -139,13 +140,13 @@ def bench(
     model: BenchModelOption = None,
     size: SizeOption = None,
     batch_size: BatchSizesOption = None,
-    half: opt.HalfOption = None,
+    half: opt.HalfOption = False,
     compile_model: opt.CompileOption = False,
     exact: opt.ExactOption = False,
     images: ImagesOption = None,
     detector: BenchDetectorOption = "retinaface-mobile",
     weights_dir: WeightsDirOption = None,
-    mask: opt.MaskOption = "auto",
+    mask: opt.MaskOption = MaskKind.PARSING,
     device: opt.DeviceOption = "auto",
     repeats: RepeatsOption = 3,
     faces: FacesOption = None,

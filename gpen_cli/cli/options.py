@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from gpen_cli.config import MaskKind
 from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
 from gpen_cli.errors import GpenError
 
@@ -128,20 +129,29 @@ LandmarksOption = Annotated[
     ),
 ]
 MaskOption = Annotated[
-    str,
+    MaskKind,
     typer.Option(
         "--mask",
-        help="Paste mask: auto (face parsing when its weights are present), parsing, "
-        "or rect (feathered square).",
+        help="Paste mask: parsing (the official face-parsing mask) or rect (the official "
+        "feathered square: much faster, also pastes GPEN's hair and background).",
+        rich_help_panel=PIPELINE,
+    ),
+]
+DropNestedOption = Annotated[
+    bool,
+    typer.Option(
+        "--drop-nested",
+        help="Drop a face box lying mostly inside a better one (not in the official "
+        "pipeline, which restores both).",
         rich_help_panel=PIPELINE,
     ),
 ]
 HalfOption = Annotated[
-    bool | None,
+    bool,
     typer.Option(
-        "--half/--no-half",
-        show_default=False,
-        help="FP16 on CUDA (default there), BF16 on CPU (default off).",
+        "--half",
+        help="FP16 on CUDA, BF16 on a CPU with native BF16: faster, changes pixels "
+        "(about 40 dB PSNR against the default FP32).",
         rich_help_panel=SPEED,
     ),
 ]
@@ -224,9 +234,10 @@ class RestoreSettings:
     only_center_face: bool = False
     min_face_size: float = 0.0
     score_threshold: float = 0.9
+    drop_nested: bool = False
     landmarks: str = "detector"
-    mask: str = "auto"
-    half: bool | None = None
+    mask: MaskKind = MaskKind.PARSING
+    half: bool = False
     compile_model: bool = False
     exact: bool = False
 
@@ -252,6 +263,7 @@ class RestoreSettings:
             only_center_face=self.only_center_face,
             min_face_size=self.min_face_size,
             score_threshold=self.score_threshold,
+            drop_nested=self.drop_nested,
             landmarks=self.landmarks,
             mask=self.mask,
             aligned=self.aligned,

@@ -19,6 +19,7 @@ from gpen_cli.cli.common import (
     one_line_errors,
     setup_logging,
 )
+from gpen_cli.config import MaskKind
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
 from gpen_cli.report import FacesSummary, ReportEntry, summarize, write_report
 
@@ -48,10 +49,7 @@ def restore_file(
             )
             return entry
         loaded = load_image(source)
-        if settings.aligned:
-            result = restorer.restore_aligned(loaded.pixels)
-        else:
-            result = restorer.restore(loaded.pixels)
+        result = restorer.restore(loaded.pixels)
         entry.faces = FacesSummary(
             count=len(result.faces),
             boxes=[face.box for face in result.faces],
@@ -152,9 +150,10 @@ def restore(
     only_center_face: opt.CenterOption = False,
     min_face_size: opt.MinFaceOption = 0.0,
     score_threshold: opt.ThresholdOption = 0.9,
+    drop_nested: opt.DropNestedOption = False,
     landmarks: opt.LandmarksOption = "detector",
-    mask: opt.MaskOption = "auto",
-    half: opt.HalfOption = None,
+    mask: opt.MaskOption = MaskKind.PARSING,
+    half: opt.HalfOption = False,
     compile_model: opt.CompileOption = False,
     exact: opt.ExactOption = False,
     save_faces: opt.SaveFacesOption = False,

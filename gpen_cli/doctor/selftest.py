@@ -104,6 +104,7 @@ def self_test(context: DoctorContext) -> CheckResult:
         )
     import numpy as np
 
+    from gpen_cli.config import MaskKind
     from gpen_cli.restorer import FaceRestorer
 
     detector, why = pick_detector(folder)
@@ -116,8 +117,13 @@ def self_test(context: DoctorContext) -> CheckResult:
             weights.fetch_command([spec.name], folder),
         )
     generator = pick_generator(folder)
+    # The parsing mask when its weights are here; the self-test never downloads them.
+    parsing = weights.weight_path("parsenet", folder).is_file()
+    mask = MaskKind.PARSING if parsing else MaskKind.RECT
     try:
-        restorer = FaceRestorer(generator or _random_generator(), detector, weights_dir=folder)
+        restorer = FaceRestorer(
+            generator or _random_generator(), detector, weights_dir=folder, mask=mask
+        )
     except GpenError as exc:
         names = [name for name in (generator, detector) if name]
         return CheckResult(
@@ -137,7 +143,7 @@ def self_test(context: DoctorContext) -> CheckResult:
     detail = (
         f"restored {len(result.faces)} face(s) of skimage's astronaut "
         f"{image.shape[1]}x{image.shape[0]} in {elapsed:.1f} s with {model_label} + {detector}; "
-        "shape kept, pixels far from the face unchanged"
+        f"{mask.value} mask; shape kept, pixels far from the face unchanged"
     )
     if generator is None:
         detail += f" ({RANDOM_NOTE})"

@@ -51,32 +51,50 @@ def reference_points(size: int) -> np.ndarray:
     return _reference_points_cached(int(size)).copy()
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The least-squares similarity mapping `src` points onto `dst` points, as a 2x3 matrix.
+def _umeyama(src: np.ndarray, dst: np.ndarray, scale: float | None) -> tuple[np.ndarray, float]:
+    """Umeyama's least-squares similarity from `src` to `dst` points (float32, K×2).
 
-    Umeyama's fit, as the official code runs it: on float32 points, with the rotation forced
-    proper (never a reflection). Reproducing its float32 arithmetic gives the official
-    matrices to the last bit, hence the official crops exactly.
+    `scale` None estimates it; a number fixes it. Returns the 2x3 matrix and the scale. The
+    arithmetic is the official code's (float32 points, float64 matrix, the rotation forced
+    proper), which gives its matrices to the last bit, hence its crops and paste-back exactly.
     """
-    src = np.asarray(src, dtype=np.float32).reshape(-1, 2)
-    dst = np.asarray(dst, dtype=np.float32).reshape(-1, 2)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_centred, dst_centred = src - src_mean, dst - dst_mean
+    covariance = dst_centred.T @ src_centred / len(src)
+    signs = np.ones(2, dtype=np.float64)
+    if np.linalg.det(covariance) < 0:
+        signs[1] = -1.0
+    u, singular, vt = np.linalg.svd(covariance)
+    rank = np.linalg.matrix_rank(covariance)
+    if rank == 0:
+        raise ValueError("landmarks are degenerate (all at one point)")
+    if rank == 1 and np.linalg.det(u) * np.linalg.det(vt) > 0:
+        rotation = (u @ vt).astype(np.float64)
+    else:
+        flipped = signs.copy()
+        if rank == 1:
+            flipped[1] = -1.0
+        rotation = u @ np.diag(flipped) @ vt
+    if scale is None:
+        scale = 1.0 / src_centred.var(axis=0).sum() * (singular @ signs)
+    translation = dst_mean - scale * (rotation @ src_mean.T)
+    return np.hstack([rotation * scale, translation[:, None]]).astype(np.float64), float(scale)
+
+
+def _points(points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, dtype=np.float32).reshape(-1, 2)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The least-squares similarity mapping `src` points onto `dst` points, as a 2x3 matrix."""
+    src, dst = _points(src), _points(dst)
     if src.shape != dst.shape or len(src) < 2:
         raise ValueError(f"need two matching sets of >= 2 points, got {src.shape} and {dst.shape}")
     if not (np.isfinite(src).all() and np.isfinite(dst).all()):
         raise ValueError("landmarks are not finite")
-    src_centred, dst_centred = src - src.mean(axis=0), dst - dst.mean(axis=0)
-    spread = float(src_centred.var(axis=0).sum())
-    if spread < 1e-12:
+    if float(src.var(axis=0).sum()) < 1e-12:
         raise ValueError("landmarks are degenerate (all at one point)")
-    covariance = dst_centred.T @ src_centred / len(src)
-    signs = np.ones(2)
-    if np.linalg.det(covariance) < 0:
-        signs[1] = -1.0
-    u, singular, vt = np.linalg.svd(covariance)
-    rotation = u @ np.diag(signs) @ vt
-    scale = (singular @ signs) / spread
-    translation = dst.mean(axis=0) - scale * (rotation @ src.mean(axis=0))
-    return np.hstack([rotation * scale, translation[:, None]]).astype(np.float64)
+    return _umeyama(src, dst, None)[0]
 
 
 @dataclass
@@ -89,9 +107,16 @@ class Alignment:
 
 
 def align_face(landmarks: np.ndarray, size: int) -> Alignment:
-    """The official GPEN alignment of a face, given its 5 landmarks (x, y) in the image."""
-    forward = similarity_transform(landmarks, reference_points(size))
-    inverse = cv2.invertAffineTransform(forward).astype(np.float64)
+    """The official GPEN alignment of a face, given its 5 landmarks (x, y) in the image.
+
+    The inverse is fitted as the official code fits it (template onto landmarks at the
+    reciprocal scale), not by inverting the forward matrix: the two differ by ~1e-5, enough
+    to move a pasted pixel by a grey level.
+    """
+    template = reference_points(size)
+    forward = similarity_transform(landmarks, template)
+    _, scale = _umeyama(_points(landmarks), _points(template), None)
+    inverse, _ = _umeyama(_points(template), _points(landmarks), 1.0 / scale)
     return Alignment(forward=forward, inverse=inverse, size=int(size))
 
 

@@ -39,6 +39,10 @@ _RIGHT_MOUTH_68 = 54
 _FAN_BOX_REFERENCE = 165.0
 
 
+# The official detector works at the photo's size up to this long side, else at 1000 px.
+_OFFICIAL_DETECT_LIMIT = 1500
+_OFFICIAL_DETECT_SIDE = 1000.0
+
 # A detection sharing more than this fraction of the smaller box with a better one is dropped.
 _MAX_NESTED_FRACTION = 0.5
 
@@ -63,9 +67,10 @@ def _check_image(image_bgr: np.ndarray) -> None:
 
 
 def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """The image with its long side at most `max_side`, and the (x, y) factors back to it."""
+    """The image with its long side at most `max_side` (area averaging), and the (x, y)
+    factors back to it."""
     height, width = image.shape[:2]
-    if max_side <= 0 or max(height, width) <= max_side:
+    if max(height, width) <= max_side:
         return image, np.ones(2)
     ratio = max_side / max(height, width)
     new_width, new_height = max(1, round(width * ratio)), max(1, round(height * ratio))
@@ -73,12 +78,14 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray
     return small, np.array([width / new_width, height / new_height])
 
 
-def _drop_nested(boxes: np.ndarray, order: np.ndarray) -> list[int]:
+def drop_nested(boxes: np.ndarray, order: np.ndarray) -> list[int]:
     """`order` (best first) without boxes that lie mostly inside, or mostly cover, a better one.
 
+    Not part of the official pipeline, so off by default (`drop_nested=True` turns it on).
     IoU-based NMS keeps these: on close-up portraits RetinaFace also reports a shifted second
-    box over the same face at scores up to 0.97 (3 of the 6 FFHQ images in shared/), while
-    distinct faces, even in a crowded group photo, overlap far less than half.
+    box over the same face at scores up to 0.97 (3 of the 6 FFHQ images in shared/), which
+    the official code restores and pastes over the first; distinct faces, even in a crowded
+    group photo, overlap far less than half.
     """
     areas = np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 0.0), axis=1)
     kept: list[int] = []
@@ -94,17 +101,17 @@ def _drop_nested(boxes: np.ndarray, order: np.ndarray) -> list[int]:
     return kept
 
 
-class _BoundedDetector:
-    """Shared frame of the detectors: bound the resolution, scale back, filter, sort.
+class _FilteredDetector:
+    """Shared frame of the detectors: filter by size, sort best first, optionally un-nest.
 
     The underlying models keep per-call state (facexlib's RetinaFace stores the input's
     size on itself, OpenCV's YuNet its input size), so one lock serialises their calls:
     batch workers may share a detector safely.
     """
 
-    def __init__(self, max_side: int, min_face_size: float) -> None:
-        self.max_side = max_side
+    def __init__(self, min_face_size: float, drop_nested: bool) -> None:
         self.min_face_size = min_face_size
+        self.drop_nested = drop_nested
         self._lock = threading.Lock()
 
     def _detect_raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,20 +120,26 @@ class _BoundedDetector:
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
         _check_image(image_bgr)
-        small, factors = _downscale(image_bgr, self.max_side)
         with self._lock:
-            boxes, scores, landmarks = self._detect_raw(small)
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * np.tile(factors, 2)
-        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2) * factors
+            boxes, scores, landmarks = self._detect_raw(image_bgr)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         short_sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         keep = np.flatnonzero(short_sides >= self.min_face_size)
-        keep = _drop_nested(boxes, keep[np.argsort(-scores[keep], kind="stable")])
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        if self.drop_nested:
+            keep = drop_nested(boxes, keep)
         return [Face(boxes[i], float(scores[i]), landmarks[i]) for i in keep]
 
 
-class RetinaFaceDetector(_BoundedDetector):
-    """facexlib's RetinaFace (MobileNet-0.25 or ResNet-50), weights loaded as plain tensors."""
+class RetinaFaceDetector(_FilteredDetector):
+    """facexlib's RetinaFace (MobileNet-0.25 or ResNet-50), weights loaded as plain tensors.
+
+    Run as the official GPEN code runs it: at the photo's own size, except that a photo whose
+    long side exceeds 1500 px is detected at a 1000 px long side (bilinear, on the float
+    image) and the boxes and landmarks divided back in float32.
+    """
 
     def __init__(
         self,
@@ -135,10 +148,10 @@ class RetinaFaceDetector(_BoundedDetector):
         device: str = "cpu",
         score_threshold: float = 0.9,
         nms_threshold: float = 0.4,
-        max_side: int = 1280,
         min_face_size: float = 0,
+        drop_nested: bool = False,
     ) -> None:
-        super().__init__(max_side, min_face_size)
+        super().__init__(min_face_size, drop_nested)
         if network not in RETINAFACE_NETWORKS:
             raise GpenError(
                 f"unknown RetinaFace network {network!r}; choose {' or '.join(RETINAFACE_NETWORKS)}"
@@ -157,18 +170,25 @@ class RetinaFaceDetector(_BoundedDetector):
 
     def _detect_raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # detect_faces takes BGR (it subtracts the BGR means 104, 117, 123) and returns N×15
-        # rows: box x1 y1 x2 y2, score, then 5 (x, y) points already in picture-left-first order.
+        # float32 rows: box x1 y1 x2 y2, score, then 5 (x, y) points in picture-left-first
+        # order, best score first.
+        image = np.float32(image_bgr)
+        factor = 1.0
+        if max(image.shape[:2]) > _OFFICIAL_DETECT_LIMIT:
+            factor = _OFFICIAL_DETECT_SIDE / max(image.shape[:2])
+            image = cv2.resize(image, (0, 0), fx=factor, fy=factor)
         with torch.inference_mode():
             rows = self._model.detect_faces(
-                image_bgr,
+                image,
                 conf_threshold=self.score_threshold,
                 nms_threshold=self.nms_threshold,
                 use_origin_size=True,
             )
-        return rows[:, :4], rows[:, 4], rows[:, 5:15]
+        rows = rows.astype(np.float32) / factor  # float32 division, as the official's
+        return rows[:, :4], rows[:, 4] * factor, rows[:, 5:15]
 
 
-class YuNetDetector(_BoundedDetector):
+class YuNetDetector(_FilteredDetector):
     """OpenCV's YuNet: small and fast, needs nothing beyond OpenCV.
 
     Its defaults differ from RetinaFace's on measurement: YuNet scores real faces lower
@@ -184,8 +204,10 @@ class YuNetDetector(_BoundedDetector):
         nms_threshold: float = 0.3,
         max_side: int = 640,
         min_face_size: float = 0,
+        drop_nested: bool = False,
     ) -> None:
-        super().__init__(max_side, min_face_size)
+        super().__init__(min_face_size, drop_nested)
+        self.max_side = max_side
         path = Path(weights_path)
         if not path.is_file():
             raise WeightsMissingError(f"{path}: YuNet weights file not found")
@@ -197,16 +219,18 @@ class YuNetDetector(_BoundedDetector):
             raise CheckpointError(f"{path}: OpenCV cannot read it as a YuNet ONNX model") from None
 
     def _detect_raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        height, width = image_bgr.shape[:2]
+        small, factors = _downscale(image_bgr, self.max_side)
+        height, width = small.shape[:2]
         self._net.setInputSize((width, height))
-        _, rows = self._net.detect(image_bgr)
+        _, rows = self._net.detect(small)
         if rows is None:
             return np.empty((0, 4)), np.empty(0), np.empty((0, 5, 2))
         # Rows: x, y, w, h, then the subject's right eye, left eye, nose, right and left mouth
         # corners (the subject's right is the picture's left, so already our order), then score.
         boxes = rows[:, :4].astype(np.float64)
         boxes[:, 2:] += boxes[:, :2]
-        return boxes, rows[:, 14], rows[:, 4:14]
+        landmarks = rows[:, 4:14].astype(np.float64).reshape(-1, 5, 2) * factors
+        return boxes * np.tile(factors, 2), rows[:, 14], landmarks
 
 
 def landmarks68_to_5(points68: np.ndarray) -> np.ndarray:

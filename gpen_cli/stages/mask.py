@@ -1,13 +1,16 @@
 """Paste masks: where a restored face replaces the photo.
 
-A face-parsing network (facexlib's ParseNet) outlines skin, eyes, brows, nose, mouth and ears
-so hair, hats and background stay the photo's own; without its weights a feathered square
-(the official default) does the job.
+The official pipeline outlines each restored face with ParseNet face parsing (the network GPEN
+and facexlib ship), keeps the labels its colour map paints white (skin, brows, eyes, glasses,
+ears, nose, mouth, lips, hair, earrings and neck; not background, hat or cloth), zeroes a
+26 px border of the 512 px map and feathers it with two Gaussian blurs. That is the default
+here, computed the same way. `rect` is the official feathered square instead: no network, far
+cheaper, and the face's surroundings (hair, neck) come from GPEN's crop too.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -17,77 +20,142 @@ import numpy as np
 import torch
 
 from gpen_cli.checkpoints import load_strict, read_state_dict
-from gpen_cli.errors import GpenError
-from gpen_cli.stages.forward import crops_to_tensor
-from gpen_cli.stages.paste import default_mask
-
-logger = logging.getLogger(__name__)
+from gpen_cli.config import MaskKind
+from gpen_cli.stages.forward import pick_dtype
 
 PARSING_INPUT_SIZE = 512
-# CelebAMask-HQ labels 1..12: skin, nose, glasses, eyes, brows, ears, mouth, lips.
-FACE_LABELS = np.arange(1, 13)
-MASK_CHOICES = ("auto", "parsing", "rect")
+# The official colour map over the 19 CelebAMask-HQ labels: 255 counts as face. Label 14 is
+# the hat, 18 the cloth; 0 the background.
+FACE_LABELS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17])
+PARSING_LABELS = 19
+# Post-processing, at the parsing resolution (512 px), as the official code does it.
+_BORDER_PX = 26
+_BLUR_KERNEL = (101, 101)
+_BLUR_SIGMA = 4
+# Faces per ParseNet forward: its 512 px activations are 64 MB per channel block a face, so
+# bounded chunks keep memory flat whatever the number of faces in a photo.
+PARSING_CHUNK = 4
 
 
 class Masker(Protocol):
     def __call__(self, restored: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 
+def feather(mask: np.ndarray) -> np.ndarray:
+    """A 512 px {0, 1} map with its border zeroed and two Gaussian blurs, as float32.
+
+    The official `mask_postprocess`: computed in float64 (the map arrives as uint8 / 255.),
+    blurred twice with a 101 px kernel of sigma 4, then cast to float32.
+    """
+    soft = np.asarray(mask, dtype=np.float64).copy()
+    soft[:_BORDER_PX, :] = 0
+    soft[-_BORDER_PX:, :] = 0
+    soft[:, :_BORDER_PX] = 0
+    soft[:, -_BORDER_PX:] = 0
+    soft = cv2.GaussianBlur(soft, _BLUR_KERNEL, _BLUR_SIGMA)
+    soft = cv2.GaussianBlur(soft, _BLUR_KERNEL, _BLUR_SIGMA)
+    return soft.astype(np.float32)
+
+
+def labels_to_mask(labels: np.ndarray, size: int) -> np.ndarray:
+    """A ParseNet label map (512×512) → the official paste mask at `size`×`size`."""
+    mask = feather(np.isin(labels, FACE_LABELS))
+    if size != mask.shape[0]:
+        mask = cv2.resize(mask, (size, size))  # the official resize: bilinear
+    return mask
+
+
+@functools.lru_cache(maxsize=8)
+def rect_mask(size: int) -> np.ndarray:
+    """The official feathered square at `size`×`size` (float32 in [0, 1], read-only).
+
+    A white square inset by 26 px in a 512 px map, anti-aliased, blurred as the parsing
+    mask is, resized to the crop.
+    """
+    square = np.zeros((PARSING_INPUT_SIZE, PARSING_INPUT_SIZE), np.float32)
+    far = PARSING_INPUT_SIZE - _BORDER_PX
+    cv2.rectangle(square, (_BORDER_PX, _BORDER_PX), (far, far), 1.0, -1, cv2.LINE_AA)
+    square = cv2.GaussianBlur(square, _BLUR_KERNEL, _BLUR_SIGMA)
+    square = cv2.GaussianBlur(square, _BLUR_KERNEL, _BLUR_SIGMA)
+    if size != PARSING_INPUT_SIZE:
+        square = cv2.resize(square, (size, size))
+    square.setflags(write=False)
+    return square
+
+
 class RectMasker:
     """The official feathered square, the same for every face."""
 
     def __call__(self, restored: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [default_mask(face.shape[0]) for face in restored]
+        return [rect_mask(face.shape[0]) for face in restored]
+
+
+def parsing_input(faces: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 BGR crops → N×3×512×512 float32 RGB in [-1, 1], as the official FaceParse.
+
+    Resized bilinearly to 512 px as uint8, then x / 255 * 2 - 1 in float64, then float32.
+    """
+    side = PARSING_INPUT_SIZE
+    batch = np.stack([cv2.resize(face, (side, side)) for face in faces])[..., ::-1]
+    return (batch / 255.0 * 2 - 1).astype(np.float32).transpose(0, 3, 1, 2)
 
 
 class ParsingMasker:
-    """Face-parsing masks, feathered and kept inside the feathered square."""
+    """ParseNet face-parsing masks, batched in bounded chunks.
 
-    def __init__(self, weights_path: Path, device: torch.device | str = "cpu"):
+    Only the segmentation head runs: ParseNet also predicts a restored image, which the
+    official pipeline computes and throws away. The checkpoint still loads strictly into the
+    whole network, so a file with a wrong or missing layer is refused.
+    """
+
+    def __init__(
+        self,
+        weights_path: Path,
+        device: torch.device | str = "cpu",
+        half: bool = False,
+        chunk: int = PARSING_CHUNK,
+    ):
         from facexlib.parsing.parsenet import ParseNet
 
         self.device = torch.device(device)
-        network = ParseNet(in_size=PARSING_INPUT_SIZE, out_size=PARSING_INPUT_SIZE, parsing_ch=19)
+        self.dtype = pick_dtype(self.device, half)
+        self.chunk = max(1, int(chunk))
+        network = ParseNet(
+            in_size=PARSING_INPUT_SIZE, out_size=PARSING_INPUT_SIZE, parsing_ch=PARSING_LABELS
+        )
         what = "ParseNet face-parsing state dict"
         load_strict(network, read_state_dict(weights_path, what), str(weights_path), what)
-        self.network = network.eval().requires_grad_(False).to(self.device)
+        network = network.eval().requires_grad_(False)
+        self.network = network.to(self.device, self.dtype, memory_format=torch.channels_last)
+
+    def labels(self, batch: torch.Tensor) -> torch.Tensor:
+        """N×3×512×512 input → N×512×512 label maps (argmax over the 19 classes)."""
+        net = self.network
+        features = net.encoder(batch)
+        decoded = net.decoder(features + net.body(features))
+        return net.out_mask_conv(decoded).argmax(dim=1)
 
     @torch.inference_mode()
     def __call__(self, restored: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if not restored:
-            return []
-        side = PARSING_INPUT_SIZE
-        batch = crops_to_tensor(
-            [cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR) for face in restored],
-            self.device,
-            torch.float32,
-        )
-        labels = self.network(batch)[0].argmax(dim=1).cpu().numpy()
-        masks = []
-        for face, label in zip(restored, labels, strict=True):
-            mask = np.isin(label, FACE_LABELS).astype(np.float32)
-            mask = cv2.GaussianBlur(mask, (101, 101), 11)
-            mask = cv2.GaussianBlur(mask, (101, 101), 11)
-            size = face.shape[0]
-            if size != side:
-                mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
-            masks.append(np.clip(mask, 0.0, 1.0) * default_mask(size))
+        masks: list[np.ndarray] = []
+        for start in range(0, len(restored), self.chunk):
+            faces = restored[start : start + self.chunk]
+            batch = torch.from_numpy(parsing_input(faces)).to(self.device, self.dtype)
+            labels = self.labels(batch.contiguous(memory_format=torch.channels_last))
+            for face, label_map in zip(faces, labels.cpu().numpy(), strict=True):
+                masks.append(labels_to_mask(label_map, face.shape[0]))
         return masks
 
 
-def make_masker(choice: str = "auto", weights_dir: Path | None = None, device="cpu") -> Masker:
-    """`auto`: parsing when its weights are already in the weights folder, else the square."""
-    from gpen_cli.weights import ensure_weight, weight_path
+def make_masker(
+    kind: MaskKind | str = MaskKind.PARSING,
+    weights_dir: Path | None = None,
+    device: torch.device | str = "cpu",
+    half: bool = False,
+) -> Masker:
+    """The masker for `kind`; the parsing weights are fetched like any other weights file."""
+    from gpen_cli.weights import ensure_weight
 
-    if choice not in MASK_CHOICES:
-        raise GpenError(f"unknown mask {choice!r}; choose one of: {', '.join(MASK_CHOICES)}")
-    if choice == "rect":
+    if MaskKind(kind) is MaskKind.RECT:
         return RectMasker()
-    if choice == "auto":
-        path = weight_path("parsenet", weights_dir)
-        if not path.is_file():
-            logger.info("face-parsing weights absent (%s): using the feathered square mask", path)
-            return RectMasker()
-    else:
-        path = ensure_weight("parsenet", weights_dir)
-    return ParsingMasker(path, device)
+    return ParsingMasker(ensure_weight("parsenet", weights_dir), device, half)

@@ -1,15 +1,14 @@
-"""Paste restored faces back into the photo, each through a feathered mask, only over its region.
+"""Paste restored faces back into the photo, each through its mask, only over its region.
 
 The official GPEN code warps every face and its mask over the whole image, keeps a running
 maximum of the masks (a face takes a pixel where its mask is strictly larger than what is
 there), then blends once: out = image * (1 - M) + faces * M. This module gives the same
-result but touches only each face's bounding box, so the cost follows the faces' area, not
-the photo's: a group photo with 30 faces in 8000x8000 pixels stays cheap.
+result, bit for bit, but touches only each face's bounding box, so the cost follows the
+faces' area, not the photo's: a group photo with 30 faces in 8000x8000 pixels stays cheap.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,11 +17,11 @@ import numpy as np
 
 from gpen_cli.stages.align import transformed_bounds
 
-# The official mask: a rectangle inset by 26 px in a 512 crop, feathered by two blurs.
-_MASK_BASE_SIZE = 512
-_MASK_INSET = 26
-_MASK_BLUR_KERNEL = (101, 101)
-_MASK_BLUR_SIGMA = 11
+# OpenCV's fixed-point warp: coordinates in 1/1024 px, bilinear weights in 1/32 px steps.
+_AB_BITS = 10
+_INTER_BITS = 5
+_INTER_TAB_SIZE = 1 << _INTER_BITS
+_ROUND_DELTA = (1 << _AB_BITS) // _INTER_TAB_SIZE // 2
 # Bilinear sampling reaches one pixel past the crop's footprint; one more for safety.
 _PASTE_MARGIN = 2
 # 8-bit faces go into a 16-bit photo at the same brightness: 255 * 257 = 65535.
@@ -35,7 +34,7 @@ class Paste:
 
     crop: np.ndarray  # size x size x 3 uint8 BGR, in the frame `inverse` maps from
     inverse: np.ndarray  # 2x3, crop -> image
-    mask: np.ndarray | None = None  # size x size float32 in [0, 1]; default_mask when None
+    mask: np.ndarray  # float32 in [0, 1], resized to the crop's size when it differs
 
 
 @dataclass
@@ -50,18 +49,41 @@ class _Placed:
     mask: np.ndarray  # (y1 - y0) x (x1 - x0) float32
 
 
-@functools.lru_cache(maxsize=8)
-def default_mask(size: int) -> np.ndarray:
-    """The official feathered paste mask at `size` x `size` (float32 in [0, 1], read-only)."""
-    mask = np.zeros((_MASK_BASE_SIZE, _MASK_BASE_SIZE), np.float32)
-    far = _MASK_BASE_SIZE - _MASK_INSET
-    cv2.rectangle(mask, (_MASK_INSET, _MASK_INSET), (far, far), 1.0, -1, cv2.LINE_AA)
-    mask = cv2.GaussianBlur(mask, _MASK_BLUR_KERNEL, _MASK_BLUR_SIGMA)
-    mask = cv2.GaussianBlur(mask, _MASK_BLUR_KERNEL, _MASK_BLUR_SIGMA)
-    if size != _MASK_BASE_SIZE:
-        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
-    mask.setflags(write=False)
-    return mask
+def warp_region(
+    image: np.ndarray, matrix: np.ndarray, box: tuple[int, int, int, int]
+) -> np.ndarray:
+    """The `box` (x0, y0, x1, y1) of `cv2.warpAffine(image, matrix, ..., INTER_LINEAR)`, exactly.
+
+    OpenCV inverts the 2x3 matrix in double precision, then maps each output pixel to the
+    input in fixed point (1/1024 px, rounded to 1/32 px interpolation steps) with per-row and
+    per-column terms computed from absolute output coordinates. Warping a smaller canvas
+    with a shifted matrix moves those roundings, so it differs from the whole-image warp by
+    a grey level here and there. Building the same fixed-point map for the box and handing
+    it to `cv2.remap` (which warpAffine itself calls) reproduces the whole-image result.
+    """
+    m = [float(v) for v in np.asarray(matrix, dtype=np.float64).ravel()]
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    i0, i1, i3, i4 = m[4] * det, m[1] * -det, m[3] * -det, m[0] * det
+    i2, i5 = -i0 * m[2] - i1 * m[5], -i3 * m[2] - i4 * m[5]
+    x0, y0, x1, y1 = box
+    xs = np.arange(x0, x1, dtype=np.float64)
+    ys = np.arange(y0, y1, dtype=np.float64)
+    scale = float(1 << _AB_BITS)
+    x_step = np.rint(i0 * xs * scale).astype(np.int64)
+    y_step = np.rint(i3 * xs * scale).astype(np.int64)
+    x_row = np.rint((i1 * ys + i2) * scale).astype(np.int64) + _ROUND_DELTA
+    y_row = np.rint((i4 * ys + i5) * scale).astype(np.int64) + _ROUND_DELTA
+    shift = _AB_BITS - _INTER_BITS
+    fx = (x_row[:, None] + x_step[None, :]) >> shift
+    fy = (y_row[:, None] + y_step[None, :]) >> shift
+    table = _INTER_TAB_SIZE - 1
+    whole = np.stack([fx >> _INTER_BITS, fy >> _INTER_BITS], axis=-1)
+    whole = np.clip(whole, -32768, 32767).astype(np.int16)
+    fraction = ((fy & table) * _INTER_TAB_SIZE + (fx & table)).astype(np.uint16)
+    return cv2.remap(
+        image, whole, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
 
 
 def _place(paste: Paste, width: int, height: int) -> _Placed | None:
@@ -71,7 +93,7 @@ def _place(paste: Paste, width: int, height: int) -> _Placed | None:
         raise ValueError(
             f"a face crop must be HxWx3 uint8, got {paste.crop.shape} {paste.crop.dtype}"
         )
-    mask = default_mask(crop_w) if paste.mask is None else paste.mask.astype(np.float32)
+    mask = paste.mask.astype(np.float32)
     if mask.shape != (crop_h, crop_w):
         mask = cv2.resize(mask, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR)
     inverse = np.asarray(paste.inverse, dtype=np.float64)
@@ -79,13 +101,8 @@ def _place(paste: Paste, width: int, height: int) -> _Placed | None:
     if box is None:
         return None
     x0, y0, x1, y1 = box
-    to_box = inverse.copy()
-    to_box[:, 2] -= (x0, y0)
-    size = (x1 - x0, y1 - y0)
-    warp = functools.partial(
-        cv2.warpAffine, M=to_box, dsize=size, flags=cv2.INTER_LINEAR, borderValue=0
-    )
-    return _Placed(x0, y0, x1, y1, face=warp(paste.crop), mask=warp(mask))
+    face, mask = (warp_region(pixels, inverse, box) for pixels in (paste.crop, mask))
+    return _Placed(x0, y0, x1, y1, face=face, mask=mask)
 
 
 def _winning_pixels(index: int, me: _Placed, placed: Sequence[_Placed | None]) -> np.ndarray:
