@@ -140,8 +140,8 @@ class FaceRestorer:
         try:
             torch_device = pick_device(device)
         except (ValueError, RuntimeError) as exc:
-            reason = str(exc).removeprefix(f"--device {device}: ")
-            raise GpenError(f"--device {device}: {reason[:120]}") from None
+            reason = str(exc).strip().splitlines()[0].removeprefix(f"--device {device}: ")
+            raise GpenError(f"--device {device}: {reason}") from None
         self.forward = GpenForward(
             resolve_model(model, weights_dir, torch_device),
             size=size,

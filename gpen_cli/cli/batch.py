@@ -24,6 +24,7 @@ from gpen_cli.cli.common import (
     err_console,
     fail,
     one_line_errors,
+    say,
     setup_logging,
 )
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
@@ -88,11 +89,11 @@ def print_problems(entries: list[ReportEntry], quiet: bool) -> None:
     done = 0
     for entry in entries:
         if entry.status == "failed":
-            err_console.print(f"[bold red]error:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[bold red]error:[/]", entry.error or "")
         elif entry.status == "skipped" and entry.error == ALREADY_DONE:
             done += 1
         elif entry.status == "skipped" and not quiet:
-            err_console.print(f"[cyan]skipped:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[cyan]skipped:[/]", entry.error or "")
     if done and not quiet:
         err_console.print(
             f"[cyan]skipped:[/] {done} already done (output exists; --overwrite redoes them)",
@@ -193,12 +194,11 @@ def batch(
 
     setup_logging(quiet)
     opt.check_ext(ext)
+    opt.check_device(device)
     layout = plan_layout(input_dir, output, report)
     if layout.excluded and not quiet:
-        err_console.print(
-            f"note: the output folder {output} is inside {input_dir}: it is left out of the scan",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            "note:", f"the output folder {output} is inside {input_dir}: it is left out of the scan"
         )
     settings = opt.RestoreSettings.from_arguments(locals())
     options = BatchOptions(

@@ -32,7 +32,11 @@ DetectorOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[
-    str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.", rich_help_panel=SPEED)
+    str,
+    typer.Option(
+        help="auto (CUDA when present), cpu, cuda or cuda:N; other torch devices are refused.",
+        rich_help_panel=SPEED,
+    ),
 ]
 BatchSizeOption = Annotated[
     int | None,
@@ -205,6 +209,13 @@ EXT_CHOICES = ("same", "png", "jpg")
 def check_ext(ext: str) -> None:
     if ext not in EXT_CHOICES:
         raise GpenError(f"--ext must be one of {', '.join(EXT_CHOICES)}, got {ext!r}")
+
+
+def check_device(device: str) -> None:
+    """Refuse an unsupported --device before any model is loaded."""
+    from gpen_cli.devices import check_device as check
+
+    check(device)
 
 
 @dataclass

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
@@ -17,6 +19,7 @@ from gpen_cli.cli.common import (
     console,
     err_console,
     one_line_errors,
+    say,
     setup_logging,
 )
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
@@ -113,11 +116,11 @@ def print_results(entries: list[ReportEntry], seconds: float) -> None:
     colours = {"ok": "green", "no_face": "yellow", "skipped": "cyan", "failed": "red"}
     for e in entries:
         table.add_row(
-            Path(e.input).name,
+            Text(Path(e.input).name),
             f"[{colours[e.status]}]{e.status}[/]",
             str(e.faces.count),
             f"{e.seconds:.2f}",
-            e.error or e.output or "",
+            Text(e.error or e.output or ""),
         )
     console.print(table)
     counts = summarize(entries)
@@ -171,6 +174,7 @@ def restore(
     """
     setup_logging(quiet)
     opt.check_ext(ext)
+    opt.check_device(device)
     settings = opt.RestoreSettings.from_arguments(locals())
     outputs = plan_outputs(inputs, output, ext)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
@@ -190,7 +194,7 @@ def restore(
     with progress:
         task = progress.add_task("Restoring", total=len(inputs))
         for source, target in zip(inputs, outputs, strict=True):
-            progress.update(task, description=f"Restoring {source.name}")
+            progress.update(task, description=f"Restoring {escape(source.name)}")
             entries.append(
                 restore_file(
                     restorer,
@@ -212,9 +216,9 @@ def restore(
         )
     for entry in entries:
         if entry.status == "failed":
-            err_console.print(f"[bold red]error:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[bold red]error:[/]", entry.error or "")
         elif entry.status == "skipped" and not quiet:
-            err_console.print(f"[cyan]skipped:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[cyan]skipped:[/]", entry.error or "")
     if not quiet:
         print_results(entries, elapsed)
     failed = any(entry.status == "failed" for entry in entries)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpen_cli.devices import check_device, usable_devices
+
 logger = logging.getLogger(__name__)
 
 
@@ -42,12 +44,21 @@ def keep_freed_memory() -> bool:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """`auto` is the first CUDA device when there is one, else the CPU."""
-    if device == "auto":
+    """`auto` is the first CUDA device when there is one, else the CPU.
+
+    Raises GpenError for device types the pipeline does not support, ValueError for a CUDA
+    device this machine does not have.
+    """
+    if check_device(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices "
+            f"(use one of {', '.join(usable_devices())})"
+        )
     return resolved
 
 
