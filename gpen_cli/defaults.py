@@ -2,3 +2,7 @@
 
 DEFAULT_MODEL = "GPEN-BFR-512"
 DEFAULT_DETECTOR = "retinaface-resnet50"
+
+# Largest photo decoded, in pixels. Pillow refuses headers above ~179 MP on its own; this
+# limit sits below it so the message is ours.
+DEFAULT_MAX_PIXELS = 150_000_000

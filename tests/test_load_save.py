@@ -263,7 +263,7 @@ BAD_INPUTS = {
     "truncated": (_png_bytes(_random((64, 64, 3)))[:100], "not an image or corrupt"),
     "one_pixel": (_png_bytes(np.zeros((1, 1, 3), np.uint8)), "1×1 px is too small to hold a face"),
     "huge_header": (_png_with_header(100_000, 100_000), "refusing to decode"),
-    "header_only": (_png_with_header(100_000, 100_000)[:33], "not an image or corrupt"),
+    "header_only": (_png_with_header(100_000, 100_000)[:33], "refusing to decode"),
 }
 
 
@@ -309,6 +309,41 @@ def test_directory_is_refused(tmp_path):
     (tmp_path / "album.jpg").mkdir()
     with pytest.raises(InputError, match=r"album\.jpg: is a folder, not an image file"):
         load_image(tmp_path / "album.jpg")
+
+
+def _png_bomb_behind_text_chunk(width: int, height: int) -> bytes:
+    """A PNG claiming width×height whose zTXt chunk, before IDAT, inflates to 4 MB: more than
+    Pillow reads, so Pillow gives up on the header (the case of issue 10)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    text = b"Comment\x00\x00" + zlib.compress(bytes(4_000_000), 9)
+    rows = zlib.compress(bytes(1 + 3 * width) * 64, 9)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"zTXt", text)
+        + _png_chunk(b"IDAT", rows)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_png_bomb_behind_an_ancillary_chunk_is_refused_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_bomb_behind_text_chunk(30_000, 30_000))
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):  # the premise: Pillow gives up
+        Image.open(path)
+    monkeypatch.setattr(cv2, "imdecode", _must_not_decode)
+    with pytest.raises(InputError, match=r"bomb\.png: header claims 30000×30000 px \(900 MP\)"):
+        load_image(path)
+
+
+def test_decoder_is_bounded_where_no_header_can_be_read_here(tmp_path):
+    # Radiance HDR: Pillow has no reader for it, so only OpenCV's own bound stands.
+    path = tmp_path / "huge.hdr"
+    path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 30000 +X 30000\n" + bytes(64))
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=r"huge\.hdr: header claims more than the 150 MP limit"):
+        load_image(path)
+    assert time.perf_counter() - started < 1.0
 
 
 def test_pixel_limit_is_checked_from_the_header(tmp_path, monkeypatch):
