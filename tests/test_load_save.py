@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from gpen_cli import atomic
+from gpen_cli.atomic import PARTIAL_MARKER, is_partial_file
 from gpen_cli.errors import InputError, OutputError
 from gpen_cli.stages import load as load_module
 from gpen_cli.stages import save as save_module
 from gpen_cli.stages.load import LoadedImage, load_image, to_uint8
-from gpen_cli.stages.save import is_partial_file, output_path_for, save_image
+from gpen_cli.stages.save import output_path_for, save_image
 
 RNG = np.random.default_rng(7)
 
@@ -470,20 +472,21 @@ def test_unsupported_extension_is_refused_before_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_rename_removes_the_partial_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("overwrite", "publish"), [(True, "replace"), (False, "link")])
+def test_failed_rename_removes_the_partial_file(tmp_path, monkeypatch, overwrite, publish):
     seen = []
 
-    def failing_replace(source, destination):
+    def failing_publish(source, destination):
         seen.append(Path(source))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(save_module.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic.os, publish, failing_publish)
     with pytest.raises(OutputError, match=r"cannot write .*out\.png: No space left on device"):
-        save_image(tmp_path / "out.png", _random((8, 8, 3)))
+        save_image(tmp_path / "out.png", _random((8, 8, 3)), overwrite=overwrite)
 
     partial = seen[0]
     assert partial.parent == tmp_path and partial.name.startswith(".")
-    assert save_module.PARTIAL_MARKER in partial.name and is_partial_file(partial)
+    assert PARTIAL_MARKER in partial.name and is_partial_file(partial)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -550,3 +553,50 @@ def test_loader_opens_the_file_once(tmp_path, monkeypatch, name):
     load_image(path)
     assert opened_paths == [path]
     assert pillow_sources and not any(isinstance(s, (str, os.PathLike)) for s in pillow_sources)
+
+
+def test_a_file_written_meanwhile_by_another_process_is_never_replaced(tmp_path, monkeypatch):
+    # Two runs both saw "no output yet"; the other one published first.
+    target = tmp_path / "out.png"
+    monkeypatch.setattr(save_module, "_refuse_unsafe_target", lambda *args: None)
+    target.write_bytes(b"the other run's result")
+    with pytest.raises(
+        OutputError, match=r"out\.png exists \(written meanwhile by another process\)"
+    ):
+        save_image(target, _random((8, 8, 3)))
+    assert target.read_bytes() == b"the other run's result"
+    assert [path.name for path in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_without_hard_links_the_target_is_still_not_replaced(tmp_path, monkeypatch):
+    def no_links(source, destination):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(atomic.os, "link", no_links)
+    save_image(tmp_path / "new.png", _random((8, 8, 3)))  # published by rename instead
+    assert _read_unchanged(tmp_path / "new.png").shape == (8, 8, 3)
+    existing = tmp_path / "old.png"
+    existing.write_bytes(b"keep me")
+    monkeypatch.setattr(save_module, "_refuse_unsafe_target", lambda *args: None)
+    with pytest.raises(OutputError, match="exists"):
+        save_image(existing, _random((8, 8, 3)))
+    assert existing.read_bytes() == b"keep me"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new.png", "old.png"]
+
+
+def test_stale_partials_of_a_target_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "photo_gpen.jpg"
+    mine = [
+        tmp_path / ".photo_gpen.jpg.0badf00d.partial",
+        tmp_path / ".photo_gpen.jpg.12345678.partial",
+    ]
+    others = [
+        tmp_path / ".other.jpg.0badf00d.partial",
+        tmp_path / ".photo_gpen.jpg.notmine.partial",
+        tmp_path / "photo_gpen.jpg.0badf00d.partial",
+        tmp_path / "photo.jpg",
+    ]
+    for path in mine + others:
+        path.write_bytes(b"x")
+    assert sorted(atomic.remove_partials_of(target)) == sorted(mine)
+    assert sorted(tmp_path.iterdir()) == sorted(others)

@@ -22,7 +22,7 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
-from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
+from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError, OutputError
 from gpen_cli.report import FacesSummary, ReportEntry, summarize, write_report
 
 
@@ -38,12 +38,13 @@ def restore_file(
     compare: bool,
 ) -> ReportEntry:
     """Restore one photo and write its outputs; every failure becomes a report entry."""
-    from gpen_cli.outputs import write_outputs
+    from gpen_cli.outputs import remove_stale_partials, write_outputs
     from gpen_cli.stages.load import load_image
 
     started = time.perf_counter()
     entry = ReportEntry(input=str(source), output=None, status="failed")
     try:
+        remove_stale_partials(output)  # what a killed run left, as `gpen batch` does
         if output.exists() and not overwrite:
             entry.status, entry.error = (
                 "skipped",
@@ -99,6 +100,8 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
                 f"use one of {', '.join(WRITABLE_EXTENSIONS)}"
             )
     paths = [output_path_for(source, output, ext=ext, is_dir_output=as_folder) for source in inputs]
+    for path in paths:
+        _refuse_input_as_output(path, inputs)
     seen: dict[Path, Path] = {}
     for source, path in zip(inputs, paths, strict=True):
         if path in seen:
@@ -107,6 +110,21 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
             )
         seen[path] = source
     return paths
+
+
+def _refuse_input_as_output(path: Path, inputs: list[Path]) -> None:
+    """An output that would land on an input is refused now, not after the photo is done:
+    inputs are never replaced, --overwrite or not."""
+    for source in inputs:
+        same = path.resolve() == source.resolve()
+        if not same and path.exists() and source.exists():
+            same = path.samefile(source)  # hard links, case-insensitive file systems
+        if same:
+            raise GpenError(
+                f"the output {path} is the input {source}; inputs are never replaced, even "
+                "with --overwrite: choose another output name or folder (without -o the "
+                f"result goes beside the input as {source.stem}_gpen{path.suffix})"
+            )
 
 
 def print_results(entries: list[ReportEntry], seconds: float) -> None:
@@ -172,11 +190,16 @@ def restore(
     Exit codes: 0 every input was restored or had no face; 1 some inputs failed;
     2 usage or set-up error (bad option, missing weights), found before any output is written.
     """
+    from gpen_cli.preflight import check_report_path, check_writable_folder
+
     setup_logging(quiet)
     opt.check_ext(ext)
     opt.check_device(device)
     settings = opt.RestoreSettings.from_arguments(locals())
     outputs = plan_outputs(inputs, output, ext)
+    for folder in dict.fromkeys(path.parent for path in outputs):
+        check_writable_folder(folder, "-o" if output is not None else "output folder")
+    check_report_path(report)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = settings.build_restorer()
 
@@ -210,10 +233,16 @@ def restore(
             progress.advance(task)
     elapsed = time.perf_counter() - started
 
+    report_error = None
     if report is not None:
-        write_report(
-            report, entries, {"command": "restore", "model": model, "seconds": round(elapsed, 3)}
-        )
+        try:
+            write_report(
+                report,
+                entries,
+                {"command": "restore", "model": model, "seconds": round(elapsed, 3)},
+            )
+        except OutputError as exc:  # e.g. the disk filled up: the outputs are written
+            report_error = str(exc)
     for entry in entries:
         if entry.status == "failed":
             say("[bold red]error:[/]", entry.error or "")
@@ -221,7 +250,9 @@ def restore(
             say("[cyan]skipped:[/]", entry.error or "")
     if not quiet:
         print_results(entries, elapsed)
-    failed = any(entry.status == "failed" for entry in entries)
+    if report_error:
+        say("[bold red]error:[/]", report_error)
+    failed = report_error or any(entry.status == "failed" for entry in entries)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
