@@ -31,6 +31,11 @@ class ReportEntry:
     seconds: float = 0.0
 
 
+def naming(source: Path | str, message: str) -> str:
+    """`message` as one report line that names the input it is about."""
+    return message if str(source) in message else f"{source}: {message}"
+
+
 def summarize(entries: list[ReportEntry]) -> dict[str, int]:
     counts = {status: 0 for status in STATUSES}
     for entry in entries:

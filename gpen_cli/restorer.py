@@ -150,6 +150,7 @@ class FaceRestorer:
             half=half,
             compile_model=compile_model,
             exact=exact,
+            source=str(model) if not isinstance(model, nn.Module) else type(model).__name__,
         )
         self.size = self.forward.size
         self.fidelity_weight = fidelity_weight

@@ -6,6 +6,7 @@ no detector weights are needed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -197,3 +198,31 @@ def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path, tiny_chec
     third = invoke("batch", source, "-o", out, *aligned(tiny_checkpoint))  # lock released
     assert third.exit_code == 0, third.output
     assert sorted(path.name for path in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]
+
+
+# --------------------------------------------------------------------------- non-finite weights
+
+
+@pytest.fixture()
+def nan_checkpoint(tiny_checkpoint, tmp_path) -> Path:
+    import torch
+
+    state = torch.load(tiny_checkpoint, weights_only=True)
+    state["generator.to_rgb1.conv.weight"].fill_(float("nan"))
+    path = tmp_path / "broken.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["restore", "batch"])
+def test_nan_weights_fail_the_photo_instead_of_pasting_black(tmp_path, nan_checkpoint, command):
+    photo = write_photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    target = photo if command == "restore" else photo.parent
+    report = tmp_path / "report.json"
+    result = invoke(command, target, "-o", out, *aligned(nan_checkpoint), "--report", report)
+    assert result.exit_code == 1, result.output
+    (line,) = error_lines(result.output)
+    assert line.startswith(f"error: {photo}: {nan_checkpoint}: the generator returned NaN")
+    assert [entry["status"] for entry in json.loads(report.read_text())["results"]] == ["failed"]
+    assert not (out / "a.png").exists()

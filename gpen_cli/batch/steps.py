@@ -14,7 +14,7 @@ import numpy as np
 from gpen_cli.batch.scan import Task
 from gpen_cli.errors import GpenError
 from gpen_cli.outputs import write_outputs
-from gpen_cli.report import FacesSummary, ReportEntry
+from gpen_cli.report import FacesSummary, ReportEntry, naming
 from gpen_cli.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.load import LoadedImage, load_image
 
@@ -40,7 +40,7 @@ class WriteOptions:
 def failed_entry(task: Task, exc: BaseException, started: float) -> ReportEntry:
     """The report entry of a photo that could not be restored, saying why in one line."""
     if isinstance(exc, GpenError):
-        error = str(exc)
+        error = naming(task.source, str(exc))
     else:
         error = f"{task.source}: unexpected {type(exc).__name__}: {exc}"
     return ReportEntry(

@@ -23,7 +23,7 @@ from gpen_cli.cli.common import (
     setup_logging,
 )
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError, OutputError
-from gpen_cli.report import FacesSummary, ReportEntry, summarize, write_report
+from gpen_cli.report import FacesSummary, ReportEntry, naming, summarize, write_report
 
 
 def restore_file(
@@ -74,7 +74,7 @@ def restore_file(
         entry.output = str(output)
         entry.status = "ok" if result.faces or settings.aligned else "no_face"
     except GpenError as exc:
-        entry.error = str(exc)
+        entry.error = naming(source, str(exc))
     except Exception as exc:  # one bad photo must not take the others down
         entry.error = f"{source}: unexpected {type(exc).__name__}: {exc}"
     finally:
