@@ -29,6 +29,7 @@ class ReportEntry:
     faces: FacesSummary = field(default_factory=FacesSummary)
     error: str | None = None
     seconds: float = 0.0
+    note: str | None = None  # worth knowing though not an error, e.g. frames left out
 
 
 def naming(source: Path | str, message: str) -> str:

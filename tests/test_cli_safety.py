@@ -226,3 +226,45 @@ def test_nan_weights_fail_the_photo_instead_of_pasting_black(tmp_path, nan_check
     assert line.startswith(f"error: {photo}: {nan_checkpoint}: the generator returned NaN")
     assert [entry["status"] for entry in json.loads(report.read_text())["results"]] == ["failed"]
     assert not (out / "a.png").exists()
+
+
+# --------------------------------------------------------------------------- several frames
+
+
+def _frames(count: int) -> list:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    return [
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)) for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "options"),
+    [
+        ("anim.gif", "animated image", {"duration": 100, "loop": 0}),
+        ("scan.tif", "multi-page TIFF", {}),
+    ],
+)
+def test_frames_left_out_are_said_in_the_report(tmp_path, tiny_checkpoint, name, kind, options):
+    path = tmp_path / "in" / name
+    path.parent.mkdir()
+    first, *rest = _frames(3)
+    first.save(path, save_all=True, append_images=rest, **options)
+    report = tmp_path / "report.json"
+    result = invoke("batch", path.parent, "-o", tmp_path / "out", *aligned(tiny_checkpoint),
+                    "--report", report)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    note = f"{path}: {kind} with 3 frames; only the first was restored"
+    (entry,) = json.loads(report.read_text())["results"]
+    assert (entry["status"], entry["note"]) == ("ok", note)
+    assert f"note: {note}" in result.output
+
+    still = tmp_path / "still" / name
+    still.parent.mkdir()
+    first.save(still)
+    result = invoke("restore", still, "-o", tmp_path / "out2", *aligned(tiny_checkpoint),
+                    "--report", report)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["results"][0]["note"] is None

@@ -99,6 +99,7 @@ def finish(
             scores=[face.score for face in result.faces],
         ),
         seconds=round(time.perf_counter() - item.started, 3),
+        note=item.loaded.frames_note,
     )
 
 

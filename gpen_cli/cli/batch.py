@@ -94,6 +94,8 @@ def print_problems(entries: list[ReportEntry], quiet: bool) -> None:
             done += 1
         elif entry.status == "skipped" and not quiet:
             say("[cyan]skipped:[/]", entry.error or "")
+        if entry.note and not quiet:
+            say("[yellow]note:[/]", entry.note)
     if done and not quiet:
         err_console.print(
             f"[cyan]skipped:[/] {done} already done (output exists; --overwrite redoes them)",

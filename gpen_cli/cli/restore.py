@@ -52,6 +52,7 @@ def restore_file(
             )
             return entry
         loaded = load_image(source)
+        entry.note = loaded.frames_note
         if settings.aligned:
             result = restorer.restore_aligned(loaded.pixels)
         else:
@@ -248,6 +249,8 @@ def restore(
             say("[bold red]error:[/]", entry.error or "")
         elif entry.status == "skipped" and not quiet:
             say("[cyan]skipped:[/]", entry.error or "")
+        if entry.note and not quiet:
+            say("[yellow]note:[/]", entry.note)
     if not quiet:
         print_results(entries, elapsed)
     if report_error:

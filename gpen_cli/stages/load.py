@@ -55,6 +55,15 @@ class LoadedImage:
     alpha: np.ndarray | None  # H×W, same dtype as pixels
     was_gray: bool
     source_format: str  # "jpg", "png", "tif", "webp"...
+    frames: int = 1  # an animated GIF or multi-page TIFF has more; only the first is used
+
+    @property
+    def frames_note(self) -> str | None:
+        """What the report says of the frames left out, None for a still picture."""
+        if self.frames <= 1:
+            return None
+        kind = "multi-page TIFF" if self.source_format == "tif" else "animated image"
+        return f"{self.path}: {kind} with {self.frames} frames; only the first was restored"
 
     @property
     def bgr8(self) -> np.ndarray:
@@ -111,7 +120,9 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
             orientation = 1 if header.format == "TIFF" else _orientation(header)
             was_gray = header.mode in _GRAY_PIL_MODES
             detected_format = (header.format or "").lower()
+            frames = _frame_count(header)
         else:
+            frames = 1
             size = _png_size(stream)
             if size is not None:
                 _check_size(path, *size, min_size, max_pixels)
@@ -148,6 +159,7 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
         alpha=alpha,
         was_gray=was_gray or gray_array,
         source_format=_FORMAT_ALIASES.get(suffix, suffix),
+        frames=frames,
     )
 
 
@@ -181,6 +193,15 @@ def _read_header(stream: BinaryIO, path: Path) -> Image.Image | None:
     except Exception as exc:  # broken headers surface as many exception types
         logger.debug("Pillow cannot read the header of %s: %s", path, exc)
         return None
+
+
+def _frame_count(header: Image.Image) -> int:
+    """Frames or pages in the file (1 when unknown): counted from the headers, not decoded."""
+    try:
+        return max(1, int(getattr(header, "n_frames", 1)))
+    except Exception as exc:  # a damaged later frame must not cost the user the first
+        logger.debug("cannot count the frames of %s: %s", header.filename, exc)
+        return 1
 
 
 def _png_size(stream: BinaryIO) -> tuple[int, int] | None:
