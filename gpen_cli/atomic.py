@@ -63,7 +63,7 @@ def remove_partials_of(target: Path) -> list[Path]:
     return removed
 
 
-def write_atomically(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+def write_atomically(path: Path, data: bytes | memoryview, *, overwrite: bool = False) -> None:
     """Write `data` to `path` in one step; OutputError when it cannot (or exists, without
     `overwrite`). Nothing is left under any name when it fails or is interrupted."""
     path = Path(path)

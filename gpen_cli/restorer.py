@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from torch import nn
 
-from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
 from gpen_cli.errors import GpenError
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
 from gpen_cli.stages.blend import blend_fidelity
@@ -134,8 +134,10 @@ class FaceRestorer:
     ):
         if not 0.0 <= fidelity_weight <= 1.0:
             raise GpenError(f"--fidelity-weight must be between 0 and 1, got {fidelity_weight}")
-        if short_edge is not None and short_edge < 16:
-            raise GpenError(f"--short-edge must be at least 16 px, got {short_edge}")
+        if short_edge is not None and not 16 <= short_edge <= MAX_SHORT_EDGE:
+            raise GpenError(
+                f"--short-edge must be between 16 and {MAX_SHORT_EDGE} px, got {short_edge}"
+            )
         weights_dir = Path(weights_dir) if weights_dir is not None else None
         try:
             torch_device = pick_device(device)

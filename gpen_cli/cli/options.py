@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
 from gpen_cli.errors import GpenError
 
 PIPELINE = "Pipeline"
@@ -74,6 +74,7 @@ ShortEdgeOption = Annotated[
     typer.Option(
         "--short-edge",
         min=16,
+        max=MAX_SHORT_EDGE,
         show_default=False,
         help="Work at this short-side length (Lanczos); the output keeps the input's size "
         "unless --keep-resized.",

@@ -137,7 +137,7 @@ def _for_format(image: np.ndarray, extension: str) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _encode(path: Path, image: np.ndarray, extension: str, jpeg_quality: int) -> bytes:
+def _encode(path: Path, image: np.ndarray, extension: str, jpeg_quality: int) -> memoryview:
     params: list[int] = []
     if extension in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
@@ -149,4 +149,4 @@ def _encode(path: Path, image: np.ndarray, extension: str, jpeg_quality: int) ->
         raise OutputError(f"cannot encode {path}: {str(exc).strip().splitlines()[-1]}") from None
     if not ok:
         raise OutputError(f"cannot encode {path} as {extension}")
-    return buffer.tobytes()
+    return memoryview(buffer)  # no copy: a large PNG is hundreds of MB
