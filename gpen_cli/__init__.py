@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
+from gpen_cli.defaults import DEFAULT_MAX_PIXELS
+
 __version__ = "0.1.0"
+
+# OpenCV refuses to decode images above this many pixels before allocating them. It reads the
+# variable once, when cv2 is imported, so it is set here, ahead of any module that imports cv2
+# (a value the user set wins).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
 
 if TYPE_CHECKING:
     from gpen_cli.restorer import FaceRestorer

@@ -20,6 +20,11 @@ from gpen_cli.errors import CheckpointError
 # Dicts that trainers wrap a state dict in, most specific first.
 WRAPPER_KEYS = ("g_ema", "params_ema", "params", "state_dict", "model", "generator", "net_g")
 MAX_LISTED = 4
+# Room for the container's own bytes when comparing what tensors declare with the file size.
+_SIZE_SLACK = 1.05
+_SIZE_SLACK_BYTES = 1 << 20
+# torch's weights-only unpickler names the global a file asked for in a few wordings.
+_GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")
 
 StateDict = dict[str, torch.Tensor]
 
@@ -39,25 +44,20 @@ def read_checkpoint(path: Path) -> object:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise CheckpointError(
-                f"{path}: reading .safetensors needs the safetensors package "
-                "(pip install safetensors)"
-            ) from None
-        return load_file(str(path), device="cpu")
+        return _read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if detail is None:
+        # The weights-only unpickler stops at the first function or class outside its
+        # allow-list, which a full unpickler would import and call: code the file runs.
+        named = _GLOBAL_NAME.search(str(exc))
+        if named is None:
             raise CheckpointError(
                 f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
             ) from None
         raise CheckpointError(
-            f"{path}: refused to load: the file asks to run {detail.group(1)} when unpickled; "
-            "checkpoints may only hold tensors"
+            f"{path}: refused: the file tried to run code ({named.group(1)}) when loaded; "
+            "nothing was run (checkpoints may only hold tensors)"
         ) from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or _first_line(exc)})") from None
@@ -65,6 +65,39 @@ def read_checkpoint(path: Path) -> object:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
         ) from None
+
+
+def _read_safetensors(path: Path) -> object:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(
+            f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
+        ) from None
+    try:
+        return load_file(str(path), device="cpu")
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or _first_line(exc)})") from None
+    except Exception as exc:  # SafetensorError and friends: truncated, garbage, bad header
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({_first_line(exc)[:160]})"
+        ) from None
+
+
+def check_declared_size(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse tensors that declare more bytes than the file holds.
+
+    A saved tensor may be a view (stride 0, overlapping strides) of a tiny storage: a 6 kB
+    file can declare gigabytes, which copying or building a model of that shape would then
+    allocate. A genuine checkpoint stores every element, so its tensors fit in its file.
+    """
+    declared = sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+    file_bytes = Path(path).stat().st_size
+    if declared > file_bytes * _SIZE_SLACK + _SIZE_SLACK_BYTES:
+        raise CheckpointError(
+            f"{path}: refused: its tensors declare {declared / 1e6:.1f} MB but the file holds "
+            f"{file_bytes / 1e6:.1f} MB (stride-0 or overlapping views, not real weights)"
+        )
 
 
 def unwrap_state_dict(obj: object, origin: str, what: str = "state dict") -> StateDict:
@@ -85,7 +118,10 @@ def unwrap_state_dict(obj: object, origin: str, what: str = "state dict") -> Sta
 
 
 def read_state_dict(path: Path, what: str = "state dict") -> StateDict:
-    return unwrap_state_dict(read_checkpoint(path), str(path), what)
+    """The tensors of a checkpoint file, refused when they declare more than the file holds."""
+    state = unwrap_state_dict(read_checkpoint(path), str(path), what)
+    check_declared_size(state, path)
+    return state
 
 
 def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:

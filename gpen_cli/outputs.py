@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gpen_cli.atomic import is_partial_file, remove_partials_of
 from gpen_cli.restorer import RestoreResult
 from gpen_cli.stages.load import LoadedImage, to_uint8
 from gpen_cli.stages.save import copy_file, save_image
@@ -22,6 +23,17 @@ def compare_path(output: Path) -> Path:
 
 def faces_dir(output: Path) -> Path:
     return output.with_name(f"{output.stem}_faces")
+
+
+def remove_stale_partials(output: Path) -> None:
+    """Delete the temporary files a killed run left for `output` and its extras."""
+    remove_partials_of(output)
+    remove_partials_of(compare_path(output))
+    folder = faces_dir(output)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if is_partial_file(path):
+                path.unlink(missing_ok=True)
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:

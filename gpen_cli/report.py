@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from gpen_cli.atomic import remove_partials_of, write_atomically
 from gpen_cli.errors import OutputError
 
 Status = Literal["ok", "no_face", "failed", "skipped"]
@@ -30,6 +29,12 @@ class ReportEntry:
     faces: FacesSummary = field(default_factory=FacesSummary)
     error: str | None = None
     seconds: float = 0.0
+    note: str | None = None  # worth knowing though not an error, e.g. frames left out
+
+
+def naming(source: Path | str, message: str) -> str:
+    """`message` as one report line that names the input it is about."""
+    return message if str(source) in message else f"{source}: {message}"
 
 
 def summarize(entries: list[ReportEntry]) -> dict[str, int]:
@@ -48,11 +53,10 @@ def write_report(path: Path, entries: list[ReportEntry], extra: dict | None = No
         "results": [asdict(e) for e in entries],
     }
     path = Path(path)
+    data = json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, ensure_ascii=False)
-        os.replace(temp, path)
     except OSError as exc:
         raise OutputError(f"cannot write report {path}: {exc.strerror or exc}") from None
+    remove_partials_of(path)
+    write_atomically(path, data, overwrite=True)

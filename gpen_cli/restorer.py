@@ -19,7 +19,7 @@ import numpy as np
 from torch import nn
 
 from gpen_cli.config import MaskKind
-from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
 from gpen_cli.errors import GpenError
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
 from gpen_cli.stages.blend import blend_fidelity
@@ -158,14 +158,16 @@ class FaceRestorer:
     ):
         if not 0.0 <= fidelity_weight <= 1.0:
             raise GpenError(f"--fidelity-weight must be between 0 and 1, got {fidelity_weight}")
-        if short_edge is not None and short_edge < 16:
-            raise GpenError(f"--short-edge must be at least 16 px, got {short_edge}")
+        if short_edge is not None and not 16 <= short_edge <= MAX_SHORT_EDGE:
+            raise GpenError(
+                f"--short-edge must be between 16 and {MAX_SHORT_EDGE} px, got {short_edge}"
+            )
         weights_dir = Path(weights_dir) if weights_dir is not None else None
         try:
             torch_device = pick_device(device)
         except (ValueError, RuntimeError) as exc:
-            reason = str(exc).removeprefix(f"--device {device}: ")
-            raise GpenError(f"--device {device}: {reason[:120]}") from None
+            reason = str(exc).strip().splitlines()[0].removeprefix(f"--device {device}: ")
+            raise GpenError(f"--device {device}: {reason}") from None
         self.generator = GpenForward(
             resolve_model(model, weights_dir, torch_device),
             size=size,
@@ -174,6 +176,7 @@ class FaceRestorer:
             half=half,
             compile_model=compile_model,
             exact=exact,
+            source=str(model) if not isinstance(model, nn.Module) else type(model).__name__,
         )
         self.size = self.generator.size
         self.batch_size = self.generator.batch_size

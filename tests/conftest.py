@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import gpen_cli  # noqa: F401  (first, as the CLI imports it: bounds OpenCV's decoder before cv2 loads)
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -18,6 +18,7 @@ from conftest import shared_file
 from torch import nn
 from typer.testing import CliRunner
 
+from gpen_cli.atomic import is_partial_file
 from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
 from gpen_cli.batch.gather import CropGatherer
 from gpen_cli.batch.scan import ALREADY_DONE
@@ -27,7 +28,6 @@ from gpen_cli.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.align import reference_points
 from gpen_cli.stages.faces import Face
-from gpen_cli.stages.save import is_partial_file
 
 SIZE = 64
 RNG = np.random.default_rng(3)

@@ -113,7 +113,10 @@ def test_existing_output_needs_overwrite_and_input_is_never_replaced(
         checkpoint=tiny_checkpoint,
         weights_dir=weights_dir,
     )
-    assert onto_input.exit_code == 1 and "refusing to write over input file" in onto_input.output
+    # Refused at once, before any model is loaded, without advising --overwrite.
+    assert onto_input.exit_code == 2, onto_input.output
+    assert f"the output {portrait} is the input {portrait}" in onto_input.output
+    assert "portrait_gpen.jpg" in onto_input.output
     assert portrait.read_bytes() == original
 
 

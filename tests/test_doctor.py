@@ -172,16 +172,27 @@ def test_checksums_catch_a_corrupt_registry_file(context):
 
 def test_checksums_use_the_recorded_sha256(context):
     context.weights_dir.mkdir()
-    spec = weights.MODELS["GPEN-BFR-256"]
+    spec = weights.MODELS["retinaface-resnet50"]
     path = context.weights_dir / spec.filename
-    path.write_bytes(b"generator bytes")
+    path.write_bytes(b"detector bytes")
     weights.checksum_path(path).write_text(f"{weights.sha256_file(path)}  {path.name}\n")
     assert storage.weights_checksums(context).status == PASS
 
-    path.write_bytes(b"generator bytes, damaged")
+    path.write_bytes(b"detector bytes, damaged")
     result = storage.weights_checksums(context)
     assert result.status == FAIL
-    assert "gpen weights download GPEN-BFR-256 --force" in result.fix
+    assert "gpen weights download retinaface-resnet50 --force" in result.fix
+
+
+def test_a_generator_file_that_is_no_generator_fails_even_with_a_recorded_hash(context):
+    context.weights_dir.mkdir()
+    path = context.weights_dir / "GPEN-BFR-512.pth"
+    path.write_bytes(b"x" * 1000)  # what a failed download page might leave
+    weights.checksum_path(path).write_text(f"{weights.sha256_file(path)}  {path.name}\n")
+    result = storage.weights_checksums(context)
+    assert result.status == FAIL
+    assert "GPEN-BFR-512: not a readable PyTorch checkpoint" in result.detail
+    assert "gpen weights download GPEN-BFR-512 --force" in result.fix
 
 
 def test_checksums_pass_on_the_real_detectors():

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from gpen_cli import atomic
+from gpen_cli.atomic import PARTIAL_MARKER, is_partial_file
 from gpen_cli.errors import InputError, OutputError
 from gpen_cli.stages import load as load_module
 from gpen_cli.stages import save as save_module
 from gpen_cli.stages.load import LoadedImage, load_image, to_uint8
-from gpen_cli.stages.save import is_partial_file, output_path_for, save_image
+from gpen_cli.stages.save import output_path_for, save_image
 
 RNG = np.random.default_rng(7)
 
@@ -263,7 +265,7 @@ BAD_INPUTS = {
     "truncated": (_png_bytes(_random((64, 64, 3)))[:100], "not an image or corrupt"),
     "one_pixel": (_png_bytes(np.zeros((1, 1, 3), np.uint8)), "1×1 px is too small to hold a face"),
     "huge_header": (_png_with_header(100_000, 100_000), "refusing to decode"),
-    "header_only": (_png_with_header(100_000, 100_000)[:33], "not an image or corrupt"),
+    "header_only": (_png_with_header(100_000, 100_000)[:33], "refusing to decode"),
 }
 
 
@@ -309,6 +311,41 @@ def test_directory_is_refused(tmp_path):
     (tmp_path / "album.jpg").mkdir()
     with pytest.raises(InputError, match=r"album\.jpg: is a folder, not an image file"):
         load_image(tmp_path / "album.jpg")
+
+
+def _png_bomb_behind_text_chunk(width: int, height: int) -> bytes:
+    """A PNG claiming width×height whose zTXt chunk, before IDAT, inflates to 4 MB: more than
+    Pillow reads, so Pillow gives up on the header (the case of issue 10)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    text = b"Comment\x00\x00" + zlib.compress(bytes(4_000_000), 9)
+    rows = zlib.compress(bytes(1 + 3 * width) * 64, 9)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"zTXt", text)
+        + _png_chunk(b"IDAT", rows)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_png_bomb_behind_an_ancillary_chunk_is_refused_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_bomb_behind_text_chunk(30_000, 30_000))
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):  # the premise: Pillow gives up
+        Image.open(path)
+    monkeypatch.setattr(cv2, "imdecode", _must_not_decode)
+    with pytest.raises(InputError, match=r"bomb\.png: header claims 30000×30000 px \(900 MP\)"):
+        load_image(path)
+
+
+def test_decoder_is_bounded_where_no_header_can_be_read_here(tmp_path):
+    # Radiance HDR: Pillow has no reader for it, so only OpenCV's own bound stands.
+    path = tmp_path / "huge.hdr"
+    path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 30000 +X 30000\n" + bytes(64))
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=r"huge\.hdr: header claims more than the 150 MP limit"):
+        load_image(path)
+    assert time.perf_counter() - started < 1.0
 
 
 def test_pixel_limit_is_checked_from_the_header(tmp_path, monkeypatch):
@@ -435,20 +472,21 @@ def test_unsupported_extension_is_refused_before_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_rename_removes_the_partial_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("overwrite", "publish"), [(True, "replace"), (False, "link")])
+def test_failed_rename_removes_the_partial_file(tmp_path, monkeypatch, overwrite, publish):
     seen = []
 
-    def failing_replace(source, destination):
+    def failing_publish(source, destination):
         seen.append(Path(source))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(save_module.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic.os, publish, failing_publish)
     with pytest.raises(OutputError, match=r"cannot write .*out\.png: No space left on device"):
-        save_image(tmp_path / "out.png", _random((8, 8, 3)))
+        save_image(tmp_path / "out.png", _random((8, 8, 3)), overwrite=overwrite)
 
     partial = seen[0]
     assert partial.parent == tmp_path and partial.name.startswith(".")
-    assert save_module.PARTIAL_MARKER in partial.name and is_partial_file(partial)
+    assert PARTIAL_MARKER in partial.name and is_partial_file(partial)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -515,3 +553,50 @@ def test_loader_opens_the_file_once(tmp_path, monkeypatch, name):
     load_image(path)
     assert opened_paths == [path]
     assert pillow_sources and not any(isinstance(s, (str, os.PathLike)) for s in pillow_sources)
+
+
+def test_a_file_written_meanwhile_by_another_process_is_never_replaced(tmp_path, monkeypatch):
+    # Two runs both saw "no output yet"; the other one published first.
+    target = tmp_path / "out.png"
+    monkeypatch.setattr(save_module, "_refuse_unsafe_target", lambda *args: None)
+    target.write_bytes(b"the other run's result")
+    with pytest.raises(
+        OutputError, match=r"out\.png exists \(written meanwhile by another process\)"
+    ):
+        save_image(target, _random((8, 8, 3)))
+    assert target.read_bytes() == b"the other run's result"
+    assert [path.name for path in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_without_hard_links_the_target_is_still_not_replaced(tmp_path, monkeypatch):
+    def no_links(source, destination):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(atomic.os, "link", no_links)
+    save_image(tmp_path / "new.png", _random((8, 8, 3)))  # published by rename instead
+    assert _read_unchanged(tmp_path / "new.png").shape == (8, 8, 3)
+    existing = tmp_path / "old.png"
+    existing.write_bytes(b"keep me")
+    monkeypatch.setattr(save_module, "_refuse_unsafe_target", lambda *args: None)
+    with pytest.raises(OutputError, match="exists"):
+        save_image(existing, _random((8, 8, 3)))
+    assert existing.read_bytes() == b"keep me"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new.png", "old.png"]
+
+
+def test_stale_partials_of_a_target_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "photo_gpen.jpg"
+    mine = [
+        tmp_path / ".photo_gpen.jpg.0badf00d.partial",
+        tmp_path / ".photo_gpen.jpg.12345678.partial",
+    ]
+    others = [
+        tmp_path / ".other.jpg.0badf00d.partial",
+        tmp_path / ".photo_gpen.jpg.notmine.partial",
+        tmp_path / "photo_gpen.jpg.0badf00d.partial",
+        tmp_path / "photo.jpg",
+    ]
+    for path in mine + others:
+        path.write_bytes(b"x")
+    assert sorted(atomic.remove_partials_of(target)) == sorted(mine)
+    assert sorted(tmp_path.iterdir()) == sorted(others)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -131,8 +132,28 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path):
     torch.save({"g_ema": {"x": torch.zeros(1)}, "payload": _RunsCodeWhenUnpickled(marker)}, path)
     # Sanity: an unrestricted unpickler would indeed run it.
     assert pickle.dumps(_RunsCodeWhenUnpickled(marker))
-    with pytest.raises(CheckpointError, match="refused to load"):
+    with pytest.raises(CheckpointError, match=r"evil\.pth: refused: the file tried to run code"):
         load_gpen(path)
+    assert not marker.exists()
+
+
+class _RunsShellCommand:
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_checkpoint_calling_a_shell_is_refused_naming_the_call(tmp_path):
+    marker = tmp_path / "shell-was-run"
+    path = tmp_path / "GPEN-BFR-512.pth"
+    torch.save({"x": torch.zeros(1), "payload": _RunsShellCommand(f"touch '{marker}'")}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_gpen(path)
+    message = str(caught.value)
+    assert "tried to run code (" in message and ".system)" in message
+    assert "corrupt" not in message and "\n" not in message
     assert not marker.exists()
 
 
@@ -144,3 +165,74 @@ def test_any_power_of_two_and_width():
         assert out.shape == (2, 3, size, size)
     with pytest.raises(ValueError, match="power of two"):
         build_gpen(96)
+
+
+def _stride_zero_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every tensor as a stride-0 view of one element: the shapes stay, the bytes go."""
+    return {
+        key: torch.zeros(1, dtype=value.dtype).expand(value.shape) for key, value in state.items()
+    }
+
+
+@pytest.fixture()
+def no_generator_built(monkeypatch):
+    """Fail the test if a real generator is constructed (only the meta skeleton may be)."""
+    from gpen_cli.models import loading
+
+    real = loading.FullGenerator
+
+    def guarded(*args, **kwargs):
+        if torch.empty(0).device.type != "meta":
+            raise AssertionError("a generator was built before the checkpoint was refused")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "FullGenerator", guarded)
+
+
+def test_stride_zero_checkpoint_is_refused_before_anything_is_built(tmp_path, no_generator_built):
+    # The published GPEN-BFR-512 layout, 284 MB of float32, in a file of a few kB.
+    with torch.device("meta"):
+        layout = build_gpen(512, channel_multiplier=2, narrow=1.0).state_dict()
+    path = tmp_path / "bomb.pth"
+    torch.save(_stride_zero_copy(layout), path)
+    assert path.stat().st_size < 200_000
+
+    with pytest.raises(
+        CheckpointError, match=r"bomb\.pth: refused: its tensors declare 284\.\d MB"
+    ):
+        load_gpen(path)
+
+
+def test_checkpoint_describing_a_gigantic_generator_is_refused(
+    tiny_reference, tmp_path, no_generator_built
+):
+    # As the issue's 6 kB file: 4096 channels at 4 px would make a generator of > 10 GB.
+    state = dict(tiny_reference["state_dict"])
+    state["generator.input.input"] = torch.zeros(1).expand(1, 4096, 4, 4)
+    with pytest.raises(CheckpointError, match="4096 channels at 4 px"):
+        load_gpen(state)
+
+    path = tmp_path / "wide.pth"
+    torch.save(_stride_zero_copy(state), path)
+    with pytest.raises(CheckpointError, match=r"wide\.pth: refused: its tensors declare"):
+        load_gpen(path)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty header"])
+def test_broken_safetensors_file_is_one_line(tiny_reference, tmp_path, damage):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "model.safetensors"
+    safetensors_torch.save_file(dict(tiny_reference["state_dict"]), str(path))
+    data = path.read_bytes()
+    damaged = {
+        "garbage": os.urandom(4096),
+        "truncated": data[: len(data) // 2],
+        "empty header": (2).to_bytes(8, "little") + b"{}",
+    }[damage]
+    path.write_bytes(damaged)
+
+    with pytest.raises(CheckpointError) as caught:
+        load_gpen(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a")
+    assert "\n" not in message

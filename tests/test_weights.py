@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from gpen_cli import weights
 from gpen_cli.cli import app
 from gpen_cli.errors import GpenError
+from gpen_cli.models import build_gpen
 
 runner = CliRunner()
 
@@ -182,3 +184,56 @@ def test_cli_verify_passes_on_the_real_reference_weights():
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.count(" ok ") == 2
+
+
+# --------------------------------------------------------------------------- GPEN structure
+
+
+def _gpen_verify(name: str, folder: Path) -> dict:
+    result = runner.invoke(app, ["weights", "verify", name, "--weights-dir", str(folder), "--json"])
+    row = json.loads(result.stdout)["models"][0]
+    return {"exit_code": result.exit_code, **row}
+
+
+def test_verify_fails_a_tiny_file_named_like_a_generator(tmp_path):
+    (tmp_path / "GPEN-BFR-512.pth").write_bytes(os.urandom(1024))
+    row = _gpen_verify("GPEN-BFR-512", tmp_path)
+    assert row["exit_code"] == 1
+    assert row["status"] == "mismatch"
+    assert "not a readable PyTorch checkpoint" in row["detail"]
+
+
+@pytest.fixture()
+def tiny_gpen_spec(monkeypatch):
+    """A registry entry for the tests' GPEN-64 layout, without a published hash."""
+    spec = replace(
+        weights.get_spec("GPEN-BFR-256"),
+        name="GPEN-BFR-64",
+        filename="GPEN-BFR-64.pth",
+        config={"size": 64, "channel_multiplier": 1, "narrow": 0.125},
+    )
+    monkeypatch.setitem(weights.MODELS, spec.name, spec)
+    return spec
+
+
+def test_verify_checks_layout_and_values_where_no_hash_is_published(
+    tmp_path, tiny_checkpoint, tiny_gpen_spec
+):
+    import torch
+
+    path = tmp_path / tiny_gpen_spec.filename
+    path.write_bytes(tiny_checkpoint.read_bytes())
+    row = _gpen_verify("GPEN-BFR-64", tmp_path)
+    assert (row["exit_code"], row["status"], row["checksum_source"]) == (0, "ok", "structure")
+
+    state = torch.load(tiny_checkpoint, weights_only=True)
+    state["generator.to_rgb1.conv.weight"][0, 0, 0, 0, 0] = float("nan")
+    torch.save(state, path)
+    row = _gpen_verify("GPEN-BFR-64", tmp_path)
+    assert (row["exit_code"], row["status"]) == (1, "mismatch")
+    assert row["detail"] == "NaN or infinite values in generator.to_rgb1.conv.weight"
+
+    # A valid generator, but another layout than its name says.
+    torch.save(build_gpen(64, channel_multiplier=2, narrow=0.125).state_dict(), path)
+    row = _gpen_verify("GPEN-BFR-64", tmp_path)
+    assert row["status"] == "mismatch" and "not GPEN-BFR-64" in row["detail"]

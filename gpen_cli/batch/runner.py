@@ -21,12 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gpen_cli.batch import steps
 from gpen_cli.batch.gather import Completed, CropGatherer
 from gpen_cli.batch.layout import BatchLayout, remove_stale_partials
+from gpen_cli.batch.lock import output_folder_lock
 from gpen_cli.batch.scan import Task, plan_items
 from gpen_cli.report import ReportEntry
 from gpen_cli.restorer import FaceRestorer
@@ -306,17 +306,18 @@ def restore_folder(
 ) -> BatchOutcome:
     """Restore the photos of `layout.input_dir` into `layout.output_dir`, mirroring the tree.
 
+    The output folder is locked for the whole run (a second run on it raises GpenError).
     Temporary files a killed run left in the output tree are removed first; outputs that
     exist are skipped as already done unless `options.overwrite`.
     """
     options = options or BatchOptions()
-    if Path(layout.output_dir).is_dir():
+    with output_folder_lock(layout.output_dir):
         remove_stale_partials(layout.output_dir)
-    items = plan_items(
-        layout,
-        ext=options.ext,
-        recursive=options.recursive,
-        pattern=options.pattern,
-        overwrite=options.overwrite,
-    )
-    return run_batch(restorer, items, options, stop=stop, on_entry=on_entry)
+        items = plan_items(
+            layout,
+            ext=options.ext,
+            recursive=options.recursive,
+            pattern=options.pattern,
+            overwrite=options.overwrite,
+        )
+        return run_batch(restorer, items, options, stop=stop, on_entry=on_entry)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from gpen_cli.batch.scan import Task
 from gpen_cli.errors import GpenError
 from gpen_cli.outputs import write_outputs
-from gpen_cli.report import FacesSummary, ReportEntry
+from gpen_cli.report import FacesSummary, ReportEntry, naming
 from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace
 from gpen_cli.stages.load import LoadedImage, load_image
 
@@ -38,7 +38,7 @@ class WriteOptions:
 def failed_entry(task: Task, exc: BaseException, started: float) -> ReportEntry:
     """The report entry of a photo that could not be restored, saying why in one line."""
     if isinstance(exc, GpenError):
-        error = str(exc)
+        error = naming(task.source, str(exc))
     else:
         error = f"{task.source}: unexpected {type(exc).__name__}: {exc}"
     return ReportEntry(
@@ -91,6 +91,7 @@ def finish(
             scores=[face.score for face in result.faces],
         ),
         seconds=round(time.perf_counter() - item.started, 3),
+        note=item.loaded.frames_note,
     )
 
 

@@ -24,10 +24,11 @@ from gpen_cli.cli.common import (
     err_console,
     fail,
     one_line_errors,
+    say,
     setup_logging,
 )
 from gpen_cli.config import MaskKind
-from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
 from gpen_cli.report import ReportEntry, summarize, write_report
 
 if TYPE_CHECKING:
@@ -89,11 +90,13 @@ def print_problems(entries: list[ReportEntry], quiet: bool) -> None:
     done = 0
     for entry in entries:
         if entry.status == "failed":
-            err_console.print(f"[bold red]error:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[bold red]error:[/]", entry.error or "")
         elif entry.status == "skipped" and entry.error == ALREADY_DONE:
             done += 1
         elif entry.status == "skipped" and not quiet:
-            err_console.print(f"[cyan]skipped:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[cyan]skipped:[/]", entry.error or "")
+        if entry.note and not quiet:
+            say("[yellow]note:[/]", entry.note)
     if done and not quiet:
         err_console.print(
             f"[cyan]skipped:[/] {done} already done (output exists; --overwrite redoes them)",
@@ -192,15 +195,17 @@ def batch(
     from gpen_cli.batch.runner import default_workers
     from gpen_cli.batch.signals import graceful_stop
     from gpen_cli.batch.steps import faces_restored
+    from gpen_cli.preflight import check_report_path, check_writable_folder
 
     setup_logging(quiet)
     opt.check_ext(ext)
+    opt.check_device(device)
     layout = plan_layout(input_dir, output, report)
+    check_writable_folder(output, "-o")
+    check_report_path(report)
     if layout.excluded and not quiet:
-        err_console.print(
-            f"note: the output folder {output} is inside {input_dir}: it is left out of the scan",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            "note:", f"the output folder {output} is inside {input_dir}: it is left out of the scan"
         )
     settings = opt.RestoreSettings.from_arguments(locals())
     options = BatchOptions(
@@ -248,27 +253,33 @@ def batch(
         _count_in_background(progress, task, layout, options)
         outcome = restore_folder(restorer, layout, options, stop=stop, on_entry=on_entry)
 
+    report_error = None
     if report is not None:
-        write_report(
-            report,
-            outcome.entries,
-            {
-                "command": "batch",
-                "model": model,
-                "input_dir": str(input_dir),
-                "output_dir": str(output),
-                "interrupted": outcome.interrupted,
-                "seconds": round(outcome.seconds, 3),
-                "faces_restored": outcome.faces,
-                "faces_per_second": round(outcome.faces_per_second, 3),
-            },
-        )
+        try:
+            write_report(
+                report,
+                outcome.entries,
+                {
+                    "command": "batch",
+                    "model": model,
+                    "input_dir": str(input_dir),
+                    "output_dir": str(output),
+                    "interrupted": outcome.interrupted,
+                    "seconds": round(outcome.seconds, 3),
+                    "faces_restored": outcome.faces,
+                    "faces_per_second": round(outcome.faces_per_second, 3),
+                },
+            )
+        except OutputError as exc:  # e.g. the disk filled up: the outputs are written
+            report_error = str(exc)
     print_problems(outcome.entries, quiet)
     if not quiet:
         print_summary(outcome)
+    if report_error:
+        say("[bold red]error:[/]", report_error)
     if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    failed = any(entry.status == "failed" for entry in outcome.entries)
+    failed = report_error or any(entry.status == "failed" for entry in outcome.entries)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 

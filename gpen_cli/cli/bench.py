@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
@@ -117,10 +118,10 @@ def print_table(report) -> None:
     for index, column in enumerate(header):
         table.add_column(column, justify="left" if index == 0 else "right", overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     console.print(table)
     for line in describe(report):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(Text(line), highlight=False, soft_wrap=True)
 
 
 def _json_safe(value):
@@ -162,6 +163,7 @@ def bench(
     from gpen_cli.bench import markdown, run_bench
 
     setup_logging(quiet or as_json or as_markdown)
+    opt.check_device(device)
     sizes = parse_batch_sizes((batch_size or []) + (more_batch_sizes or []))
     with err_console.status("Benchmarking…", spinner="dots") if not quiet else nullcontext():
         try:

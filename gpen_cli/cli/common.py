@@ -11,11 +11,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from gpen_cli.errors import EXIT_USAGE, GpenError
 
-console = Console()
-err_console = Console(stderr=True)
+# No emoji codes: user text such as "cuda:abc:" must print as typed, not as a picture.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,9 +32,18 @@ WeightsDirOption = Annotated[
 ]
 
 
+def say(label: str, message: str) -> None:
+    """One line on stderr: a styled `label` (markup) and `message` printed literally.
+
+    Messages carry user paths and text; "[draft]" or "a[/]" in them must print as typed,
+    never be read as rich markup.
+    """
+    err_console.print(f"{label} {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print one red line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    say("[bold red]error:[/]", message)
     return typer.Exit(code)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from gpen_cli.cli.common import WeightsDirOption, console, err_console, setup_logging
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED
@@ -76,7 +77,8 @@ def doctor(as_json: JsonOption = False, weights_dir: WeightsDirOption = None) ->
             table.add_column(column, overflow="fold")
         for result in results:
             style = _STATUS_STYLE[result.status]
-            table.add_row(result.name, f"[{style}]{result.status}[/]", result.detail, result.fix)
+            status = f"[{style}]{result.status}[/]"
+            table.add_row(result.name, status, Text(result.detail), Text(result.fix))
         console.print(table)
         console.print(summary_line(results), highlight=False)
     raise typer.Exit(EXIT_SOME_FAILED if any(r.status == FAIL for r in results) else EXIT_OK)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from gpen_cli.config import MaskKind
-from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
 from gpen_cli.errors import GpenError
 
 PIPELINE = "Pipeline"
@@ -33,7 +33,11 @@ DetectorOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[
-    str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.", rich_help_panel=SPEED)
+    str,
+    typer.Option(
+        help="auto (CUDA when present), cpu, cuda or cuda:N; other torch devices are refused.",
+        rich_help_panel=SPEED,
+    ),
 ]
 BatchSizeOption = Annotated[
     int | None,
@@ -71,6 +75,7 @@ ShortEdgeOption = Annotated[
     typer.Option(
         "--short-edge",
         min=16,
+        max=MAX_SHORT_EDGE,
         show_default=False,
         help="Work at this short-side length (Lanczos); the output keeps the input's size "
         "unless --keep-resized.",
@@ -215,6 +220,13 @@ EXT_CHOICES = ("same", "png", "jpg")
 def check_ext(ext: str) -> None:
     if ext not in EXT_CHOICES:
         raise GpenError(f"--ext must be one of {', '.join(EXT_CHOICES)}, got {ext!r}")
+
+
+def check_device(device: str) -> None:
+    """Refuse an unsupported --device before any model is loaded."""
+    from gpen_cli.devices import check_device as check
+
+    check(device)
 
 
 @dataclass

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
@@ -17,11 +19,12 @@ from gpen_cli.cli.common import (
     console,
     err_console,
     one_line_errors,
+    say,
     setup_logging,
 )
 from gpen_cli.config import MaskKind
-from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
-from gpen_cli.report import FacesSummary, ReportEntry, summarize, write_report
+from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError, OutputError
+from gpen_cli.report import FacesSummary, ReportEntry, naming, summarize, write_report
 
 
 def restore_file(
@@ -36,12 +39,13 @@ def restore_file(
     compare: bool,
 ) -> ReportEntry:
     """Restore one photo and write its outputs; every failure becomes a report entry."""
-    from gpen_cli.outputs import write_outputs
+    from gpen_cli.outputs import remove_stale_partials, write_outputs
     from gpen_cli.stages.load import load_image
 
     started = time.perf_counter()
     entry = ReportEntry(input=str(source), output=None, status="failed")
     try:
+        remove_stale_partials(output)  # what a killed run left, as `gpen batch` does
         if output.exists() and not overwrite:
             entry.status, entry.error = (
                 "skipped",
@@ -49,6 +53,7 @@ def restore_file(
             )
             return entry
         loaded = load_image(source)
+        entry.note = loaded.frames_note
         result = restorer.restore(loaded.pixels)
         entry.faces = FacesSummary(
             count=len(result.faces),
@@ -68,7 +73,7 @@ def restore_file(
         entry.output = str(output)
         entry.status = "ok" if result.faces or settings.aligned else "no_face"
     except GpenError as exc:
-        entry.error = str(exc)
+        entry.error = naming(source, str(exc))
     except Exception as exc:  # one bad photo must not take the others down
         entry.error = f"{source}: unexpected {type(exc).__name__}: {exc}"
     finally:
@@ -94,6 +99,8 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
                 f"use one of {', '.join(WRITABLE_EXTENSIONS)}"
             )
     paths = [output_path_for(source, output, ext=ext, is_dir_output=as_folder) for source in inputs]
+    for path in paths:
+        _refuse_input_as_output(path, inputs)
     seen: dict[Path, Path] = {}
     for source, path in zip(inputs, paths, strict=True):
         if path in seen:
@@ -104,6 +111,21 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
     return paths
 
 
+def _refuse_input_as_output(path: Path, inputs: list[Path]) -> None:
+    """An output that would land on an input is refused now, not after the photo is done:
+    inputs are never replaced, --overwrite or not."""
+    for source in inputs:
+        same = path.resolve() == source.resolve()
+        if not same and path.exists() and source.exists():
+            same = path.samefile(source)  # hard links, case-insensitive file systems
+        if same:
+            raise GpenError(
+                f"the output {path} is the input {source}; inputs are never replaced, even "
+                "with --overwrite: choose another output name or folder (without -o the "
+                f"result goes beside the input as {source.stem}_gpen{path.suffix})"
+            )
+
+
 def print_results(entries: list[ReportEntry], seconds: float) -> None:
     table = Table(title="gpen restore", show_edge=False)
     for column in ("input", "status", "faces", "seconds", "output / error"):
@@ -111,11 +133,11 @@ def print_results(entries: list[ReportEntry], seconds: float) -> None:
     colours = {"ok": "green", "no_face": "yellow", "skipped": "cyan", "failed": "red"}
     for e in entries:
         table.add_row(
-            Path(e.input).name,
+            Text(Path(e.input).name),
             f"[{colours[e.status]}]{e.status}[/]",
             str(e.faces.count),
             f"{e.seconds:.2f}",
-            e.error or e.output or "",
+            Text(e.error or e.output or ""),
         )
     console.print(table)
     counts = summarize(entries)
@@ -168,10 +190,16 @@ def restore(
     Exit codes: 0 every input was restored or had no face; 1 some inputs failed;
     2 usage or set-up error (bad option, missing weights), found before any output is written.
     """
+    from gpen_cli.preflight import check_report_path, check_writable_folder
+
     setup_logging(quiet)
     opt.check_ext(ext)
+    opt.check_device(device)
     settings = opt.RestoreSettings.from_arguments(locals())
     outputs = plan_outputs(inputs, output, ext)
+    for folder in dict.fromkeys(path.parent for path in outputs):
+        check_writable_folder(folder, "-o" if output is not None else "output folder")
+    check_report_path(report)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = settings.build_restorer()
 
@@ -189,7 +217,7 @@ def restore(
     with progress:
         task = progress.add_task("Restoring", total=len(inputs))
         for source, target in zip(inputs, outputs, strict=True):
-            progress.update(task, description=f"Restoring {source.name}")
+            progress.update(task, description=f"Restoring {escape(source.name)}")
             entries.append(
                 restore_file(
                     restorer,
@@ -205,18 +233,28 @@ def restore(
             progress.advance(task)
     elapsed = time.perf_counter() - started
 
+    report_error = None
     if report is not None:
-        write_report(
-            report, entries, {"command": "restore", "model": model, "seconds": round(elapsed, 3)}
-        )
+        try:
+            write_report(
+                report,
+                entries,
+                {"command": "restore", "model": model, "seconds": round(elapsed, 3)},
+            )
+        except OutputError as exc:  # e.g. the disk filled up: the outputs are written
+            report_error = str(exc)
     for entry in entries:
         if entry.status == "failed":
-            err_console.print(f"[bold red]error:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[bold red]error:[/]", entry.error or "")
         elif entry.status == "skipped" and not quiet:
-            err_console.print(f"[cyan]skipped:[/] {entry.error}", highlight=False, soft_wrap=True)
+            say("[cyan]skipped:[/]", entry.error or "")
+        if entry.note and not quiet:
+            say("[yellow]note:[/]", entry.note)
     if not quiet:
         print_results(entries, elapsed)
-    failed = any(entry.status == "failed" for entry in entries)
+    if report_error:
+        say("[bold red]error:[/]", report_error)
+    failed = report_error or any(entry.status == "failed" for entry in entries)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 

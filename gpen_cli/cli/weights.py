@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.filesize import decimal
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gpen_cli import weights
 from gpen_cli.cli.common import WeightsDirOption, console, fail, one_line_errors
@@ -64,7 +66,9 @@ def list_command(weights_dir: WeightsDirOption = None, as_json: JsonOption = Fal
         return
 
     console.print(
-        f"Weights folder: [bold]{folder}[/] (from {source})", highlight=False, soft_wrap=True
+        f"Weights folder: [bold]{escape(str(folder))}[/] (from {escape(source)})",
+        highlight=False,
+        soft_wrap=True,
     )
     table = Table("name", "kind", "present", "size", "file")
     for row in rows:
@@ -111,14 +115,14 @@ def download_command(
         path = folder / spec.filename
         if path.is_file() and not force:
             console.print(
-                f"{spec.name}: already present at {path}", highlight=False, soft_wrap=True
+                Text(f"{spec.name}: already present at {path}"), highlight=False, soft_wrap=True
             )
             continue
         path = weights.download(spec, folder)
         checked = "sha256 checked" if spec.sha256 else "sha256 recorded"
         size = _size(path.stat().st_size)
         console.print(
-            f"{spec.name}: saved {path} ({size}, {checked})", highlight=False, soft_wrap=True
+            Text(f"{spec.name}: saved {path} ({size}, {checked})"), highlight=False, soft_wrap=True
         )
 
 
@@ -177,7 +181,7 @@ def verify_command(
                 f"[{style}]{result.status}[/]",
                 _size(result.size_bytes) if result.present else "",
                 result.checksum_source or "",
-                result.detail,
+                Text(result.detail),
             )
         console.print(table)
     if bad:

@@ -8,9 +8,22 @@ from pathlib import Path
 
 import torch
 
-from gpen_cli.checkpoints import StateDict, describe_mismatch, read_checkpoint, unwrap_state_dict
+from gpen_cli.checkpoints import (
+    StateDict,
+    check_declared_size,
+    describe_mismatch,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from gpen_cli.errors import CheckpointError
-from gpen_cli.models.gpen import FullGenerator
+from gpen_cli.models.gpen import FullGenerator, channel_table
+
+# Bounds a GPEN configuration can have: the published ones are sizes 256-2048, multiplier
+# 1-2, narrow 0.5-1, style_dim 512, n_mlp 8. Wider values come only from a forged file.
+_SIZES = tuple(2**power for power in range(6, 12))  # 64 ... 2048, the channel table's range
+_MAX_CHANNEL_MULTIPLIER = 4
+_MAX_STYLE_DIM = 1024
+_MAX_MLP = 16
 
 
 def infer_config(state_dict: StateDict, origin: str = "checkpoint") -> dict:
@@ -31,13 +44,34 @@ def infer_config(state_dict: StateDict, origin: str = "checkpoint") -> dict:
             f"found e.g. {sorted(state_dict)[:3]})"
         ) from None
     narrow = channels_at_4 / 512
-    return {
+    config = {
         "size": 2 ** (len(encoder_layers) + 1),
         "style_dim": int(style_dim),
         "n_mlp": len(style_layers),
-        "channel_multiplier": max(1, round(channels_at_64 / (256 * narrow))),
+        "channel_multiplier": max(1, round(channels_at_64 / (256 * max(narrow, 1e-9)))),
         "narrow": narrow,
     }
+    check_config(config, origin)
+    return config
+
+
+def check_config(config: dict, origin: str) -> None:
+    """Refuse a configuration no GPEN checkpoint has, before anything of its size is built."""
+    problems = []
+    if config["size"] not in _SIZES:
+        problems.append(f"face size {config['size']} (expected {_SIZES[0]}-{_SIZES[-1]})")
+    if not 0 < config["narrow"] <= 1 or min(channel_table(1, config["narrow"]).values()) < 1:
+        problems.append(f"{round(config['narrow'] * 512)} channels at 4 px (expected 8-512)")
+    if not 1 <= config["channel_multiplier"] <= _MAX_CHANNEL_MULTIPLIER:
+        problems.append(f"channel multiplier {config['channel_multiplier']}")
+    if not 1 <= config["style_dim"] <= _MAX_STYLE_DIM:
+        problems.append(f"style dimension {config['style_dim']}")
+    if not 1 <= config["n_mlp"] <= _MAX_MLP:
+        problems.append(f"{config['n_mlp']} mapping layers")
+    if problems:
+        raise CheckpointError(
+            f"{origin}: not a GPEN generator: its tensors describe {', '.join(problems)}"
+        )
 
 
 def build_gpen(
@@ -52,21 +86,35 @@ def load_gpen(source: str | Path | Mapping, device: str | torch.device = "cpu") 
 
     The architecture is read off the tensors, so no size or width flags are needed; the
     weights load with `strict=True`. Returns the model in eval mode on `device`, float32.
+
+    Nothing is allocated at the checkpoint's size before its shapes are known to fit: the
+    configuration is bounded, the tensors must fit in their file, and the layout is compared
+    on the meta device (shapes only) before the real generator is built.
     """
+    state_dict, config = read_gpen(source)
+    model = FullGenerator(**config)
+    model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+    return model.eval().requires_grad_(False).to(device)
+
+
+def read_gpen(source: str | Path | Mapping) -> tuple[StateDict, dict]:
+    """A GPEN state dict and its configuration, checked to match without building the model."""
     origin = str(source) if isinstance(source, (str, Path)) else "state dict"
     raw = read_checkpoint(Path(source)) if isinstance(source, (str, Path)) else source
     state_dict = unwrap_state_dict(raw, origin, "GPEN generator")
+    if isinstance(source, (str, Path)):
+        check_declared_size(state_dict, Path(source))
     config = infer_config(state_dict, origin)
     try:
-        model = FullGenerator(**config)
+        with torch.device("meta"):
+            skeleton = FullGenerator(**config)
     except (ValueError, KeyError) as exc:
         raise CheckpointError(
             f"{origin}: tensors describe no valid GPEN generator ({exc})"
         ) from None
-    mismatch = describe_mismatch(model, state_dict)
+    mismatch = describe_mismatch(skeleton, state_dict)
     if mismatch:
         raise CheckpointError(
             f"{origin}: not a GPEN generator of the inferred config {config}: {mismatch}"
         )
-    model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
-    return model.eval().requires_grad_(False).to(device)
+    return state_dict, config

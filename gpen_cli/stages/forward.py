@@ -9,16 +9,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpen_cli.devices import check_device, usable_devices
+from gpen_cli.errors import GpenError
+
 logger = logging.getLogger(__name__)
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """`auto` is the first CUDA device when there is one, else the CPU."""
-    if device == "auto":
+    """`auto` is the first CUDA device when there is one, else the CPU.
+
+    Raises GpenError for device types the pipeline does not support, ValueError for a CUDA
+    device this machine does not have.
+    """
+    if check_device(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices "
+            f"(use one of {', '.join(usable_devices())})"
+        )
     return resolved
 
 
@@ -95,6 +107,10 @@ def tensor_to_crops(batch: torch.Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(face) for face in array]
 
 
+class NonFiniteOutputError(GpenError):
+    """The model returned NaN or infinity: the photo fails rather than get black faces."""
+
+
 class GpenForward:
     """Runs a face model over lists of crops of its input size.
 
@@ -113,7 +129,9 @@ class GpenForward:
         half: bool = False,
         compile_model: bool = False,
         exact: bool = False,
+        source: str = "the face model",
     ):
+        self.source = source  # named when the model's output is unusable
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.size = int(size or getattr(model, "size", 0))
         if self.size <= 0:
@@ -163,5 +181,11 @@ class GpenForward:
                 chunk = pad_batch(chunk, self.batch_size)
             batch = crops_to_tensor(chunk, self.device, self.dtype)
             batch = batch.contiguous(memory_format=self.memory_format)
-            restored += tensor_to_crops(self._run(batch)[:count])
+            output = self._run(batch)[:count]
+            if not bool(torch.isfinite(output).all()):  # else NaN pastes as a black square
+                raise NonFiniteOutputError(
+                    f"{self.source}: the generator returned NaN or infinite values (damaged "
+                    "weights?); nothing was pasted. Check it with `gpen weights verify`"
+                )
+            restored += tensor_to_crops(output)
         return restored

@@ -11,6 +11,11 @@ float EXR) are taken as values in [0, 1], clipped and scaled to uint16 so the pr
 survives; signed integer images are refused. Grey+alpha comes back out as BGRA, because
 OpenCV's encoders have no two-channel form.
 
+No file is decoded before its size is known and allowed: where Pillow cannot read a header
+(an oversized ancillary PNG chunk stops it before IHDR's size is used), the PNG header is read
+here, and OpenCV's own decoder limit is set to the same bound for every other format
+(by `gpen_cli/__init__.py`, as OpenCV reads it once, when it is imported).
+
 The input file is only ever opened for reading, and read once.
 """
 
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +34,13 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from gpen_cli.defaults import DEFAULT_MAX_PIXELS
 from gpen_cli.errors import InputError
 from gpen_cli.stages.resize import resize_to
 
 logger = logging.getLogger(__name__)
 
-# Pillow refuses headers above ~179 MP on its own; this limit sits below it so the message is ours.
-DEFAULT_MAX_PIXELS = 150_000_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _GRAY_PIL_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
 _FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
@@ -48,6 +55,15 @@ class LoadedImage:
     alpha: np.ndarray | None  # H×W, same dtype as pixels
     was_gray: bool
     source_format: str  # "jpg", "png", "tif", "webp"...
+    frames: int = 1  # an animated GIF or multi-page TIFF has more; only the first is used
+
+    @property
+    def frames_note(self) -> str | None:
+        """What the report says of the frames left out, None for a still picture."""
+        if self.frames <= 1:
+            return None
+        kind = "multi-page TIFF" if self.source_format == "tif" else "animated image"
+        return f"{self.path}: {kind} with {self.frames} frames; only the first was restored"
 
     @property
     def bgr8(self) -> np.ndarray:
@@ -104,14 +120,25 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
             orientation = 1 if header.format == "TIFF" else _orientation(header)
             was_gray = header.mode in _GRAY_PIL_MODES
             detected_format = (header.format or "").lower()
+            frames = _frame_count(header)
         else:
+            frames = 1
+            size = _png_size(stream)
+            if size is not None:
+                _check_size(path, *size, min_size, max_pixels)
             orientation, was_gray, detected_format = 1, False, ""
         stream.seek(0)
         data = stream.read()
 
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:  # e.g. OpenCV's own size limit, for headers Pillow cannot read
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):  # the decoder's bound, before it allocated
+            raise InputError(
+                f"{path}: header claims more than the "
+                f"{int(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS']) / 1e6:.0f} MP limit; "
+                "refusing to decode"
+            ) from None
         logger.debug("OpenCV cannot decode %s: %s", path, exc)
         array = None
     if array is None and header is not None:
@@ -132,6 +159,7 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
         alpha=alpha,
         was_gray=was_gray or gray_array,
         source_format=_FORMAT_ALIASES.get(suffix, suffix),
+        frames=frames,
     )
 
 
@@ -165,6 +193,25 @@ def _read_header(stream: BinaryIO, path: Path) -> Image.Image | None:
     except Exception as exc:  # broken headers surface as many exception types
         logger.debug("Pillow cannot read the header of %s: %s", path, exc)
         return None
+
+
+def _frame_count(header: Image.Image) -> int:
+    """Frames or pages in the file (1 when unknown): counted from the headers, not decoded."""
+    try:
+        return max(1, int(getattr(header, "n_frames", 1)))
+    except Exception as exc:  # a damaged later frame must not cost the user the first
+        logger.debug("cannot count the frames of %s: %s", header.filename, exc)
+        return 1
+
+
+def _png_size(stream: BinaryIO) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR, which the format puts first; None if not a PNG."""
+    stream.seek(0)
+    head = stream.read(24)
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
 
 
 def _check_size(path: Path, width: int, height: int, min_size: int, max_pixels: int) -> None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from gpen_cli.defaults import DEFAULT_MAX_PIXELS
+from gpen_cli.errors import InputError
+
 
 def resize_short_edge(image: np.ndarray, short_edge: int) -> tuple[np.ndarray, float]:
     """Scale so the shorter side is exactly `short_edge` px, aspect kept to rounding.
 
     Returns the image and the factor applied (new short side / old short side); the image
-    itself comes back untouched when its short side already has that length.
+    itself comes back untouched when its short side already has that length. An enlargement
+    past the decoder's pixel limit (a long, thin photo) raises InputError before allocating.
     """
     if short_edge < 1:
         raise ValueError(f"short_edge must be at least 1, got {short_edge}")
@@ -26,6 +30,12 @@ def resize_short_edge(image: np.ndarray, short_edge: int) -> tuple[np.ndarray, f
         size = (max(1, round(width * scale)), short_edge)
     else:
         size = (short_edge, max(1, round(height * scale)))
+    if scale > 1 and size[0] * size[1] > DEFAULT_MAX_PIXELS:
+        raise InputError(
+            f"--short-edge {short_edge} would enlarge this {width}×{height} photo to "
+            f"{size[0]}×{size[1]} px ({size[0] * size[1] / 1e6:.0f} MP), more than the "
+            f"{DEFAULT_MAX_PIXELS / 1e6:.0f} MP limit; use a smaller --short-edge"
+        )
     return resize_to(image, *size), scale
 
 

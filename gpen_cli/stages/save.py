@@ -5,28 +5,27 @@ uint16 is converted to uint8 by x/257 rounded to nearest (65535 → 255) rather 
 OpenCV, which would saturate instead of scaling.
 Alpha: PNG, TIFF and WebP keep it; JPEG and BMP have no usable alpha, so it is dropped.
 
-The bytes are encoded in memory, written to a hidden ".<name>.<random>.partial" file beside
-the target, fsynced, then renamed over the target: a crash or a failed encode never leaves
-a half-written image under the final name, and leftovers are recognisable (`is_partial_file`).
+The bytes are encoded in memory, then written by `gpen_cli.atomic.write_atomically`: a
+crash or a failed encode never leaves a half-written image under the final name, leftovers
+are recognisable (`is_partial_file`), and without --overwrite an image that appears
+meanwhile is never replaced.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from gpen_cli.atomic import write_atomically
 from gpen_cli.errors import OutputError
 from gpen_cli.stages.load import to_uint8
 
 logger = logging.getLogger(__name__)
-
-PARTIAL_MARKER = ".partial"
 
 WRITABLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 _EIGHT_BIT_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".bmp")
@@ -66,12 +65,6 @@ def output_path_for(
     return Path(output)
 
 
-def is_partial_file(path: Path) -> bool:
-    """Whether `path` is a temporary file left by an interrupted `save_image`."""
-    name = Path(path).name
-    return name.startswith(".") and name.endswith(PARTIAL_MARKER)
-
-
 def save_image(
     path: Path,
     image: np.ndarray,
@@ -98,7 +91,7 @@ def save_image(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
-    _write_atomically(path, encoded)
+    write_atomically(path, encoded, overwrite=overwrite)
     logger.debug("wrote %s (%d bytes)", path, len(encoded))
     return path
 
@@ -114,7 +107,7 @@ def copy_file(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot copy {source} to {path}: {exc.strerror or exc}") from None
-    _write_atomically(path, data)
+    write_atomically(path, data, overwrite=overwrite)
     return path
 
 
@@ -144,7 +137,7 @@ def _for_format(image: np.ndarray, extension: str) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _encode(path: Path, image: np.ndarray, extension: str, jpeg_quality: int) -> bytes:
+def _encode(path: Path, image: np.ndarray, extension: str, jpeg_quality: int) -> memoryview:
     params: list[int] = []
     if extension in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
@@ -156,22 +149,4 @@ def _encode(path: Path, image: np.ndarray, extension: str, jpeg_quality: int) ->
         raise OutputError(f"cannot encode {path}: {str(exc).strip().splitlines()[-1]}") from None
     if not ok:
         raise OutputError(f"cannot encode {path} as {extension}")
-    return buffer.tobytes()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL_MARKER}")
-    try:
-        # Mode 0o666 lets the umask decide the permissions, as for any new file.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        fd = os.open(temporary, flags, 0o666)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException as exc:
-        temporary.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    return memoryview(buffer)  # no copy: a large PNG is hundreds of MB

@@ -1,0 +1,113 @@
+"""Atomic, no-replace file writes and the clean-up of what an interrupted write leaves.
+
+Every file the tool writes (images, crops, reports) goes through `write_atomically`: the bytes
+go to a hidden ".<name>.<8 hex>.partial" file beside the target, are fsynced, then published
+under the final name. Without `overwrite` the publishing step itself refuses an existing
+target (a hard link fails on an existing name; Windows' rename does too), so two processes
+writing the same name cannot both succeed, whatever they saw when they checked beforehand.
+
+Kept free of heavy imports: the CLI loads it at start-up.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+
+from gpen_cli.errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_MARKER = ".partial"
+_PARTIAL_NAME = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{8}" + re.escape(PARTIAL_MARKER))
+# Errors of os.link that mean "this filesystem has no hard links", not "the name exists".
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
+def is_partial_file(path: Path) -> bool:
+    """Whether `path` is a temporary file left by an interrupted write."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(PARTIAL_MARKER)
+
+
+def remove_partials_of(target: Path) -> list[Path]:
+    """Delete the temporary files an interrupted write of `target` left beside it.
+
+    Only those named after `target`: the folder may hold the user's own files, or another
+    run's temporary files for other names.
+    """
+    target = Path(target)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:  # no folder yet: nothing was left
+        return removed
+    for entry in entries:
+        match = _PARTIAL_NAME.fullmatch(entry.name)
+        if match is None or match.group("target") != target.name:
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            logger.warning("cannot remove stale temporary file %s: %s", entry.path, exc)
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        logger.info("removed %d temporary files left by a stopped run", len(removed))
+    return removed
+
+
+def write_atomically(path: Path, data: bytes | memoryview, *, overwrite: bool = False) -> None:
+    """Write `data` to `path` in one step; OutputError when it cannot (or exists, without
+    `overwrite`). Nothing is left under any name when it fails or is interrupted."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL_MARKER}")
+    try:
+        # Mode 0o666 lets the umask decide the permissions, as for any new file.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        fd = os.open(temporary, flags, 0o666)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            _publish_without_replacing(temporary, path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if isinstance(exc, FileExistsError):
+            raise OutputError(
+                f"{path} exists (written meanwhile by another process); "
+                "pass --overwrite to replace it"
+            ) from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+def _publish_without_replacing(temporary: Path, path: Path) -> None:
+    """Give `temporary` the name `path`; FileExistsError when `path` exists by then."""
+    if os.name == "nt":
+        os.rename(temporary, path)  # Windows' rename never replaces
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # A filesystem without hard links (FAT, some network shares): check, then rename.
+        # Another writer could slip in between; nothing better is portable there.
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(temporary, path)
+        return
+    temporary.unlink()

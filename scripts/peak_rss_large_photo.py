@@ -1,0 +1,75 @@
+"""Peak memory (RSS) of `gpen restore` on one very large photo, with and without a face.
+
+Builds a width×height JPEG (default 12000×9000, 108 MP) of smooth noise, optionally with
+the shared portrait pasted in large, and runs `gpen restore` on it in a child process with a
+GPEN-64-shaped random generator and RetinaFace MobileNet-0.25 from shared/assets/weights.
+Prints the child's peak RSS (ru_maxrss) next to the size of the decoded photo (3 bytes a
+pixel), the figure the memory goal is stated in.
+
+    python scripts/peak_rss_large_photo.py [--width 12000] [--height 9000] [--no-face]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_photo(path: Path, width: int, height: int, face: bool) -> None:
+    import cv2
+    import numpy as np
+
+    small = np.random.default_rng(0).integers(60, 200, (height // 64, width // 64, 3), np.uint8)
+    image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    if face:
+        portrait = cv2.imread(str(REPO.parent / "shared/assets/images/portrait_small.jpg"))
+        side = min(height, width) // 3
+        scaled = cv2.resize(portrait, (side * portrait.shape[1] // portrait.shape[0], side))
+        y, x = height // 3, width // 3
+        image[y : y + scaled.shape[0], x : x + scaled.shape[1]] = scaled
+    cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=12000)
+    parser.add_argument("--height", type=int, default=9000)
+    parser.add_argument("--no-face", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    from gpen_cli.models import build_gpen
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        photo = work / "large.jpg"
+        make_photo(photo, args.width, args.height, face=not args.no_face)
+        checkpoint = work / "GPEN-64.pth"
+        torch.manual_seed(0)
+        torch.save(build_gpen(64, channel_multiplier=1, narrow=0.125).state_dict(), checkpoint)
+        command = [
+            sys.executable, "-m", "gpen_cli", "restore", str(photo), "-o", str(work / "out.jpg"),
+            "--model", str(checkpoint), "--detector", "retinaface-mobile", "--device", "cpu",
+            "--weights-dir", str(REPO.parent / "shared/assets/weights"), "--mask", "rect",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
+        decoded = args.width * args.height * 3
+        print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr)
+        print(
+            f"{args.width}×{args.height} ({args.width * args.height / 1e6:.0f} MP), "
+            f"face: {not args.no_face}: peak RSS {peak / 1e9:.2f} GB = "
+            f"{peak / decoded:.1f}× the decoded photo ({decoded / 1e9:.2f} GB)"
+        )
+
+
+if __name__ == "__main__":
+    main()
