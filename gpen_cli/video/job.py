@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +27,7 @@ from gpen_cli.errors import GpenError, InputError, OutputError
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.video.media import FilmInfo, Frame, Window, probe, read_frames
 from gpen_cli.video.pipeline import restore_frames
-from gpen_cli.video.smoothing import smooth_landmarks
+from gpen_cli.video.smoothing import smoothed_landmarks
 from gpen_cli.video.writer import FilmWriter, join_parts
 
 PLAN_FILE = "plan.json"
@@ -92,7 +93,7 @@ class VideoJob:
         return self.options.window
 
     def segment_windows(self) -> list[Window]:
-        window, length = self.window, Fraction(self.options.segment or 0)
+        window, length = self.window, Fraction(str(self.options.segment))
         end = self.info.duration if window.end is None else min(window.end, self.info.duration)
         count = max(1, math.ceil((end - window.start) / length))
         return [
@@ -128,15 +129,17 @@ class VideoJob:
     ) -> VideoOutcome:
         """Restore the film (or its missing segments, then join them)."""
         stop = stop or threading.Event()
-        smoother = (
-            smooth_landmarks(restorer, float(self.info.rate or 25)) if self.options.smooth else None
-        )
         started = time.perf_counter()
         outcome = VideoOutcome(written=None)
-        if not self.options.segment:
-            self._film(restorer, self.window, self.output, stop, on_frame, outcome)
-        else:
-            self._segments(restorer, smoother, stop, on_frame, outcome)
+        with ExitStack() as stack:
+            smoother = None
+            if self.options.smooth:
+                rate = float(self.info.rate or 25)
+                smoother = stack.enter_context(smoothed_landmarks(restorer, rate))
+            if not self.options.segment:
+                self._film(restorer, self.window, self.output, stop, on_frame, outcome)
+            else:
+                self._segments(restorer, smoother, stop, on_frame, outcome)
         outcome.seconds = time.perf_counter() - started
         outcome.interrupted = stop.is_set()
         return outcome

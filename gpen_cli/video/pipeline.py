@@ -92,7 +92,7 @@ def forward_in_order(
     """Run the faces of consecutive frames through the generator in full batches, and hand
     each frame on, in order, with its restored faces.
 
-    A frame waits until its faces' batch is full. At most `hold` frames wait: beyond that
+    A frame waits until its faces' batch is full. When more than `hold` frames wait
     (a face, then a long stretch without faces), a partial batch runs.
     """
     gatherer: CropGatherer[tuple[Frame, PreparedImage]] = CropGatherer(restorer.forward.batch_size)

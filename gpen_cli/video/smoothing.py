@@ -12,6 +12,8 @@ at a scene cut (the picture changes as a whole), starts again unfiltered.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import cv2
@@ -139,20 +141,16 @@ class _SmoothedRefiner:
         return self.smoother.smooth(self.inner.refine(image_bgr, faces))
 
 
-def smooth_landmarks(restorer: FaceRestorer, rate: float) -> LandmarkSmoother:
-    """Make `restorer` smooth the final landmarks of the faces it prepares across frames.
-
-    It must then be given the frames of one film in order, from one thread. A restorer
-    smoothed already keeps its smoother, reset and set to `rate`.
-    """
-    if isinstance(restorer.detector, _SmoothedDetector):
-        smoother = restorer.detector.smoother
-        smoother.rate = float(rate)
-        smoother.reset()
-        return smoother
+@contextmanager
+def smoothed_landmarks(restorer: FaceRestorer, rate: float) -> Iterator[LandmarkSmoother]:
+    """Within the block, `restorer` smooths the final landmarks of the faces it prepares
+    across frames; it must be given the frames of one film in order, from one thread."""
+    detector, refiner = restorer.detector, restorer.refiner
     smoother = LandmarkSmoother(rate)
-    refiner = restorer.refiner
-    restorer.detector = _SmoothedDetector(restorer.detector, smoother, refiner is None)
+    restorer.detector = _SmoothedDetector(detector, smoother, refiner is None)
     if refiner is not None:
         restorer.refiner = _SmoothedRefiner(refiner, smoother)
-    return smoother
+    try:
+        yield smoother
+    finally:
+        restorer.detector, restorer.refiner = detector, refiner
