@@ -281,4 +281,8 @@ def test_cli_restores_and_refuses_bad_input_in_one_line(
         assert str(bad) in result.output
     bad_time = runner.invoke(app, ["video", str(film), "--start", "1:xx", *common])
     assert bad_time.exit_code == 2 and "--start" in bad_time.output
+    webm = f"-o={tmp_path / 'x.webm'}"
+    for choice, words in (("--codec=nope", "no such video encoder"), (webm, "cannot hold")):
+        result = runner.invoke(app, ["video", str(film), "--codec=libx264", choice, *common])
+        assert result.exit_code == 2 and words in result.output, result.output
     assert not (tmp_path / "x.mkv").exists()

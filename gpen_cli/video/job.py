@@ -158,7 +158,12 @@ class VideoJob:
         temporary = _temporary(target)
         options = self.options
         writer = FilmWriter(
-            temporary, self.info, codec=options.codec, crf=options.crf, offset=self.window.start
+            temporary,
+            self.info,
+            codec=options.codec,
+            crf=options.crf,
+            offset=self.window.start,
+            shown=target,
         )
         frames = 0
         try:
@@ -272,4 +277,10 @@ def plan_video(
         if info.duration is None:
             raise InputError(f"{source}: its duration is unknown, so it cannot be segmented")
     output.parent.mkdir(parents=True, exist_ok=True)
+    # Encoder, container and copied streams are checked by opening the output for real.
+    trial = _temporary(output)
+    try:
+        FilmWriter(trial, info, codec=options.codec, crf=options.crf, shown=output).close()
+    finally:
+        trial.unlink(missing_ok=True)
     return VideoJob(source, output, options, info, dict(fingerprint or {}))

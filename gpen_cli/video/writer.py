@@ -32,7 +32,7 @@ def pick_encoder(info: FilmInfo, name: str | None) -> av.Codec:
     if name is not None:
         try:
             codec = av.Codec(name, "w")
-        except av.FFmpegError:
+        except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
             codec = None
         if codec is None or codec.type != "video":
             raise GpenError(f"--codec {name}: no such video encoder in this PyAV build")
@@ -41,7 +41,7 @@ def pick_encoder(info: FilmInfo, name: str | None) -> av.Codec:
         codec = av.Codec(info.codec, "w")
         if codec.video_formats:
             return codec
-    except av.FFmpegError:
+    except (av.FFmpegError, ValueError):
         pass
     return av.Codec(FALLBACK_CODEC, "w")
 
@@ -57,7 +57,7 @@ class FilmWriter:
     """One output file: a video stream encoded from frames, the copied streams remuxed.
 
     `offset` (seconds) is subtracted from every timestamp: a film restored from --start T
-    begins at 0.
+    begins at 0. Errors name `shown` (the output the user asked for), not the temporary path.
     """
 
     def __init__(
@@ -68,14 +68,16 @@ class FilmWriter:
         codec: str | None = None,
         crf: int | None = None,
         offset: Fraction = Fraction(0),
+        shown: Path | None = None,
     ) -> None:
         self.info = info
         self.offset = offset
+        self.shown = Path(shown or path)
         encoder = pick_encoder(info, codec)
         try:
             self.container = av.open(str(path), "w")
         except (av.FFmpegError, ValueError) as exc:
-            raise GpenError(f"{path}: cannot write this kind of file ({exc})") from None
+            raise GpenError(f"{self.shown}: cannot write this kind of file ({exc})") from None
         try:
             self.video = self._add_video(encoder, crf)
             self.copies = self._add_copies()
@@ -89,7 +91,7 @@ class FilmWriter:
         info, container = self.info, self.container
         if encoder.canonical_name not in container.supported_codecs:
             raise GpenError(
-                f"{container.name}: a {Path(container.name).suffix} file cannot hold "
+                f"{self.shown}: a {self.shown.suffix} file cannot hold "
                 f"{encoder.canonical_name} video; choose another --codec or output type"
             )
         options = {}
@@ -112,7 +114,7 @@ class FilmWriter:
         """Output streams for the input's audio and subtitle streams, by input index."""
         copies: dict[int, av.stream.Stream] = {}
         supported = self.container.supported_codecs
-        suffix = Path(self.container.name).suffix
+        suffix = self.shown.suffix
         with open_film(self.info.path) as source:
             for stream in source.streams:
                 if stream.type not in COPIED_TYPES:
