@@ -123,9 +123,9 @@ def test_identity_model_gives_the_frames_back_as_photo_restoring_does(
     for index, (frame, restored) in enumerate(zip(before, after, strict=True)):
         difference = np.abs(restored.astype(int) - frame)
         assert difference.mean() < 1.0, index
-        # The film path is the photo path, frame by frame (up to the YUV round trip).
-        photo = identity.restore(frame).image
-        assert np.abs(restored.astype(int) - photo).max() <= 2, index
+        if index % 6 == 0:  # the film path is the photo path, frame by frame
+            photo = identity.restore(frame).image
+            assert np.abs(restored.astype(int) - photo).max() <= 2, index
 
 
 def test_phone_clip_window_rotation_and_h264(pictures, gpen, tmp_path):
@@ -279,6 +279,11 @@ def test_cli_restores_and_refuses_bad_input_in_one_line(
         assert result.exit_code == 2, result.output
         assert result.output.count("\n") == 1 and "error:" in result.output
         assert str(bad) in result.output
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(film.read_bytes()[: film.stat().st_size * 6 // 10])
+    result = runner.invoke(app, ["video", str(cut), "-o", str(tmp_path / "cut_out.mkv"), *common])
+    words = " ".join(result.output.split())  # rich wraps the warning at the test console's width
+    assert result.exit_code == 0 and "(truncated or damaged?)" in words, result.output
     bad_time = runner.invoke(app, ["video", str(film), "--start", "1:xx", *common])
     assert bad_time.exit_code == 2 and "--start" in bad_time.output
     webm = f"-o={tmp_path / 'x.webm'}"

@@ -10,6 +10,7 @@ there they are joined without re-encoding into the output.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import secrets
@@ -29,6 +30,8 @@ from gpen_cli.video.media import FilmInfo, Frame, Window, probe, read_frames
 from gpen_cli.video.pipeline import restore_frames
 from gpen_cli.video.smoothing import smoothed_landmarks
 from gpen_cli.video.writer import FilmWriter, join_parts
+
+logger = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 _NO_FRAMES = ".none"  # marker of a segment that holds no frame (audio beyond the video)
@@ -165,11 +168,11 @@ class VideoJob:
             offset=self.window.start,
             shown=target,
         )
-        frames = 0
+        frames, last_time = 0, None
         try:
             for frame, image in restore_frames(restorer, read_frames(self.info, window, stop)):
                 writer.write(frame, image)
-                frames += 1
+                frames, last_time = frames + 1, frame.time
                 outcome.frames += 1
                 outcome.faces += frame.faces
                 if on_frame is not None:
@@ -181,6 +184,8 @@ class VideoJob:
                 temporary.unlink(missing_ok=True)
             raise
         writer.close()
+        if not stop.is_set():
+            self._warn_if_cut_short(window, last_time)
         if frames == 0:
             temporary.unlink(missing_ok=True)
             return 0
@@ -188,6 +193,22 @@ class VideoJob:
         os.replace(temporary, final)
         outcome.written = final
         return frames
+
+    def _warn_if_cut_short(self, window: Window, last_time: Fraction | None) -> None:
+        """One line when the frames end well before the header says the film does."""
+        info = self.info
+        if info.duration is None or not info.rate:
+            return
+        expected = info.duration if window.end is None else min(window.end, info.duration)
+        reached = window.start if last_time is None else last_time + 1 / info.rate
+        if reached < expected - 2 / info.rate:
+            logger.warning(
+                "%s: the frames end at %.2f s but the film should last %.2f s "
+                "(truncated or damaged?); the output holds what could be read",
+                self.source,
+                reached,
+                expected,
+            )
 
     def _segments(self, restorer, smoother, stop, on_frame, outcome: VideoOutcome) -> None:
         folder = segments_dir(self.output)

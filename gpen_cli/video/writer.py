@@ -111,11 +111,13 @@ class FilmWriter:
         return stream
 
     def _add_copies(self) -> dict[int, av.stream.Stream]:
-        """Output streams for the input's audio and subtitle streams, by input index."""
+        """Output streams for the input's audio and subtitle streams, by input index; the
+        container's metadata copied too."""
         copies: dict[int, av.stream.Stream] = {}
         supported = self.container.supported_codecs
         suffix = self.shown.suffix
         with open_film(self.info.path) as source:
+            self.container.metadata.update(source.metadata)  # title, date…
             for stream in source.streams:
                 if stream.type not in COPIED_TYPES:
                     continue
