@@ -52,7 +52,6 @@ class FilmInfo:
     duration: Fraction | None  # seconds
     display_matrix: tuple[int, ...] | None  # the 3×3 display matrix, when the film has one
     rotation: int  # counter-clockwise degrees that bring a stored frame upright (0/90/180/270)
-    copied: tuple[str, ...]  # "audio aac", "subtitle subrip"…, one per copied stream
 
     def frames_in(self, window: Window) -> int | None:
         """About how many frames `window` holds (for the progress bar)."""
@@ -102,11 +101,6 @@ def probe(path: Path) -> FilmInfo:
             duration=duration,
             display_matrix=matrix,
             rotation=round(first.rotation / 90) * 90 % 360 if matrix else 0,
-            copied=tuple(
-                f"{s.type} {s.codec_context.name if s.codec_context else '?'}"
-                for s in container.streams
-                if s.type in COPIED_TYPES
-            ),
         )
 
 
