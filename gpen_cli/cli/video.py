@@ -1,0 +1,253 @@
+"""`gpen video`: restore the faces of a film, with its sound, steady from frame to frame."""
+
+from __future__ import annotations
+
+import re
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from gpen_cli.cli import options as opt
+from gpen_cli.cli.common import (
+    WeightsDirOption,
+    console,
+    err_console,
+    fail,
+    one_line_errors,
+    setup_logging,
+)
+from gpen_cli.config import MaskKind
+from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
+
+if TYPE_CHECKING:
+    from gpen_cli.video import VideoJob, VideoOutcome
+
+FILM = "Film"
+_TIME = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d+)?)$")
+
+
+def parse_time(text: str | None, option: str) -> Fraction | None:
+    """Seconds ("90", "90.5") or [HH:]MM:SS[.ms] ("1:30", "0:01:30.5")."""
+    if text is None:
+        return None
+    match = _TIME.match(text.strip())
+    if match is None:
+        raise GpenError(f"{option} {text!r}: give seconds (90.5) or [HH:]MM:SS (1:30.5)")
+    hours, minutes, seconds = match.groups()
+    return Fraction(seconds) + 60 * int(minutes or 0) + 3600 * int(hours or 0)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=None),
+        MofNCompleteColumn(),
+        TextColumn("frames, {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
+
+
+def _print_outcome(job: VideoJob, outcome: VideoOutcome) -> None:
+    figures = (
+        f"{outcome.frames} frames, {outcome.faces} faces in {outcome.seconds:.1f} s "
+        f"({outcome.faces_per_second:.2f} faces/s)"
+    )
+    if outcome.segments_done:
+        figures += f"; {outcome.segments_done} of {outcome.segments} segments were done already"
+    if not outcome.interrupted:
+        console.print(f"[green]restored:[/] {job.output}: {figures}", highlight=False)
+        return
+    where = f" partial film: {outcome.written};" if outcome.written else ""
+    again = (
+        "run the same command again to restore the missing segments"
+        if job.options.segment
+        else "a new run starts over (--segment SECONDS makes long films resumable)"
+    )
+    err_console.print(f"[yellow]stopped:[/] {figures};{where} {again}", highlight=False)
+
+
+@one_line_errors
+def video(
+    source: Annotated[Path, typer.Argument(help="Film to restore.", show_default=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            show_default=False,
+            help="Output film; its extension picks the container (.mp4, .mkv, .mov…). "
+            "Default: NAME_gpen.EXT beside the input.",
+        ),
+    ] = None,
+    model: opt.ModelOption = opt.DEFAULT_MODEL,
+    weights_dir: WeightsDirOption = None,
+    detector: opt.DetectorOption = opt.DEFAULT_DETECTOR,
+    device: opt.DeviceOption = "auto",
+    batch_size: opt.BatchSizeOption = None,
+    fidelity_weight: opt.FidelityOption = 1.0,
+    short_edge: opt.ShortEdgeOption = None,
+    clahe: opt.ClaheOption = False,
+    only_center_face: opt.CenterOption = False,
+    min_face_size: opt.MinFaceOption = 0.0,
+    score_threshold: opt.ThresholdOption = 0.9,
+    drop_nested: opt.DropNestedOption = False,
+    landmarks: opt.LandmarksOption = "detector",
+    mask: opt.MaskOption = MaskKind.PARSING,
+    smooth: Annotated[
+        bool,
+        typer.Option(
+            "--smooth/--no-smooth",
+            help="Smooth each tracked face's landmarks over time, so the face holds steady.",
+            rich_help_panel=opt.PIPELINE,
+        ),
+    ] = True,
+    half: opt.HalfOption = False,
+    compile_model: opt.CompileOption = False,
+    exact: opt.ExactOption = False,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            show_default=False,
+            help="Begin here: seconds or [HH:]MM:SS[.ms].",
+            rich_help_panel=FILM,
+        ),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            "--duration",
+            show_default=False,
+            help="Restore this long: seconds or [HH:]MM:SS[.ms]. Default: to the end.",
+            rich_help_panel=FILM,
+        ),
+    ] = None,
+    codec: Annotated[
+        str | None,
+        typer.Option(
+            "--codec",
+            show_default=False,
+            help="Video encoder (libx264, libx265, libvpx-vp9, ffv1…). Default: the input's "
+            "codec when it can be encoded here, else libx264.",
+            rich_help_panel=FILM,
+        ),
+    ] = None,
+    crf: Annotated[
+        int | None,
+        typer.Option(
+            "--crf",
+            min=0,
+            max=63,
+            show_default=False,
+            help="Quality of x264/x265/VP9/AV1: lower is better and bigger. Default: 18.",
+            rich_help_panel=FILM,
+        ),
+    ] = None,
+    segment: Annotated[
+        float | None,
+        typer.Option(
+            "--segment",
+            min=0.001,
+            show_default=False,
+            help="Restore in independent segments of this many seconds, kept in "
+            "OUTPUT.segments/ and joined at the end; a rerun redoes only missing ones.",
+            rich_help_panel=FILM,
+        ),
+    ] = None,
+    overwrite: opt.OverwriteOption = False,
+    quiet: opt.QuietOption = False,
+) -> None:
+    """Restore the faces of a film, frame by frame, as a stream.
+
+    Frame rate, frame count, duration, size and rotation are kept;
+    audio and subtitles are copied unchanged; frames without faces
+    pass through. The first Ctrl-C finishes the frames in flight and
+    keeps them as NAME.partial.EXT; a second one stops at once.
+
+    Exit codes: 0 done; 1 the film could not be read or written to
+    the end; 2 usage or set-up error, found before any output is
+    written; 130 interrupted.
+    """
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        raise fail("gpen video needs PyAV (Python 3.11+): pip install 'gpen-cli[video]'") from None
+    from gpen_cli.batch.signals import graceful_stop
+    from gpen_cli.video import VideoOptions, Window, plan_video
+
+    setup_logging(quiet)
+    begin = parse_time(start, "--start") or Fraction(0)
+    length = parse_time(duration, "--duration")
+    if length is not None and length <= 0:
+        raise GpenError(f"--duration must be more than 0, got {duration}")
+    window = Window(begin, None if length is None else begin + length)
+    if output is None:
+        output = source.with_name(f"{source.stem}_gpen{source.suffix}")
+    options = VideoOptions(
+        window=window, codec=codec, crf=crf, segment=segment, smooth=smooth, overwrite=overwrite
+    )
+    settings = opt.RestoreSettings.from_arguments(
+        {**locals(), "aligned": False, "keep_resized": False}
+    )
+    fingerprint = {
+        k: str(v) for k, v in vars(settings).items() if k not in ("device", "weights_dir")
+    }
+    job = plan_video(source, output, options, fingerprint)
+    try:
+        if quiet:
+            restorer = settings.build_restorer()
+        else:
+            with console.status("Loading models…", spinner="dots"):
+                restorer = settings.build_restorer()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+    stop = threading.Event()
+    progress = _progress(quiet)
+
+    def on_frame(frame) -> None:
+        task = progress.tasks[0]
+        faces = task.fields["faces"] + frame.faces
+        elapsed = task.elapsed or 0.0
+        progress.update(0, advance=1, faces=faces, rate=faces / elapsed if elapsed else 0.0)
+
+    def on_first() -> None:
+        err_console.print(
+            "[yellow]stopping:[/] finishing the frames in flight; Ctrl-C again stops at once",
+            highlight=False,
+        )
+
+    def on_second() -> None:
+        err_console.show_cursor(True)
+        err_console.print("\n[red]stopped[/] (no partial film kept)", highlight=False)
+
+    try:
+        with progress, graceful_stop(stop, on_first, on_second):
+            progress.add_task("Restoring", total=job.frames_to_do(), faces=0, rate=0.0)
+            outcome = job.run(restorer, stop, on_frame)
+    except GpenError as exc:
+        raise fail(str(exc), EXIT_SOME_FAILED) from None
+    if not quiet or outcome.interrupted:
+        _print_outcome(job, outcome)
+    if outcome.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(video)
