@@ -125,7 +125,7 @@ class ParsingMasker:
         )
         what = "ParseNet face-parsing state dict"
         load_strict(network, read_state_dict(weights_path, what), str(weights_path), what)
-        network = network.eval().requires_grad_(False)
+        network = _without_identity_copies(network.eval().requires_grad_(False))
         self.network = network.to(self.device, self.dtype, memory_format=torch.channels_last)
 
     def labels(self, batch: torch.Tensor) -> torch.Tensor:
@@ -145,6 +145,23 @@ class ParsingMasker:
             for face, label_map in zip(faces, labels.cpu().numpy(), strict=True):
                 masks.append(labels_to_mask(label_map, face.shape[0]))
         return masks
+
+
+def _without_identity_copies(network: torch.nn.Module) -> torch.nn.Module:
+    """ParseNet with its pass-through layers made true pass-throughs.
+
+    facexlib writes a 'none' normalisation or activation as `x * 1.0`: a full copy of a
+    512 px activation each time, about a tenth of the network's time. `nn.Identity` gives the
+    same values without the copy.
+    """
+    from facexlib.parsing.parsenet import NormLayer, ReluLayer
+
+    for module in network.modules():
+        if isinstance(module, NormLayer) and module.norm_type == "none":
+            module.norm = torch.nn.Identity()
+        elif isinstance(module, ReluLayer) and not isinstance(module.func, torch.nn.Module):
+            module.func = torch.nn.Identity()
+    return network
 
 
 def make_masker(
