@@ -202,15 +202,18 @@ def test_checksums_pass_on_the_real_detectors():
     assert "retinaface-mobile" in result.detail and "yunet" in result.detail
 
 
-def test_weights_present_lists_files_and_asks_for_a_generator(context):
+def test_weights_present_lists_files_and_asks_for_a_generator_and_parsing(context):
     context.weights_dir.mkdir()
     (context.weights_dir / MOBILE.filename).write_bytes(b"x" * 1_500_000)
     result = storage.weights_present(context)
     assert result.status == WARN
     assert "retinaface-mobile 1.5 MB" in result.detail
-    assert result.fix.startswith("gpen weights download GPEN-BFR-512 --weights-dir")
+    assert "no GPEN generator and face parsing yet" in result.detail
+    assert result.fix.startswith("gpen weights download GPEN-BFR-512 parsenet --weights-dir")
 
     (context.weights_dir / "GPEN-BFR-256.pth").write_bytes(b"x")
+    assert storage.weights_present(context).status == WARN  # the default mask needs ParseNet
+    (context.weights_dir / "parsing_parsenet.pth").write_bytes(b"x")
     assert storage.weights_present(context).status == PASS
 
 

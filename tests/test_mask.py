@@ -127,3 +127,18 @@ def test_wrong_parsing_weights_are_named(tmp_path) -> None:
     torch.save({"conv.weight": torch.zeros(3, 3)}, bogus)
     with pytest.raises(CheckpointError, match="not a ParseNet face-parsing state dict"):
         ParsingMasker(bogus)
+
+
+def test_parsing_runs_in_bounded_chunks_whatever_the_face_count(parsenet_file, monkeypatch):
+    # Memory follows the chunk, not the photo: 29 faces never become one 29-face batch.
+    masker = ParsingMasker(parsenet_file, chunk=2)
+    seen = []
+
+    def labels(batch):
+        seen.append(batch.shape[0])
+        return torch.zeros(batch.shape[0], 512, 512, dtype=torch.long)
+
+    monkeypatch.setattr(masker, "labels", labels)
+    masks = masker([np.zeros((64, 64, 3), np.uint8)] * 5)
+    assert seen == [2, 2, 1] and len(masks) == 5
+    assert all(mask.shape == (64, 64) and mask.max() == 0 for mask in masks)

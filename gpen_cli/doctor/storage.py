@@ -21,8 +21,8 @@ LOW_DISK_BYTES = 2 * 10**9
 FOLDER_FIX = "pass --weights-dir or set GPEN_WEIGHTS_DIR to a writable folder"
 
 # What a plain `gpen restore` needs, by kind.
-_DEFAULTS = {"gpen": DEFAULT_MODEL, "detector": DEFAULT_DETECTOR}
-_KIND_LABELS = {"gpen": "GPEN generator", "detector": "face detector"}
+_DEFAULTS = {"gpen": DEFAULT_MODEL, "detector": DEFAULT_DETECTOR, "parsing": "parsenet"}
+_KIND_LABELS = {"gpen": "GPEN generator", "detector": "face detector", "parsing": "face parsing"}
 
 
 def _megabytes(size: int) -> str:
