@@ -310,3 +310,15 @@ def test_photo_without_faces_is_passed_through_byte_for_byte(
     as_png = run(str(source), "--ext", "png", checkpoint=tiny_checkpoint, weights_dir=weights_dir)
     assert as_png.exit_code == 0, as_png.output
     assert np.array_equal(cv2.imread(str(tmp_path / "landscape_gpen.png")), cv2.imread(str(source)))
+
+
+def test_help_version_and_short_help_flag():
+    from gpen_cli import __version__
+
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.strip() == f"gpen-cli {__version__}"
+    for command in ("restore", "batch", "bench", "doctor"):
+        shown = runner.invoke(app, [command, "-h"], env={"COLUMNS": "80"})
+        assert shown.exit_code == 0, shown.output
+        assert f"$ gpen {command}" in shown.output  # examples first
+        assert "<bool>" not in shown.output and "<str>" not in shown.output

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
+
+from gpen_cli import __version__
 
 app = typer.Typer(
     name="gpen",
     help="Restore faces in old, blurry or compressed photos with GPEN.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # sub-commands inherit it
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"gpen-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Restore faces in old, blurry or compressed photos with GPEN."""
+
 
 # Each module defines `register(app)`; the order is the order of `gpen --help`.
 _COMMAND_MODULES = ["restore", "batch", "video", "weights", "doctor", "bench"]

@@ -183,6 +183,10 @@ def batch(
 ) -> None:
     """Restore every photo of a folder tree into OUTPUT, mirroring its layout.
 
+    $ gpen batch ./archive -o ./restored --report report.json
+
+    $ gpen batch ./scans -o ./out --glob "*.tif" --batch-size 8 --half
+
     Outputs are written atomically; run the same command again after a stop and it skips
     what is done. The first Ctrl-C finishes the photos in flight and writes the report,
     a second one stops at once.

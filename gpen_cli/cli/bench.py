@@ -155,7 +155,11 @@ def bench(
     as_markdown: MarkdownOption = False,
     quiet: opt.QuietOption = False,
 ) -> None:
-    """Time decode, detect, align, forward, paste and encode for each configuration.
+    """Time every stage of the pipeline (detect, GPEN, mask, paste…) per configuration.
+
+    $ gpen bench --size 256 -b 1 4
+
+    $ gpen bench --images ./photos -b 4 --half --markdown
 
     The faithful path (--exact, FP32, batch 1, eager) is always measured first; speed-ups
     are relative to it. --half, --compile and --exact apply to every other configuration.

@@ -54,6 +54,10 @@ def register(app: typer.Typer) -> None:
 def doctor(as_json: JsonOption = False, weights_dir: WeightsDirOption = None) -> None:
     """Check numpy, OpenCV, torch, the GPU, the weights, and restore a test photo.
 
+    $ gpen doctor
+
+    $ gpen doctor --json --weights-dir ./weights
+
     Exit status 1 when any check fails; warnings alone exit 0.
     """
     # Imported here so `gpen --help` stays fast; the doctor package itself is light.

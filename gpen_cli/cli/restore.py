@@ -187,6 +187,12 @@ def restore(
 ) -> None:
     """Restore the faces in each photo and save the result.
 
+    $ gpen restore photo.jpg  (writes photo_gpen.jpg beside it)
+
+    $ gpen restore old/*.png -o restored/ --compare
+
+    $ gpen restore scan.tif --fidelity-weight 0.7 --mask rect
+
     Exit codes: 0 every input was restored or had no face; 1 some inputs failed;
     2 usage or set-up error (bad option, missing weights), found before any output is written.
     """

@@ -175,6 +175,12 @@ def video(
 ) -> None:
     """Restore the faces of a film, frame by frame, as a stream.
 
+    $ gpen video clip.mp4 -o clip_gpen.mp4
+
+    $ gpen video film.mkv -o part.mkv --start 1:30 --duration 20
+
+    $ gpen video film.mp4 -o film_gpen.mp4 --segment 60
+
     Frame rate, frame count, duration, size and rotation are kept;
     audio and subtitles are copied unchanged; frames without faces
     pass through. The first Ctrl-C finishes the frames in flight and
