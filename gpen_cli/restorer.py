@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 from torch import nn
 
-from gpen_cli.config import MaskKind
+from gpen_cli.config import DetectorName, LandmarkSource, MaskKind
 from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
 from gpen_cli.errors import GpenError
+from gpen_cli.names import match_name, parse_choice
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
 from gpen_cli.stages.blend import blend_fidelity
 from gpen_cli.stages.clahe import apply_clahe
@@ -102,14 +103,18 @@ def resolve_model(
 
     if isinstance(model, nn.Module):
         return model
-    if str(model) in MODELS:
-        if MODELS[str(model)].kind != "gpen":
-            raise GpenError(f"{model} is a {MODELS[str(model)].kind} model, not a GPEN generator")
-        return load_gpen(ensure_weight(str(model), weights_dir), device=device)
+    name = {known.lower(): known for known in MODELS}.get(str(model).lower())
+    if name is not None:
+        if MODELS[name].kind != "gpen":
+            raise GpenError(f"{name} is a {MODELS[name].kind} model, not a GPEN generator")
+        return load_gpen(ensure_weight(name, weights_dir), device=device)
     path = Path(model)
     if not path.exists():
-        gpen_names = ", ".join(name for name, spec in MODELS.items() if spec.kind == "gpen")
-        raise GpenError(f"--model {model}: no such file, and not a known model ({gpen_names})")
+        gpen_names = [known for known, spec in MODELS.items() if spec.kind == "gpen"]
+        try:
+            match_name(str(model), gpen_names, "GPEN model")
+        except GpenError as exc:
+            raise GpenError(f"{model}: no such file, and {exc}") from None
     return load_gpen(path, device=device)
 
 
@@ -148,7 +153,7 @@ class FaceRestorer:
         min_face_size: float = 0,
         score_threshold: float = 0.9,
         drop_nested: bool = False,
-        landmarks: str = "detector",
+        landmarks: LandmarkSource | str = LandmarkSource.DETECTOR,
         mask: MaskKind | str = MaskKind.PARSING,
         aligned: bool = False,
         half: bool = False,
@@ -156,6 +161,11 @@ class FaceRestorer:
         exact: bool = False,
         clock: StageClock | NoClock | None = None,
     ):
+        # Every choice is checked before anything loads or downloads.
+        mask = parse_choice(MaskKind, mask, "mask")
+        landmarks = parse_choice(LandmarkSource, landmarks, "landmark source")
+        if isinstance(detector, str):
+            detector = parse_choice(DetectorName, detector, "detector").value
         if not 0.0 <= fidelity_weight <= 1.0:
             raise GpenError(f"--fidelity-weight must be between 0 and 1, got {fidelity_weight}")
         if short_edge is not None and not 16 <= short_edge <= MAX_SHORT_EDGE:
@@ -281,12 +291,10 @@ class FaceRestorer:
         return self.finish(prepared, self.forward(prepared.model_inputs))
 
 
-def _landmark_refiner(landmarks: str, weights_dir: Path | None, device: Any):
+def _landmark_refiner(landmarks: LandmarkSource, weights_dir: Path | None, device: Any):
     """face-alignment's 68-point model for `--landmarks fan`; None keeps the detector's."""
-    if landmarks == "detector":
+    if landmarks is LandmarkSource.DETECTOR:
         return None
-    if landmarks != "fan":
-        raise GpenError(f"--landmarks must be 'detector' or 'fan', got {landmarks!r}")
     from gpen_cli.stages.detect import FanLandmarks
     from gpen_cli.weights import ensure_weight
 

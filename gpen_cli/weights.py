@@ -190,12 +190,10 @@ class DownloadError(GpenError):
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The registry entry for `name`, or an error listing every known name."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        known = ", ".join(MODELS)
-        raise GpenError(f"unknown model {name!r}; known models: {known}") from None
+    """The registry entry for `name` (any case), or an error with a "did you mean"."""
+    from gpen_cli.names import match_name
+
+    return MODELS[match_name(name, MODELS, "model")]
 
 
 def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[Path, str]:

@@ -183,5 +183,22 @@ def test_model_size_must_be_known():
 def test_bad_options_are_one_line_errors():
     with pytest.raises(GpenError, match="fidelity-weight"):
         FaceRestorer(Identity(128), OneFace(LANDMARKS), fidelity_weight=1.5)
-    with pytest.raises(GpenError, match="not a known model"):
+    with pytest.raises(GpenError, match="no such file, and unknown GPEN model"):
         FaceRestorer("no-such-model.pth", OneFace(LANDMARKS))
+
+
+def test_names_match_any_case_and_typos_get_a_suggestion(tmp_path):
+    from gpen_cli.names import match_name
+    from gpen_cli.weights import get_spec
+
+    assert get_spec("gpen-bfr-512").name == "GPEN-BFR-512"
+    with pytest.raises(GpenError, match="did you mean retinaface-mobile"):
+        FaceRestorer(Identity(128), "retinaface-mobil", device="cpu")
+    with pytest.raises(GpenError, match="did you mean fan"):
+        FaceRestorer(Identity(128), OneFace(LANDMARKS), landmarks="fan2", device="cpu")
+    with pytest.raises(GpenError, match="did you mean GPEN-BFR-512"):
+        FaceRestorer("GPEN-BFR-51", OneFace(LANDMARKS), weights_dir=tmp_path)
+    assert match_name("YUNET", ["yunet"], "detector") == "yunet"
+    with pytest.raises(GpenError, match="unknown detector 'dlib'; known: yunet"):
+        match_name("dlib", ["yunet"], "detector")
+    assert not list(tmp_path.iterdir())  # refused before anything was fetched

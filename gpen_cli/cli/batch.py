@@ -27,7 +27,7 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
-from gpen_cli.config import MaskKind
+from gpen_cli.config import LandmarkSource, MaskKind
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
 from gpen_cli.report import ReportEntry, summarize, write_report
 
@@ -144,7 +144,7 @@ def batch(
     min_face_size: opt.MinFaceOption = 0.0,
     score_threshold: opt.ThresholdOption = 0.9,
     drop_nested: opt.DropNestedOption = False,
-    landmarks: opt.LandmarksOption = "detector",
+    landmarks: opt.LandmarksOption = LandmarkSource.DETECTOR,
     mask: opt.MaskOption = MaskKind.PARSING,
     half: opt.HalfOption = False,
     compile_model: opt.CompileOption = False,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gpen_cli.config import MaskKind
+from gpen_cli.config import DetectorName, LandmarkSource, MaskKind
 from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
 from gpen_cli.errors import GpenError
 
@@ -26,9 +26,11 @@ ModelOption = Annotated[
     ),
 ]
 DetectorOption = Annotated[
-    str,
+    DetectorName,
     typer.Option(
-        help="Face detector: retinaface (= retinaface-resnet50), retinaface-mobile or yunet.",
+        case_sensitive=False,
+        help="Face detector: retinaface (= retinaface-resnet50, as the official code), "
+        "retinaface-mobile (fast) or yunet.",
         rich_help_panel=PIPELINE,
     ),
 ]
@@ -126,9 +128,10 @@ ThresholdOption = Annotated[
     ),
 ]
 LandmarksOption = Annotated[
-    str,
+    LandmarkSource,
     typer.Option(
         "--landmarks",
+        case_sensitive=False,
         help="detector: the detector's 5 points; fan: face-alignment's 68 points reduced to 5.",
         rich_help_panel=PIPELINE,
     ),
@@ -137,6 +140,7 @@ MaskOption = Annotated[
     MaskKind,
     typer.Option(
         "--mask",
+        case_sensitive=False,
         help="Paste mask: parsing (the official face-parsing mask) or rect (the official "
         "feathered square: much faster, also pastes GPEN's hair and background).",
         rich_help_panel=PIPELINE,
@@ -234,7 +238,7 @@ class RestoreSettings:
     """The pipeline options as the user gave them."""
 
     model: str = DEFAULT_MODEL
-    detector: str = DEFAULT_DETECTOR
+    detector: DetectorName | str = DEFAULT_DETECTOR
     weights_dir: Path | None = None
     device: str = "auto"
     batch_size: int | None = None
@@ -247,7 +251,7 @@ class RestoreSettings:
     min_face_size: float = 0.0
     score_threshold: float = 0.9
     drop_nested: bool = False
-    landmarks: str = "detector"
+    landmarks: LandmarkSource = LandmarkSource.DETECTOR
     mask: MaskKind = MaskKind.PARSING
     half: bool = False
     compile_model: bool = False

@@ -27,7 +27,7 @@ from gpen_cli.cli.common import (
     one_line_errors,
     setup_logging,
 )
-from gpen_cli.config import MaskKind
+from gpen_cli.config import LandmarkSource, MaskKind
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def video(
     min_face_size: opt.MinFaceOption = 0.0,
     score_threshold: opt.ThresholdOption = 0.9,
     drop_nested: opt.DropNestedOption = False,
-    landmarks: opt.LandmarksOption = "detector",
+    landmarks: opt.LandmarksOption = LandmarkSource.DETECTOR,
     mask: opt.MaskOption = MaskKind.PARSING,
     smooth: Annotated[
         bool,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from gpen_cli.checkpoints import load_strict, read_state_dict
+from gpen_cli.config import DetectorName
 from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.faces import Face
 
@@ -337,22 +338,21 @@ class _DetectorSpec(NamedTuple):
 _RESNET50 = _DetectorSpec("retinaface-resnet50", RetinaFaceDetector, {"network": "resnet50"}, True)
 
 _DETECTORS: dict[str, _DetectorSpec] = {
-    "retinaface": _RESNET50,
-    "retinaface-resnet50": _RESNET50,
-    "retinaface-mobile": _DetectorSpec(
+    DetectorName.RETINAFACE.value: _RESNET50,
+    DetectorName.RETINAFACE_RESNET50.value: _RESNET50,
+    DetectorName.RETINAFACE_MOBILE.value: _DetectorSpec(
         "retinaface-mobile", RetinaFaceDetector, {"network": "mobile0.25"}, True
     ),
-    "yunet": _DetectorSpec("yunet", YuNetDetector, {}, False),
+    DetectorName.YUNET.value: _DetectorSpec("yunet", YuNetDetector, {}, False),
 }
 
-DETECTOR_NAMES = tuple(_DETECTORS)
+DETECTOR_NAMES = tuple(name.value for name in DetectorName)
 
 
 def _spec(name: str) -> _DetectorSpec:
-    spec = _DETECTORS.get(name)
-    if spec is None:
-        raise GpenError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTOR_NAMES)}")
-    return spec
+    from gpen_cli.names import match_name
+
+    return _DETECTORS[match_name(name, DETECTOR_NAMES, "detector")]
 
 
 def detector_weight_name(name: str) -> str:
