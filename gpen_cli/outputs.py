@@ -17,12 +17,18 @@ from gpen_cli.stages.save import copy_file, save_image
 COMPARE_MAX_HEIGHT = 1600
 
 
+# Extras go to sub-folders of the output's folder, so a rerun over `*.jpg` never takes them
+# for photos, and the results stay together.
+COMPARE_FOLDER = "gpen-compare"
+FACES_FOLDER = "gpen-faces"
+
+
 def compare_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}_compare.jpg")
+    return output.parent / COMPARE_FOLDER / f"{output.stem}.jpg"
 
 
 def faces_dir(output: Path) -> Path:
-    return output.with_name(f"{output.stem}_faces")
+    return output.parent / FACES_FOLDER / output.stem
 
 
 def remove_stale_partials(output: Path) -> None:

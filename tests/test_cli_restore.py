@@ -81,8 +81,8 @@ def test_restores_a_photo_with_report_compare_and_faces(
     original = cv2.imread(str(portrait))
     assert restored.shape == original.shape
     assert np.abs(restored.astype(int) - original).mean() > 0.5  # the face was replaced
-    assert (out / "portrait_compare.jpg").is_file()
-    assert sorted(p.name for p in (out / "portrait_faces").iterdir()) == [
+    assert (out / "gpen-compare" / "portrait.jpg").is_file()
+    assert sorted(p.name for p in (out / "gpen-faces" / "portrait").iterdir()) == [
         "face00_input.png",
         "face00_restored.png",
     ]
@@ -322,3 +322,25 @@ def test_help_version_and_short_help_flag():
         assert shown.exit_code == 0, shown.output
         assert f"$ gpen {command}" in shown.output  # examples first
         assert "<bool>" not in shown.output and "<str>" not in shown.output
+
+
+def test_rerun_skips_its_own_outputs_and_o_file_needs_one_input(
+    tmp_path, portrait, tiny_checkpoint, weights_dir
+):
+    other = portrait.with_name("second.jpg")
+    other.write_bytes(portrait.read_bytes())
+    first = run(str(portrait), str(other), "--mask", "rect",
+                checkpoint=tiny_checkpoint, weights_dir=weights_dir)  # fmt: skip
+    assert first.exit_code == 0, first.output
+    made = sorted(p.name for p in portrait.parent.iterdir())
+    assert made == ["portrait.jpg", "portrait_gpen.jpg", "second.jpg", "second_gpen.jpg"]
+    # `gpen restore in/*.jpg` again: the earlier outputs are among the inputs now.
+    again = run(*sorted(str(p) for p in portrait.parent.glob("*.jpg")), "--overwrite",
+                "--mask", "rect", checkpoint=tiny_checkpoint, weights_dir=weights_dir)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "the output of" in again.output and "from an earlier run" in again.output
+    assert sorted(p.name for p in portrait.parent.iterdir()) == made  # no *_gpen_gpen.jpg
+    to_file = run(str(portrait), str(other), "-o", str(tmp_path / "one.png"),
+                  checkpoint=tiny_checkpoint, weights_dir=weights_dir)  # fmt: skip
+    assert to_file.exit_code == 2 and "2 inputs need an output folder" in to_file.output
+    assert not (tmp_path / "one.png").exists()

@@ -165,13 +165,15 @@ def test_restore_removes_what_a_killed_run_left(tmp_path, tiny_checkpoint):
     photo = write_photo(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
     out.mkdir()
-    leftovers = [out / ".a.png.0123abcd.partial", out / ".a_compare.jpg.89abcdef.partial"]
+    (out / "gpen-compare").mkdir()
+    leftovers = [out / ".a.png.0123abcd.partial", out / "gpen-compare" / ".a.jpg.89abcdef.partial"]
     unrelated = out / ".b.png.0123abcd.partial"  # not this run's output: left alone
     for path in [*leftovers, unrelated]:
         path.write_bytes(b"half a file")
     result = invoke("restore", photo, "-o", out, *aligned(tiny_checkpoint), "--compare")
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in out.iterdir()) == [unrelated.name, "a.png", "a_compare.jpg"]
+    assert sorted(path.name for path in out.iterdir()) == [unrelated.name, "a.png", "gpen-compare"]
+    assert [path.name for path in (out / "gpen-compare").iterdir()] == ["a.jpg"]
 
 
 # --------------------------------------------------------------------------- two batch runs

@@ -84,21 +84,22 @@ def restore_file(
 def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path]:
     """Output path of each input. `-o` is a folder when it is one, has no extension, or
     several inputs share it; otherwise it is the output file of a single input."""
-    from gpen_cli.stages.save import WRITABLE_EXTENSIONS, output_path_for
+    from gpen_cli.stages.save import WRITABLE_EXTENSIONS
 
     as_folder = None
     if output is not None:
-        as_folder = output.is_dir() or not output.suffix or len(inputs) > 1
-        if as_folder and output.is_file():
+        as_folder = output.is_dir() or not output.suffix
+        if not as_folder and len(inputs) > 1:
             raise GpenError(
-                f"-o {output}: several inputs need an output folder, and this is a file"
+                f"-o {output}: {len(inputs)} inputs need an output folder; name one without "
+                "an extension (it is created)"
             )
         if not as_folder and output.suffix.lower() not in WRITABLE_EXTENSIONS:
             raise GpenError(
                 f"-o {output}: cannot write {output.suffix} files; "
                 f"use one of {', '.join(WRITABLE_EXTENSIONS)}"
             )
-    paths = [output_path_for(source, output, ext=ext, is_dir_output=as_folder) for source in inputs]
+    paths = targets(inputs, output, ext, as_folder)
     for path in paths:
         _refuse_input_as_output(path, inputs)
     seen: dict[Path, Path] = {}
@@ -109,6 +110,29 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
             )
         seen[path] = source
     return paths
+
+
+def targets(
+    inputs: list[Path], output: Path | None, ext: str, as_folder: bool | None
+) -> list[Path]:
+    """Where each input's result goes, unchecked."""
+    from gpen_cli.stages.save import output_path_for
+
+    return [output_path_for(source, output, ext=ext, is_dir_output=as_folder) for source in inputs]
+
+
+def earlier_outputs(inputs: list[Path], output: Path | None, ext: str) -> dict[Path, Path]:
+    """Inputs that are another input's default output (`photo_gpen.jpg` beside `photo.jpg`
+    when `gpen restore *.jpg` runs again), mapped to the input they came from."""
+    if output is not None:
+        return {}
+    outputs = targets(inputs, None, ext, None)
+    given = {source.resolve(): source for source in inputs}
+    return {
+        given[target.resolve()]: source
+        for source, target in zip(inputs, outputs, strict=True)
+        if target.resolve() in given
+    }
 
 
 def _refuse_input_as_output(path: Path, inputs: list[Path]) -> None:
@@ -202,6 +226,9 @@ def restore(
     opt.check_ext(ext)
     opt.check_device(device)
     settings = opt.RestoreSettings.from_arguments(locals())
+    # A rerun over the same files must not restore its own earlier outputs.
+    made_before = earlier_outputs(inputs, output, ext)
+    inputs = [source for source in inputs if source not in made_before]
     outputs = plan_outputs(inputs, output, ext)
     for folder in dict.fromkeys(path.parent for path in outputs):
         check_writable_folder(folder, "-o" if output is not None else "output folder")
@@ -238,6 +265,15 @@ def restore(
             )
             progress.advance(task)
     elapsed = time.perf_counter() - started
+    entries += [
+        ReportEntry(
+            input=str(path),
+            output=None,
+            status="skipped",
+            error=f"{path}: the output of {source} from an earlier run; not restored again",
+        )
+        for path, source in made_before.items()
+    ]
 
     report_error = None
     if report is not None:
