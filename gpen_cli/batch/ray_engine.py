@@ -42,6 +42,10 @@ INSTALL_HINT = "pip install 'gpen-cli[ray]'"
 # share a core. A claim unlike the model actor's also keeps Ray Data from fusing these steps
 # into the actor (it fuses neighbouring steps whose claims match), so they stay CPU tasks.
 CPU_STEP_CPUS = 0.5
+# What a model actor without a GPU claims: a token for placement. Its torch threads use the
+# cores the other steps leave; a whole core each would leave none for the CPU steps (and so
+# stall the job) as soon as there are as many actors as CPUs.
+CPU_ACTOR_CPUS = 0.25
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,9 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
             include_dashboard=False,
             logging_level=logging.ERROR,
             log_to_driver=False,
+            # Ray lowers its workers' priority (nice 15); here they do all of the job's work,
+            # and should compete for the CPU as the thread engine's threads do.
+            _system_config=None if options.address else {"worker_niceness": 0},
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"--address {options.address}" if options.address else "a local Ray"
@@ -200,7 +207,7 @@ def build_dataset(
             batch_size=options.photos_per_call,
             batch_format="numpy",
             compute=ActorPoolStrategy(size=options.model_actors),
-            num_cpus=0 if options.gpus_per_actor else 1,
+            num_cpus=0 if options.gpus_per_actor else CPU_ACTOR_CPUS,
             num_gpus=options.gpus_per_actor or None,
         )
         .map(
