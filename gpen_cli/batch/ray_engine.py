@@ -199,7 +199,11 @@ def build_dataset(
     DataContext.get_current().enable_progress_bars = False  # the CLI draws its own
     worker = {"settings": settings, "threads": options.torch_threads}
     return (
-        ray.data.from_items([{"photo": Photo(task)} for task in tasks])
+        # One photo per block: Ray Data streams blocks, so each photo moves on to the next
+        # step as soon as it is ready (bundled again into batches for the actors).
+        ray.data.from_items(
+            [{"photo": Photo(task)} for task in tasks], override_num_blocks=len(tasks)
+        )
         .map(prepare_row, fn_kwargs=worker, num_cpus=CPU_STEP_CPUS)
         .map_batches(
             GpenActor,

@@ -307,7 +307,12 @@ def batch(
 
     def on_first() -> None:
         err_console.print(
-            "[yellow]stopping:[/] finishing the photos in flight; press Ctrl-C again to stop now",
+            "[yellow]stopping:[/] "
+            + (
+                "finishing the photos in flight; press Ctrl-C again to stop now"
+                if engine == "thread"
+                else "cancelling the Ray job; press Ctrl-C again to stop now"
+            ),
             highlight=False,
         )
 
