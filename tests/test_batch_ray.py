@@ -227,3 +227,12 @@ def test_ray_options_are_refused_without_the_ray_engine(tmp_path):
         app, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model-actors", "2"]
     )
     assert result.exit_code == 2 and "need --engine ray" in result.output
+
+
+def test_an_address_nobody_answers_at_is_one_line_at_once():
+    from gpen_cli.batch.ray_engine import check_reachable
+    from gpen_cli.errors import GpenError
+
+    with pytest.raises(GpenError, match="no Ray cluster answers there"):
+        check_reachable("127.0.0.1:1", timeout=2)
+    check_reachable("auto")  # left to Ray

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,6 +156,17 @@ def _import_ray() -> Any:
     return ray
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse a HOST:PORT nobody answers at, in seconds: Ray itself keeps retrying for minutes."""
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto' or no address: Ray finds (or starts) the cluster itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise GpenError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+
+
 @contextmanager
 def ray_session(options: RayOptions) -> Iterator[Any]:
     """Connect to the cluster at `options.address`, or start a quiet local Ray; a session
@@ -166,6 +178,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    check_reachable(options.address)
     try:
         ray.init(
             address=options.address,
