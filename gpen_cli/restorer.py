@@ -164,7 +164,7 @@ class FaceRestorer:
         # Every choice is checked before anything loads or downloads.
         mask = parse_choice(MaskKind, mask, "mask")
         landmarks = parse_choice(LandmarkSource, landmarks, "landmark source")
-        if isinstance(detector, str):
+        if isinstance(detector, str) and not aligned:
             detector = parse_choice(DetectorName, detector, "detector").value
         if not 0.0 <= fidelity_weight <= 1.0:
             raise GpenError(f"--fidelity-weight must be between 0 and 1, got {fidelity_weight}")

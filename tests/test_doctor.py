@@ -417,3 +417,15 @@ def test_doctor_passes_on_this_machine(monkeypatch):
     assert self_test["status"] == PASS
     assert "restored 1 face(s) of skimage's astronaut" in self_test["detail"]
     assert "random weights: checks the plumbing, not the restoration" in self_test["detail"]
+
+
+def test_ray_extra_that_cannot_import_fails_with_the_pinned_install(monkeypatch, context):
+    from gpen_cli.doctor import ray_extra
+
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    monkeypatch.setitem(sys.modules, "ray.data", None)  # as when pyarrow refuses numpy 1.x
+
+    result = ray_extra.ray_extra(context)
+
+    assert result.status == "FAIL" and "import ray.data" in result.detail
+    assert "pyarrow<26" in result.fix

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOptions, BatchOutcome
 
 SCAN = "Folder scan"
+RAY = "Ray engine"
+ENGINES = ("thread", "ray")
 
 
 def _progress(quiet: bool) -> Progress:
@@ -63,6 +65,29 @@ def _count_in_background(
         progress.update(task, total=total)
 
     threading.Thread(target=count, name="gpen-batch-count", daemon=True).start()
+
+
+def _ray_options(
+    address: str | None,
+    workers: int | None,
+    model_actors: int,
+    gpus_per_worker: float,
+    batch_size: int | None,
+):
+    """Where the Ray engine runs: a local Ray gets --workers CPUs (default: all) and the
+    torch threads the thread engine would use here, so both give the same bytes."""
+    import torch
+
+    from gpen_cli.batch.ray_engine import RayOptions
+
+    return RayOptions(
+        address=address,
+        cpus=workers,
+        model_actors=model_actors,
+        gpus_per_actor=gpus_per_worker,
+        photos_per_call=max(8, batch_size or 0),
+        torch_threads=None if address else torch.get_num_threads(),
+    )
 
 
 def print_summary(outcome: BatchOutcome) -> None:
@@ -130,8 +155,9 @@ def batch(
             "-j",
             min=1,
             show_default=False,
-            help="Threads decoding, detecting and writing beside the generator. "
-            "Default: min(4, CPU count).",
+            help="Threads decoding, detecting and writing beside the generator "
+            "(default: min(4, CPU count)); with --engine ray, the CPUs of the local Ray "
+            "(default: all).",
             rich_help_panel=opt.SPEED,
         ),
     ] = None,
@@ -180,6 +206,43 @@ def batch(
         ),
     ] = False,
     quiet: opt.QuietOption = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="thread: this process's threads; ray: Ray Data, on this machine or a cluster "
+            "(pip install 'gpen-cli[ray]').",
+            rich_help_panel=RAY,
+        ),
+    ] = "thread",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            show_default=False,
+            help="Ray cluster to run on ('auto': the one `ray start` began here). "
+            "Default: start a local Ray with --workers CPUs.",
+            rich_help_panel=RAY,
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float,
+        typer.Option(
+            "--gpus-per-worker",
+            min=0.0,
+            help="GPUs each model actor claims (0.5: two actors share a GPU); 0: CPU actors.",
+            rich_help_panel=RAY,
+        ),
+    ] = 0.0,
+    model_actors: Annotated[
+        int,
+        typer.Option(
+            "--model-actors",
+            min=1,
+            help="Model actors, each holding its own copy of the models.",
+            rich_help_panel=RAY,
+        ),
+    ] = 1,
 ) -> None:
     """Restore every photo of a folder tree into OUTPUT, mirroring its layout.
 
@@ -202,6 +265,10 @@ def batch(
     from gpen_cli.preflight import check_report_path, check_writable_folder
 
     setup_logging(quiet)
+    if engine not in ENGINES:
+        raise fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "thread" and (address or gpus_per_worker or model_actors != 1):
+        raise fail("--address, --gpus-per-worker and --model-actors need --engine ray")
     opt.check_ext(ext)
     opt.check_device(device)
     layout = plan_layout(input_dir, output, report)
@@ -244,7 +311,12 @@ def batch(
 
     def on_first() -> None:
         err_console.print(
-            "[yellow]stopping:[/] finishing the photos in flight; press Ctrl-C again to stop now",
+            "[yellow]stopping:[/] "
+            + (
+                "finishing the photos in flight; press Ctrl-C again to stop now"
+                if engine == "thread"
+                else "cancelling the Ray job; press Ctrl-C again to stop now"
+            ),
             highlight=False,
         )
 
@@ -252,10 +324,20 @@ def batch(
         err_console.show_cursor(True)
         err_console.print("\n[red]stopped[/]", highlight=False)
 
+    def run() -> BatchOutcome:
+        if engine == "thread":
+            return restore_folder(restorer, layout, options, stop=stop, on_entry=on_entry)
+        from gpen_cli.batch.ray_engine import restore_folder_ray
+
+        ray_options = _ray_options(address, workers, model_actors, gpus_per_worker, batch_size)
+        return restore_folder_ray(
+            settings, layout, options, ray_options, stop=stop, on_entry=on_entry
+        )
+
     with progress, graceful_stop(stop, on_first, on_second):
         task = progress.add_task("Restoring", total=None, faces=0, rate=0.0)
         _count_in_background(progress, task, layout, options)
-        outcome = restore_folder(restorer, layout, options, stop=stop, on_entry=on_entry)
+        outcome = run()
 
     report_error = None
     if report is not None:

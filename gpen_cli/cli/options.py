@@ -233,9 +233,10 @@ def check_device(device: str) -> None:
     check(device)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RestoreSettings:
-    """The pipeline options as the user gave them."""
+    """The pipeline options as the user gave them; frozen, so an engine's workers can
+    receive it pickled and keep one restorer per distinct settings."""
 
     model: str = DEFAULT_MODEL
     detector: DetectorName | str = DEFAULT_DETECTOR

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,6 +26,7 @@ from gpen_cli.cli.common import (
     err_console,
     fail,
     one_line_errors,
+    say,
     setup_logging,
 )
 from gpen_cli.config import LandmarkSource, MaskKind
@@ -71,7 +73,11 @@ def _print_outcome(job: VideoJob, outcome: VideoOutcome) -> None:
     if outcome.segments_done:
         figures += f"; {outcome.segments_done} of {outcome.segments} segments were done already"
     if not outcome.interrupted:
-        console.print(f"[green]restored:[/] {job.output}: {figures}", highlight=False)
+        console.print(
+            f"[green]restored:[/] {escape(str(job.output))}: {figures}",
+            highlight=False,
+            soft_wrap=True,  # a path is never broken across lines
+        )
         return
     where = f" partial film: {outcome.written};" if outcome.written else ""
     again = (
@@ -79,7 +85,7 @@ def _print_outcome(job: VideoJob, outcome: VideoOutcome) -> None:
         if job.options.segment
         else "a new run starts over (--segment SECONDS makes long films resumable)"
     )
-    err_console.print(f"[yellow]stopped:[/] {figures};{where} {again}", highlight=False)
+    say("[yellow]stopped:[/]", f"{figures};{where} {again}")
 
 
 @one_line_errors

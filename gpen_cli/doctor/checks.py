@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from gpen_cli.doctor import numerics, packages, selftest, storage, torch_env
+from gpen_cli.doctor import numerics, packages, ray_extra, selftest, storage, torch_env
 from gpen_cli.doctor.result import (
     FAIL,
     PASS,
@@ -43,6 +43,7 @@ CHECKS: tuple[Check, ...] = (
     Check(storage.CACHE_WRITABLE, storage.cache_writable),
     Check(storage.FREE_DISK, storage.free_disk),
     Check(selftest.SELF_TEST, selftest.self_test),
+    Check(ray_extra.RAY_EXTRA, ray_extra.ray_extra),
 )
 
 

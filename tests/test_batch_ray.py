@@ -1,0 +1,238 @@
+"""`gpen batch --engine ray`: the thread engine's bytes and report, resume, a killed actor.
+
+One local Ray with 2 CPUs serves the whole module. Photos go through the real RetinaFace
+MobileNet and a random GPEN-64; `--batch-size 1`, because on a multi-threaded CPU the
+generator's float sums depend on which faces share a batch, and the thread engine's batches
+depend on timing (README: "Same bytes").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_file
+from typer.testing import CliRunner
+
+from gpen_cli.atomic import is_partial_file
+from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
+from gpen_cli.batch.scan import ALREADY_DONE
+from gpen_cli.cli import app
+from gpen_cli.cli.options import RestoreSettings
+from gpen_cli.config import MaskKind
+
+ray = pytest.importorskip(
+    "ray.data", reason="the ray extra is not installed (pip install -e '.[test,ray]')"
+)
+from gpen_cli.batch.ray_engine import RayOptions, restore_folder_ray  # noqa: E402
+
+ACTOR_TITLE = "ray::MapWorker(MapBatches(GpenActor))"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreSettings:
+    return RestoreSettings(
+        model=str(tiny_checkpoint),
+        detector="retinaface-mobile",
+        weights_dir=pipeline_weights_dir,
+        device="cpu",
+        batch_size=1,
+        mask=MaskKind.RECT,
+    )
+
+
+def make_folder(root: Path, copies: int = 1) -> Path:
+    """Faces (one and several, nested), a photo without a face, and files that are no photo."""
+    portrait = shared_file("assets/images/portrait_small.jpg")
+    group = shared_file("assets/images/group_small.jpg")
+    (root / "sub").mkdir(parents=True)
+    for index in range(copies):
+        shutil.copy(portrait, root / f"portrait{index}.jpg")
+        shutil.copy(group, root / "sub" / f"group{index}.jpg")
+    gradient = np.linspace(0, 255, 80 * 60, dtype=np.float32).reshape(60, 80).astype(np.uint8)
+    cv2.imwrite(str(root / "no face.png"), gradient)
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "notes.txt").write_text("not a photo")
+    return root
+
+
+def run_ray(settings, source, out, *, stop=None, on_entry=None, actors=1):
+    options = RayOptions(model_actors=actors, photos_per_call=2, torch_threads=2)
+    layout = plan_layout(source, out)
+    return restore_folder_ray(
+        settings, layout, BatchOptions(), options, stop=stop, on_entry=on_entry
+    )
+
+
+def run_threads(settings, source, out):
+    import torch
+
+    torch.set_num_threads(2)  # what the Ray workers use
+    layout = plan_layout(source, out)
+    return restore_folder(settings.build_restorer(), layout, BatchOptions(workers=2))
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def comparable(entries) -> list[tuple]:
+    """What a report says of each photo, less the time it took and the output folder."""
+    return [
+        (e.input, e.output and Path(e.output).name, e.status, e.error, e.faces, e.note)
+        for e in entries
+    ]
+
+
+def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings):
+    source = make_folder(tmp_path / "in")
+
+    by_ray = run_ray(settings, source, tmp_path / "ray")
+    by_threads = run_threads(settings, source, tmp_path / "threads")
+
+    assert tree(tmp_path / "ray") == tree(tmp_path / "threads")
+    assert comparable(by_ray.entries) == comparable(by_threads.entries)
+    statuses = {Path(e.input).name: e.status for e in by_ray.entries}
+    assert statuses == {
+        "portrait0.jpg": "ok",
+        "group0.jpg": "ok",
+        "no face.png": "no_face",
+        "corrupt.jpg": "failed",
+        "notes.txt": "skipped",
+    }
+    assert by_ray.faces == by_threads.faces >= 2 and not by_ray.interrupted
+
+
+def test_parsing_mask_gives_the_same_bytes(tmp_path, settings):
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(shared_file("assets/images/portrait_small.jpg"), source)
+    parsing = RestoreSettings(**{**vars(settings), "mask": MaskKind.PARSING})
+
+    run_ray(parsing, source, tmp_path / "ray")
+    run_threads(parsing, source, tmp_path / "threads")
+
+    assert tree(tmp_path / "ray") == tree(tmp_path / "threads") != {}
+
+
+def test_a_stopped_run_resumes_where_it_stopped(tmp_path, settings):
+    source = make_folder(tmp_path / "in", copies=3)
+    out = tmp_path / "out"
+    stop = threading.Event()
+
+    first = run_ray(settings, source, out, stop=stop, on_entry=lambda entry: stop.set())
+
+    assert first.interrupted
+    written = set(tree(out))
+    assert not any(is_partial_file(path) for path in out.rglob("*"))
+    second = run_ray(settings, source, out)
+
+    done = {e.output for e in second.entries if e.error == ALREADY_DONE}
+    assert {str(out / name) for name in written} == done
+    assert all(
+        e.status in ("ok", "no_face") for e in second.entries if e.output not in done and e.output
+    )
+    photos = [p for p in out.rglob("*.jpg")]
+    assert len(photos) == 6 and all(cv2.imread(str(p)) is not None for p in photos)
+
+
+def actor_pids() -> list[int]:
+    """The processes of the model actors, found by the title Ray gives them."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(
+                ACTOR_TITLE.encode()
+            ):
+                pids.append(int(entry.name))
+        except OSError:  # a process that ended meanwhile
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor's process in /proc")
+def test_a_killed_model_actor_is_restarted_and_every_output_is_valid(tmp_path, settings):
+    source = make_folder(tmp_path / "in", copies=3)
+    killed = []
+
+    def kill_the_actor(entry) -> None:
+        if not killed and (pids := actor_pids()):
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    outcome = run_ray(settings, source, tmp_path / "ray", on_entry=kill_the_actor)
+
+    assert killed, "no model actor was found to kill"
+    assert [e.status for e in outcome.entries].count("ok") == 6
+    run_threads(settings, source, tmp_path / "threads")
+    assert tree(tmp_path / "ray") == tree(tmp_path / "threads")
+
+
+def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings):
+    source = make_folder(tmp_path / "in")
+    common = [
+        "batch", str(source), "--model", settings.model, "--detector", "retinaface-mobile",
+        "--weights-dir", str(settings.weights_dir), "--device", "cpu", "--batch-size", "1",
+        "--mask", "rect", "-q",
+    ]  # fmt: skip
+    reports = {}
+    for engine in ("ray", "thread"):
+        result = CliRunner().invoke(
+            app,
+            [*common, "-o", str(tmp_path / engine), "--engine", engine,
+             "--report", str(tmp_path / f"{engine}.json")],
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output  # corrupt.jpg failed
+        reports[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
+
+    def without_times(report: dict) -> dict:
+        timings = ("seconds", "faces_per_second", "output_dir")
+        kept = {k: v for k, v in report.items() if k not in (*timings, "results")}
+        results = [{k: v for k, v in r.items() if k != "seconds"} for r in report["results"]]
+        return {**kept, "results": [json.dumps(r, sort_keys=True) for r in results]}
+
+    ray_report, thread_report = without_times(reports["ray"]), without_times(reports["thread"])
+    for report in (ray_report, thread_report):  # outputs differ by their folder only
+        report["results"] = [
+            r.replace(str(tmp_path / "ray"), "OUT").replace(str(tmp_path / "thread"), "OUT")
+            for r in report["results"]
+        ]
+    assert ray_report == thread_report
+    summary = reports["ray"]["summary"]
+    assert summary == {"ok": 2, "no_face": 1, "skipped": 1, "failed": 1, "faces": summary["faces"]}
+
+
+def test_ray_options_are_refused_without_the_ray_engine(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = CliRunner().invoke(
+        app, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model-actors", "2"]
+    )
+    assert result.exit_code == 2 and "need --engine ray" in result.output
+
+
+def test_an_address_nobody_answers_at_is_one_line_at_once():
+    from gpen_cli.batch.ray_engine import check_reachable
+    from gpen_cli.errors import GpenError
+
+    with pytest.raises(GpenError, match="no Ray cluster answers there"):
+        check_reachable("127.0.0.1:1", timeout=2)
+    check_reachable("auto")  # left to Ray
