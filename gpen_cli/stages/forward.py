@@ -110,11 +110,13 @@ def tensor_to_crops(batch: torch.Tensor) -> list[np.ndarray]:
 
 
 def ready_to_run(model: nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
-    """Can `model` run as it is: in eval mode, no gradients, its tensors on `device` in `dtype`?"""
+    """Can `model` run as it is: in eval mode, its tensors on `device` in `dtype`?
+
+    Parameters that require gradients do not matter: the forward runs in inference mode.
+    """
     if any(module.training for module in model.modules()):
         return False
-    if any(parameter.requires_grad for parameter in model.parameters()):
-        return False
+    device = torch.empty(0, device=device).device  # "cuda" names the tensors' "cuda:0"
     tensors = [*model.parameters(), *model.buffers()]
     return all(t.device == device and t.dtype == dtype for t in tensors if t.is_floating_point())
 
@@ -123,6 +125,9 @@ def model_to_run(
     model: nn.Module, *, exact: bool, device: torch.device, dtype: torch.dtype
 ) -> nn.Module:
     """`model` itself when it already is what the run needs, else a copy that is.
+
+    "What the run needs": a GPEN generator in the formulation `exact` names, any module in
+    eval mode, its weights on `device` in `dtype`.
 
     The caller's module is never changed (no `.to()`, `.eval()`, nor choice of formulation
     made on it): a caller may share one generator between restorers, or keep using it.
