@@ -11,7 +11,6 @@ formulation, FP32, batch 1, eager) is always measured and every speed-up is rela
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import gc
 import logging
@@ -453,7 +452,7 @@ def run_config(
     started = time.perf_counter()
     clock = StageClock()
     restorer = FaceRestorer(
-        copy.deepcopy(base_model),
+        base_model,
         work.detector if work.pipeline else NoDetector(),
         weights_dir=work.mask_weights_dir,
         device=str(device),

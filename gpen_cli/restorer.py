@@ -95,9 +95,13 @@ class RestoreResult:
 
 
 def resolve_model(
-    model: str | Path | nn.Module, weights_dir: Path | None, device: Any
+    model: str | Path | nn.Module, weights_dir: Path | None, device: Any, *, fast: bool = False
 ) -> nn.Module:
-    """A module as is, a checkpoint path, or a registry name (downloaded when absent)."""
+    """A module as is, a checkpoint path, or a registry name (downloaded when absent).
+
+    A checkpoint is loaded in the formulation it will run in (`fast`), so the forward stage
+    has no second copy of the weights to make.
+    """
     from gpen_cli.models import load_gpen
     from gpen_cli.weights import MODELS, ensure_weight
 
@@ -107,7 +111,7 @@ def resolve_model(
     if name is not None:
         if MODELS[name].kind != "gpen":
             raise GpenError(f"{name} is a {MODELS[name].kind} model, not a GPEN generator")
-        return load_gpen(ensure_weight(name, weights_dir), device=device)
+        return load_gpen(ensure_weight(name, weights_dir), device=device, fast=fast)
     path = Path(model)
     if not path.exists():
         gpen_names = [known for known, spec in MODELS.items() if spec.kind == "gpen"]
@@ -115,7 +119,7 @@ def resolve_model(
             match_name(str(model), gpen_names, "GPEN model")
         except GpenError as exc:
             raise GpenError(f"{model}: no such file, and {exc}") from None
-    return load_gpen(path, device=device)
+    return load_gpen(path, device=device, fast=fast)
 
 
 def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
@@ -179,7 +183,7 @@ class FaceRestorer:
             reason = str(exc).strip().splitlines()[0].removeprefix(f"--device {device}: ")
             raise GpenError(f"--device {device}: {reason}") from None
         self.generator = GpenForward(
-            resolve_model(model, weights_dir, torch_device),
+            resolve_model(model, weights_dir, torch_device, fast=not exact),
             size=size,
             device=torch_device,
             batch_size=batch_size,

@@ -46,6 +46,7 @@ class SpyModel(nn.Module):
         self.batches: list[list[tuple[float, ...]]] = []
         self.fail_calls = fail_calls
         self._lock = threading.Lock()
+        self.eval()  # ready to run: the restorer runs this very module, so its records are ours
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with self._lock:

@@ -10,8 +10,7 @@ import pytest
 import torch
 from conftest import shared_file
 
-from gpen_cli.models import build_gpen, load_gpen
-from gpen_cli.models import gpen as gpen_module
+from gpen_cli.models import build_gpen, load_gpen, ops
 from gpen_cli.stages import forward as forward_module
 from gpen_cli.stages.forward import GpenForward, compile_mode, pad_batch, pick_dtype
 
@@ -42,31 +41,53 @@ def tiny_crops(tiny_reference) -> list[np.ndarray]:
 )
 def test_fast_path_matches_official_output(tiny_reference, monkeypatch, strategy, layout):
     if strategy != "by size":
-        monkeypatch.setattr(
-            gpen_module, "modulate_weights", lambda *_: strategy == "per-face weights"
-        )
-    model = load_gpen(tiny_reference["state_dict"])
+        monkeypatch.setattr(ops, "modulate_weights", lambda *_: strategy == "per-face weights")
     x = tiny_reference["input"].contiguous(memory_format=layout)
     with torch.inference_mode():
-        fast = model.set_fast(True)(x)
-        exact = model.set_fast(False)(x)
+        fast = load_gpen(tiny_reference["state_dict"], fast=True)(x)
+        exact = load_gpen(tiny_reference["state_dict"], fast=False)(x)
     assert (fast - tiny_reference["output"]).abs().max().item() <= 1e-4
     assert (fast - exact).abs().max().item() <= 1e-4
 
 
 def test_cached_weights_follow_changes_to_the_model(tiny_reference):
     """Scaled weights are cached between calls, never past a change of the weights."""
-    model = load_gpen(tiny_reference["state_dict"])
-    other = build_gpen(**model.config)
+    model = load_gpen(tiny_reference["state_dict"], fast=True)
+    other = build_gpen(**model.config, fast=True)
     x = tiny_reference["input"]
     with torch.inference_mode():
         model(x)  # fills the caches
         model.load_state_dict(other.state_dict())
         assert torch.allclose(model(x), other.eval()(x), atol=1e-5)
         model.bfloat16().float()  # the round trip rounds the weights: caches must follow
-        rounded = build_gpen(**model.config)
+        rounded = build_gpen(**model.config, fast=True)
         rounded.load_state_dict(model.state_dict())
         assert torch.equal(model(x), rounded.eval()(x))
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
+@pytest.mark.parametrize("half", [False, True], ids=["fp32", "bf16"])
+def test_forward_leaves_the_model_it_is_handed_untouched(tiny_reference, monkeypatch, exact, half):
+    """GpenForward runs its own copy when it needs another formulation, dtype or mode."""
+    monkeypatch.setattr(forward_module, "cpu_has_fast_bf16", lambda: True)
+    model = build_gpen(**tiny_reference["config"]).train()  # official, training, with grads
+    model.load_state_dict(tiny_reference["state_dict"])
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    forward = GpenForward(model, device="cpu", half=half, exact=exact)
+    assert forward.model is not model
+    assert forward.model.fast == (not exact) and not forward.model.training
+    assert type(model).fast is False and model.training
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in model.parameters())
+    after = model.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_forward_runs_a_ready_model_as_it_is(tiny_reference):
+    """No copy when the model already is what the run needs: its weights are not doubled."""
+    for fast in (False, True):
+        model = load_gpen(tiny_reference["state_dict"], fast=fast)
+        assert GpenForward(model, device="cpu", exact=not fast).model is model
+        assert GpenForward(model, device="cpu", exact=fast).model is not model
 
 
 def test_bf16_restores_faces_like_fp32(tiny_reference, tiny_crops, monkeypatch):
@@ -166,7 +187,7 @@ def test_pad_batch_repeats_the_last_crop():
 
 
 def test_channels_last_stays_through_the_network(tiny_reference):
-    model = load_gpen(tiny_reference["state_dict"])
+    model = load_gpen(tiny_reference["state_dict"], fast=True)
     x = tiny_reference["input"].contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         out = model(x)
@@ -178,8 +199,10 @@ def test_gpen_512_fast_path_is_faithful():
     """GPEN-BFR-512's architecture, seeded random weights: fast vs exact at batch 1, ≥ 60 dB."""
     torch.manual_seed(0)
     model = build_gpen(512, channel_multiplier=2, narrow=1.0).eval().requires_grad_(False)
+    fast_model = build_gpen(**model.config, fast=True).eval()
+    fast_model.load_state_dict(model.state_dict())
     x = torch.rand(1, 3, 512, 512) * 2 - 1
     with torch.inference_mode():
-        exact = model.set_fast(False)(x).clamp(-1, 1)
-        fast = model.set_fast(True)(x.contiguous(memory_format=torch.channels_last)).clamp(-1, 1)
+        exact = model(x).clamp(-1, 1)
+        fast = fast_model(x.contiguous(memory_format=torch.channels_last)).clamp(-1, 1)
     assert psnr(fast, exact, peak=2.0) >= 60

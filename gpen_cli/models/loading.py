@@ -17,6 +17,7 @@ from gpen_cli.checkpoints import (
 )
 from gpen_cli.errors import CheckpointError
 from gpen_cli.models.gpen import FullGenerator, channel_table
+from gpen_cli.models.ops import FastFullGenerator
 
 # Bounds a GPEN configuration can have: the published ones are sizes 256-2048, multiplier
 # 1-2, narrow 0.5-1, style_dim 512, n_mlp 8. Wider values come only from a forged file.
@@ -75,26 +76,52 @@ def check_config(config: dict, origin: str) -> None:
 
 
 def build_gpen(
-    size: int, channel_multiplier: int = 2, narrow: float = 1.0, **config
+    size: int, channel_multiplier: int = 2, narrow: float = 1.0, *, fast: bool = False, **config
 ) -> FullGenerator:
-    """A GPEN generator with random weights (the published configs are in the registry)."""
-    return FullGenerator(size, channel_multiplier=channel_multiplier, narrow=narrow, **config)
+    """A GPEN generator with random weights (the published configs are in the registry).
+
+    `fast` picks the formulation once, here: the official layers (`gpen.py`, the reference
+    `--exact` runs) or the fast kernels (`ops.py`). Both take the same state dict.
+    """
+    generator = FastFullGenerator if fast else FullGenerator
+    return generator(size, channel_multiplier=channel_multiplier, narrow=narrow, **config)
 
 
-def load_gpen(source: str | Path | Mapping, device: str | torch.device = "cpu") -> FullGenerator:
+def load_gpen(
+    source: str | Path | Mapping, device: str | torch.device = "cpu", *, fast: bool = False
+) -> FullGenerator:
     """A ready-to-run GPEN generator from a checkpoint path or a state dict.
 
     The architecture is read off the tensors, so no size or width flags are needed; the
-    weights load with `strict=True`. Returns the model in eval mode on `device`, float32.
+    weights load with `strict=True`. Returns the model in eval mode on `device`, float32,
+    in the formulation `fast` names (see `build_gpen`).
 
     Nothing is allocated at the checkpoint's size before its shapes are known to fit: the
     configuration is bounded, the tensors must fit in their file, and the layout is compared
     on the meta device (shapes only) before the real generator is built.
     """
     state_dict, config = read_gpen(source)
-    model = FullGenerator(**config)
+    model = build_gpen(**config, fast=fast)
     model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
     return model.eval().requires_grad_(False).to(device)
+
+
+def copy_gpen(
+    model: FullGenerator, *, fast: bool, device: torch.device, dtype: torch.dtype
+) -> FullGenerator:
+    """A new generator with `model`'s weights in the formulation, device and dtype asked for.
+
+    Built on the meta device and given copies of the tensors, so no random initialisation
+    is paid for and `model` is left exactly as it was (no shared storage either).
+    """
+    with torch.device("meta"):
+        twin = build_gpen(**model.config, fast=fast)
+    state = {
+        key: value.detach().to(device, dtype if value.is_floating_point() else None, copy=True)
+        for key, value in model.state_dict().items()
+    }
+    twin.load_state_dict(state, strict=True, assign=True)
+    return twin.eval().requires_grad_(False)
 
 
 def read_gpen(source: str | Path | Mapping) -> tuple[StateDict, dict]:

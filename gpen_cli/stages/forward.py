@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from gpen_cli.devices import check_device, usable_devices
 from gpen_cli.errors import GpenError
+from gpen_cli.models import FullGenerator, copy_gpen
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,41 @@ def tensor_to_crops(batch: torch.Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(face) for face in array]
 
 
+def ready_to_run(model: nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
+    """Can `model` run as it is: in eval mode, its tensors on `device` in `dtype`?
+
+    Parameters that require gradients do not matter: the forward runs in inference mode.
+    """
+    if any(module.training for module in model.modules()):
+        return False
+    device = torch.empty(0, device=device).device  # "cuda" names the tensors' "cuda:0"
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(t.device == device and t.dtype == dtype for t in tensors if t.is_floating_point())
+
+
+def model_to_run(
+    model: nn.Module, *, exact: bool, device: torch.device, dtype: torch.dtype
+) -> nn.Module:
+    """`model` itself when it already is what the run needs, else a copy that is.
+
+    "What the run needs": a GPEN generator in the formulation `exact` names, any module in
+    eval mode, its weights on `device` in `dtype`.
+
+    The caller's module is never changed (no `.to()`, `.eval()`, nor choice of formulation
+    made on it): a caller may share one generator between restorers, or keep using it.
+    A GPEN generator in the other formulation is rebuilt from its state dict (`copy_gpen`),
+    any other module is deep-copied once; either copy costs the weights' memory again, which
+    callers avoid by loading the generator as it will run (`load_gpen(fast=not exact)`).
+    """
+    if isinstance(model, FullGenerator):
+        if model.fast != exact and ready_to_run(model, device, dtype):
+            return model
+        return copy_gpen(model, fast=not exact, device=device, dtype=dtype)
+    if ready_to_run(model, device, dtype):
+        return model
+    return copy.deepcopy(model).eval().requires_grad_(False).to(device, dtype)
+
+
 class NonFiniteOutputError(GpenError):
     """The model returned NaN or infinity: the photo fails rather than get black faces."""
 
@@ -117,6 +154,8 @@ class GpenForward:
     Any module mapping N×3×S×S RGB in [-1, 1] to the same works (a tuple output is read
     as `(image, ...)`, as the official generator returns). With `compile_model` the last
     batch is padded to the full batch size so the compiled graph always sees one shape.
+    `exact` runs a GPEN generator in the official formulation, else with the fast kernels;
+    the module handed in is left untouched (see `model_to_run`).
     """
 
     def __init__(
@@ -140,9 +179,7 @@ class GpenForward:
         self.batch_size = batch_size or default_batch_size(self.device, self.size)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if hasattr(model, "set_fast"):
-            model.set_fast(not exact)
-        self.model = model.eval().requires_grad_(False).to(self.device, self.dtype)
+        self.model = model_to_run(model, exact=exact, device=self.device, dtype=self.dtype)
         self.memory_format = (
             torch.channels_last
             if use_channels_last(self.device, exact)
