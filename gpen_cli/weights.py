@@ -161,7 +161,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="realesrnet_x2.pth",
         url=f"{_GPEN_OSS}/realesrnet_x2.pth",
         kind="upsampler",
-        config={"scale": 2},
+        config={"scale": 2, "num_feat": 32},
         description="GPEN's background upsampler, x2 (RealESRNet, RRDBNet with 32 features).",
     ),
     ModelSpec(
@@ -169,7 +169,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="realesrnet_x4.pth",
         url=f"{_GPEN_OSS}/realesrnet_x4.pth",
         kind="upsampler",
-        config={"scale": 4},
+        config={"scale": 4, "num_feat": 32},
         description="GPEN's background upsampler, x4 (RealESRNet, RRDBNet with 32 features).",
     ),
     ModelSpec(
@@ -177,7 +177,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="RealESRGAN_x2plus.pth",
         url=f"{_REALESRGAN_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth",
         kind="upsampler",
-        config={"scale": 2},
+        config={"scale": 2, "num_feat": 64},
         description="Real-ESRGAN x2plus background upsampler (RRDBNet, 64 features).",
     ),
     ModelSpec(
@@ -185,7 +185,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="RealESRGAN_x4plus.pth",
         url=f"{_REALESRGAN_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth",
         kind="upsampler",
-        config={"scale": 4},
+        config={"scale": 4, "num_feat": 64},
         description="Real-ESRGAN x4plus background upsampler (RRDBNet, 64 features).",
     ),
 )

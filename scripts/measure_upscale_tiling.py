@@ -22,10 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 def seeded_rrdbnet(path: Path, scale: int, blocks: int = 23) -> Path:
     """A random RRDBNet with RealESRNet's shape (32 features), saved under params_ema."""
     import torch
-    from spandrel.architectures.ESRGAN import RRDBNet
+    from spandrel.architectures.ESRGAN import ESRGAN
 
     torch.manual_seed(0)
-    net = RRDBNet(num_filters=32, num_blocks=blocks, scale=scale, shuffle_factor=4 // scale or None)
+    net = ESRGAN(
+        num_filters=32,
+        num_blocks=blocks,
+        scale=scale,
+        shuffle_factor=4 // scale if scale < 4 else None,
+    )
     torch.save({"params_ema": net.state_dict()}, path)
     return path
 
