@@ -138,8 +138,6 @@ def resolve_upscaler(
     from gpen_cli.models.upsampler import load_sr_net
     from gpen_cli.weights import MODELS, ensure_weight
 
-    if scale not in UPSCALES:
-        raise GpenError(f"--upscale must be one of {', '.join(map(str, UPSCALES))}, got {scale}")
     if scale == 1:
         return None
     name = str(bg_upsampler) if bg_upsampler is not None else f"realesrnet_x{scale}"
@@ -218,6 +216,10 @@ class FaceRestorer:
         if short_edge is not None and not 16 <= short_edge <= MAX_SHORT_EDGE:
             raise GpenError(
                 f"--short-edge must be between 16 and {MAX_SHORT_EDGE} px, got {short_edge}"
+            )
+        if upscale not in UPSCALES:  # before any model is loaded
+            raise GpenError(
+                f"--upscale must be one of {', '.join(map(str, UPSCALES))}, got {upscale}"
             )
         if upscale != 1 and short_edge is not None:
             raise GpenError("--upscale and --short-edge cannot be combined: pick one output size")
