@@ -40,7 +40,7 @@ from gpen_cli.timing import StageClock
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("decode", "resize", "detect", "align", "forward", "mask", "paste", "encode")
+STAGES = ("decode", "upscale", "resize", "detect", "align", "forward", "mask", "paste", "encode")
 SHARED_DIR_ENV = "GPEN_SHARED_DIR"
 DEFAULT_PHOTOS = ("solvay_conference_1927.png", "portrait_small.jpg", "group_small.jpg")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -226,6 +226,8 @@ class Workload:
     detector: Any = None
     crops: list[np.ndarray] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    upscale: dict[str, Any] = field(default_factory=dict)  # FaceRestorer's upscale arguments
+    upscaled_megapixels: float = 0.0  # output megapixels a pass upscales
 
     @property
     def pipeline(self) -> bool:
@@ -425,6 +427,23 @@ class ConfigResult:
     tflops: float | None = None
     peak_fraction: float | None = None
     mask_tflops: float | None = None
+    upscale_tiles_per_s: float | None = None
+    upscale_mp_per_s: float | None = None  # output megapixels
+
+
+class TileCounter:
+    """An `on_tile` callback that counts the tiles the upsampler ran."""
+
+    def __init__(self) -> None:
+        self.tiles = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == total:
+            self.tiles += total
+
+    def take(self) -> int:
+        tiles, self.tiles = self.tiles, 0
+        return tiles
 
 
 def _median_stages(passes: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -451,6 +470,7 @@ def run_config(
     memory.reset()
     started = time.perf_counter()
     clock = StageClock()
+    tiles = TileCounter()
     restorer = FaceRestorer(
         base_model,
         work.detector if work.pipeline else NoDetector(),
@@ -462,6 +482,8 @@ def run_config(
         compile_model=config.compile_model,
         exact=config.exact,
         clock=clock,
+        on_tile=tiles,
+        **work.upscale,
     )
     setup_s = time.perf_counter() - started
     run = pipeline_pass if work.pipeline else forward_pass
@@ -469,9 +491,11 @@ def run_config(
     passes = []
     for _ in range(max(1, repeats)):
         clock.take()
+        tiles.take()
         faces = run(work, restorer, clock)
         passes.append(clock.take())
     stages = _median_stages(passes)
+    upscale_s = stages.get("upscale", 0.0)
     total = statistics.median(sum(p.values()) for p in passes)
     generator = restorer.generator
     forward_per_face = _per_face(stages["forward"], faces)
@@ -494,6 +518,9 @@ def run_config(
         peak_rss_mb=memory.rss_mb(),
         cuda_peak_mb=memory.cuda_mb(),
     )
+    if upscale_s > 0:
+        result.upscale_tiles_per_s = tiles.take() / upscale_s
+        result.upscale_mp_per_s = work.upscaled_megapixels / upscale_s
     del restorer
     return result
 
@@ -554,6 +581,57 @@ def resolve_bench_model(
     return generator, {"name": path.name, "weights": str(path), "config": dict(generator.config)}
 
 
+def bench_upsampler(
+    name: str, weights_dir: Path | None, scratch: Path, seed: int
+) -> tuple[str, str | None]:
+    """The upsampler to time and a note: a registry one whose weights are absent becomes a
+    seeded random network of its shape (timings do not depend on the weights' values)."""
+    from gpen_cli.weights import MODELS, weight_path
+
+    spec = MODELS.get(name)
+    if spec is None or spec.kind != "upsampler" or weight_path(name, weights_dir).is_file():
+        return name, None
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    scale = int(spec.config["scale"])
+    torch.manual_seed(seed)
+    net = ESRGAN(
+        num_filters=int(spec.config["num_feat"]),
+        num_blocks=23,
+        scale=scale,
+        shuffle_factor=4 // scale if scale < 4 else None,
+    )
+    path = scratch / spec.filename
+    torch.save({"params_ema": net.state_dict()}, path)
+    return str(path), f"random (seed {seed}) {name} weights: {spec.filename} is absent"
+
+
+def add_upscaling(
+    work: Workload,
+    upscale: int,
+    bg_upsampler: str | None,
+    tile: int | None,
+    weights_dir: Path | None,
+    scratch: Path,
+    seed: int,
+) -> None:
+    """Time `--upscale` too: the upsampler runs on every photo of a pipeline workload."""
+    from PIL import Image
+
+    if not work.pipeline:
+        work.notes.append("forward only: --upscale needs photos and a detector, not timed")
+        return
+    name = bg_upsampler or f"realesrnet_x{upscale}"
+    source, note = bench_upsampler(name, weights_dir, scratch, seed)
+    work.upscale = {"upscale": upscale, "bg_upsampler": source, "tile": tile}
+    pixels = 0
+    for path in work.paths:
+        with Image.open(path) as image:
+            pixels += image.width * image.height
+    work.upscaled_megapixels = pixels * upscale * upscale / 1e6
+    work.notes.append(f"upscale x{upscale} with {name}" + (f" ({note})" if note else ""))
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -589,6 +667,9 @@ def run_bench(
     repeats: int = 3,
     faces: int | None = None,
     seed: int = 0,
+    upscale: int = 1,
+    bg_upsampler: str | None = None,
+    tile: int | None = None,
 ) -> BenchReport:
     """Measure the faithful baseline and every requested configuration on one workload."""
     if repeats < 1:
@@ -619,6 +700,8 @@ def run_bench(
             seed=seed,
             scratch=Path(scratch),
         )
+        if upscale > 1:
+            add_upscaling(work, upscale, bg_upsampler, tile, weights_dir, Path(scratch), seed)
         results = []
         for config_ in configs:
             logger.info("bench: %s", config_)
@@ -665,6 +748,8 @@ def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], l
     header += ["mask s/face"] if mask else []
     if detailed:
         header += ["s/face"] + [f"{s} s" for s in stages]
+    upscaled = any(r.upscale_mp_per_s is not None for r in report.results)
+    header += ["upscale tiles/s", "upscale MP/s"] if upscaled else []
     header += ["peak RSS MB"]
     cuda = report.results[0].cuda_peak_mb is not None
     if cuda:
@@ -676,6 +761,8 @@ def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], l
         row += [_fmt(r.mask_s_per_face, 3)] if mask else []
         if detailed:
             row += [_fmt(r.s_per_face, 3)] + [_fmt(r.stages_s[s], 3) for s in stages]
+        if upscaled:
+            row += [_fmt(r.upscale_tiles_per_s), _fmt(r.upscale_mp_per_s, 3)]
         row += [f"{r.peak_rss_mb:.0f}"]
         if cuda:
             fraction = None if r.peak_fraction is None else 100 * r.peak_fraction

@@ -30,11 +30,18 @@ class ReportEntry:
     error: str | None = None
     seconds: float = 0.0
     note: str | None = None  # worth knowing though not an error, e.g. frames left out
+    output_size: list[int] | None = None  # width, height of the written image
 
 
 def naming(source: Path | str, message: str) -> str:
     """`message` as one report line that names the input it is about."""
     return message if str(source) in message else f"{source}: {message}"
+
+
+def upscale_settings(restorer) -> dict:
+    """What the report says about background upscaling: the factor and the upsampler used."""
+    upscaler = getattr(restorer, "upscaler", None)
+    return {"upscale": getattr(restorer, "upscale", 1), "upsampler": upscaler and upscaler.name}
 
 
 def summarize(entries: list[ReportEntry]) -> dict[str, int]:

@@ -9,7 +9,8 @@ three steps, with nothing to detect or paste.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,10 @@ from gpen_cli.stages.load import to_uint8
 from gpen_cli.stages.mask import make_masker
 from gpen_cli.stages.paste import Paste, paste_faces
 from gpen_cli.stages.resize import resize_short_edge
+from gpen_cli.stages.upscale import Upscaler
 from gpen_cli.timing import NoClock, StageClock
+
+logger = logging.getLogger(__name__)
 
 # Faces whose detected box is narrower than this are softened after GPEN, as the official
 # pipeline does (its 3x3 binomial kernel): GPEN's detail would alias when shrunk back.
@@ -76,6 +80,7 @@ class PreparedImage:
     alignments: list[Alignment]
     crops: list[np.ndarray]  # aligned input crops, uint8 BGR
     model_inputs: list[np.ndarray]  # what the generator gets (CLAHE applied when asked)
+    canvas: np.ndarray | None = None  # what faces are pasted onto when not `image` (--upscale)
 
 
 @dataclass
@@ -122,6 +127,48 @@ def resolve_model(
     return load_gpen(path, device=device, fast=fast)
 
 
+UPSCALES = (1, 2, 4)
+
+
+def resolve_upscaler(
+    scale: int,
+    bg_upsampler: str | Path | None,
+    weights_dir: Path | None,
+    device: Any,
+    *,
+    half: bool,
+    tile: int | None,
+) -> Upscaler | None:
+    """The background upsampler for `--upscale scale`; None at scale 1.
+
+    `bg_upsampler` is a registry name, an SR checkpoint path, or "none" (Lanczos); by
+    default GPEN's own RealESRNet of that scale, as the official `--use_sr`.
+    """
+    from gpen_cli.models.upsampler import load_sr_net
+    from gpen_cli.weights import MODELS, ensure_weight
+
+    if scale == 1:
+        return None
+    name = str(bg_upsampler) if bg_upsampler is not None else f"realesrnet_x{scale}"
+    if name.lower() == "none":
+        return Upscaler(None, scale, device=device)
+    if name in MODELS:
+        if MODELS[name].kind != "upsampler":
+            raise GpenError(f"--bg-upsampler {name}: a {MODELS[name].kind} model, not an upsampler")
+        path = ensure_weight(name, weights_dir)
+    else:
+        path = Path(name)
+        if not path.exists():
+            names = ", ".join(n for n, spec in MODELS.items() if spec.kind == "upsampler")
+            raise GpenError(
+                f"--bg-upsampler {name}: no such file, and not a known upsampler ({names}, none)"
+            )
+    try:
+        return Upscaler(load_sr_net(path), scale, device=device, half=half, tile=tile, name=name)
+    except ValueError as exc:
+        raise GpenError(str(exc)) from None
+
+
 def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
     """The face whose box centre is nearest the image centre."""
     if not faces:
@@ -138,6 +185,10 @@ class FaceRestorer:
     maps N×3×S×S RGB in [-1, 1] to the same (S from `model.size` or `size=`). `detector` is a
     name such as "retinaface-mobile" (resolved through the weights folder) or an object with
     `detect(image_bgr) -> list[Face]`. `clock`, when given, is told how long each stage takes.
+    `upscale` (2 or 4) upscales the whole photo with `bg_upsampler` (a registry name, an SR
+    checkpoint path or "none" for Lanczos; GPEN's RealESRNet by default) and restores the
+    faces at that size, as the official `use_sr`; `tile` forces its tile size and
+    `on_tile(done, total)` is told its progress.
     """
 
     def __init__(
@@ -164,6 +215,10 @@ class FaceRestorer:
         compile_model: bool = False,
         exact: bool = False,
         clock: StageClock | NoClock | None = None,
+        upscale: int = 1,
+        bg_upsampler: str | Path | None = None,
+        tile: int | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
     ):
         # Every choice is checked before anything loads or downloads.
         mask = parse_choice(MaskKind, mask, "mask")
@@ -176,6 +231,12 @@ class FaceRestorer:
             raise GpenError(
                 f"--short-edge must be between 16 and {MAX_SHORT_EDGE} px, got {short_edge}"
             )
+        if upscale not in UPSCALES:  # before any model is loaded
+            raise GpenError(
+                f"--upscale must be one of {', '.join(map(str, UPSCALES))}, got {upscale}"
+            )
+        if upscale != 1 and short_edge is not None:
+            raise GpenError("--upscale and --short-edge cannot be combined: pick one output size")
         weights_dir = Path(weights_dir) if weights_dir is not None else None
         try:
             torch_device = pick_device(device)
@@ -201,6 +262,12 @@ class FaceRestorer:
         self.only_center_face = only_center_face
         self.aligned = aligned
         self.clock = clock or NoClock()
+        self.upscale = upscale
+        self.upscaler = resolve_upscaler(
+            upscale, bg_upsampler, weights_dir, torch_device, half=half, tile=tile
+        )
+        self.on_tile = on_tile
+        self._warned_large_faces = False
         self.detector: Detector | None = None
         self.refiner = None
         self.masker = None
@@ -226,10 +293,16 @@ class FaceRestorer:
         """Detect, align and crop the faces of a BGR uint8/uint16 photo."""
         if self.aligned:
             return self._prepare_aligned(image)
-        working, scale = image, 1.0
+        working, scale, canvas = image, 1.0, None
         if self.short_edge:
             with self.clock.stage("resize"):
                 working, scale = resize_short_edge(image, self.short_edge)
+        if self.upscaler is not None:
+            with self.clock.stage("upscale"):
+                canvas = self.upscaler(image, self.on_tile)
+            with self.clock.stage("resize"):  # bilinear, as the official use_sr path
+                working = cv2.resize(image, canvas.shape[1::-1])
+            scale = float(self.upscale)
         working8 = to_uint8(working)
         with self.clock.stage("detect"):
             faces = self.detector.detect(working8)
@@ -237,11 +310,26 @@ class FaceRestorer:
                 faces = center_face(faces, working8.shape[1], working8.shape[0])
             if self.refiner is not None and faces:
                 faces = self.refiner.refine(working8, faces)
+        if canvas is not None:
+            self._warn_large_faces(faces)
         with self.clock.stage("align"):
             alignments = [align_face(face.landmarks, self.size) for face in faces]
             crops = [warp_crop(working8, alignment) for alignment in alignments]
             inputs = [apply_clahe(crop) for crop in crops] if self.clahe else crops
-        return PreparedImage(image, scale, faces, alignments, crops, inputs)
+        return PreparedImage(image, scale, faces, alignments, crops, inputs, canvas)
+
+    def _warn_large_faces(self, faces: list[Face]) -> None:
+        """Say once when upscaled faces are larger than GPEN's output: they are pasted enlarged."""
+        largest = max((max(face.width, face.height) for face in faces), default=0)
+        if largest > self.size and not self._warned_large_faces:
+            self._warned_large_faces = True
+            logger.warning(
+                "faces up to %d px at the upscaled size are larger than %s's %d px output: "
+                "they are enlarged when pasted, as the official pipeline does",
+                largest,
+                self.generator.source,
+                self.size,
+            )
 
     def _prepare_aligned(self, face: np.ndarray) -> PreparedImage:
         """An aligned face crop, resized bilinearly to the model's size as the official code."""
@@ -266,6 +354,9 @@ class FaceRestorer:
         with self.clock.stage("paste"):
             if self.aligned:
                 face = blend_fidelity(restored[0].image, prepared.crops[0], self.fidelity_weight)
+                if self.upscaler is not None:  # the official use_sr upscales the restored face
+                    with self.clock.stage("upscale"):
+                        face = self.upscaler(face, self.on_tile)
                 return RestoreResult(face, [], list(prepared.crops), [face])
             return self._paste(prepared, restored)
 
@@ -275,6 +366,8 @@ class FaceRestorer:
             for out, face, crop in zip(restored, prepared.faces, prepared.crops, strict=True)
         ]
         target, to_target, record_scale = prepared.image, 1.0 / prepared.scale, prepared.scale
+        if prepared.canvas is not None:
+            target, to_target = prepared.canvas, 1.0
         if self.keep_resized and prepared.scale != 1.0:
             target, _ = resize_short_edge(prepared.image, self.short_edge)
             to_target, record_scale = 1.0, 1.0

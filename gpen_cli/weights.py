@@ -31,7 +31,7 @@ from gpen_cli.errors import GpenError, WeightsMissingError
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["gpen", "detector", "parsing", "landmarks"]
+ModelKind = Literal["gpen", "detector", "parsing", "landmarks", "upsampler"]
 VerifyStatus = Literal["ok", "mismatch", "unknown", "missing"]
 
 WEIGHTS_DIR_ENV = "GPEN_WEIGHTS_DIR"
@@ -67,6 +67,7 @@ _GPEN_MODELSCOPE = (
     "https://www.modelscope.cn/models/iic/cv_gpen_image-portrait-enhancement-hires/resolve/master"
 )
 _FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
+_REALESRGAN_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 
 _SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -154,6 +155,38 @@ _SPECS: tuple[ModelSpec, ...] = (
         kind="landmarks",
         config={"network_size": 4},
         description="FAN 2D landmarks (face-alignment): 68 points, refines the 5 used to align.",
+    ),
+    ModelSpec(
+        name="realesrnet_x2",
+        filename="realesrnet_x2.pth",
+        url=f"{_GPEN_OSS}/realesrnet_x2.pth",
+        kind="upsampler",
+        config={"scale": 2, "num_feat": 32},
+        description="GPEN's background upsampler, x2 (RealESRNet, RRDBNet with 32 features).",
+    ),
+    ModelSpec(
+        name="realesrnet_x4",
+        filename="realesrnet_x4.pth",
+        url=f"{_GPEN_OSS}/realesrnet_x4.pth",
+        kind="upsampler",
+        config={"scale": 4, "num_feat": 32},
+        description="GPEN's background upsampler, x4 (RealESRNet, RRDBNet with 32 features).",
+    ),
+    ModelSpec(
+        name="realesrgan_x2plus",
+        filename="RealESRGAN_x2plus.pth",
+        url=f"{_REALESRGAN_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth",
+        kind="upsampler",
+        config={"scale": 2, "num_feat": 64},
+        description="Real-ESRGAN x2plus background upsampler (RRDBNet, 64 features).",
+    ),
+    ModelSpec(
+        name="realesrgan_x4plus",
+        filename="RealESRGAN_x4plus.pth",
+        url=f"{_REALESRGAN_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth",
+        kind="upsampler",
+        config={"scale": 4, "num_feat": 64},
+        description="Real-ESRGAN x4plus background upsampler (RRDBNet, 64 features).",
     ),
 )
 

@@ -6,7 +6,12 @@ GPEN-64-shaped random generator and RetinaFace MobileNet-0.25 from shared/assets
 Prints the child's peak RSS (ru_maxrss) next to the size of the decoded photo (3 bytes a
 pixel), the figure the memory goal is stated in.
 
+With `--upscale N` the photo is also upscaled N times by a small seeded random RRDBNet
+(RealESRNet's 32 features, `--sr-blocks` blocks instead of 23, so it runs in minutes on a
+CPU; the tiles, and so the memory, are those of the full network's).
+
     python scripts/peak_rss_large_photo.py [--width 12000] [--height 9000] [--no-face]
+    python scripts/peak_rss_large_photo.py --width 6000 --height 4000 --upscale 2
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=12000)
     parser.add_argument("--height", type=int, default=9000)
     parser.add_argument("--no-face", action="store_true")
+    parser.add_argument("--upscale", type=int, default=1)
+    parser.add_argument("--sr-blocks", type=int, default=1)
     args = parser.parse_args()
 
     import torch
@@ -60,12 +67,26 @@ def main() -> None:
             "--model", str(checkpoint), "--detector", "retinaface-mobile", "--device", "cpu",
             "--weights-dir", str(REPO.parent / "shared/assets/weights"), "--mask", "rect",
         ]  # fmt: skip
+        if args.upscale > 1:
+            from spandrel.architectures.ESRGAN import ESRGAN
+
+            sr = work / f"realesrnet_x{args.upscale}.pth"
+            torch.manual_seed(0)
+            net = ESRGAN(
+                num_filters=32,
+                num_blocks=args.sr_blocks,
+                scale=args.upscale,
+                shuffle_factor=4 // args.upscale if args.upscale < 4 else None,
+            )
+            torch.save({"params_ema": net.state_dict()}, sr)
+            command += ["--upscale", str(args.upscale), "--bg-upsampler", str(sr), "-q"]
         done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
         decoded = args.width * args.height * 3
         print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr)
         print(
             f"{args.width}×{args.height} ({args.width * args.height / 1e6:.0f} MP), "
+            f"upscale x{args.upscale}, exit {done.returncode}, "
             f"face: {not args.no_face}: peak RSS {peak / 1e9:.2f} GB = "
             f"{peak / decoded:.1f}× the decoded photo ({decoded / 1e9:.2f} GB)"
         )

@@ -20,6 +20,7 @@ from gpen_cli.errors import GpenError
 from gpen_cli.models import build_gpen
 
 runner = CliRunner()
+KINDS = {"gpen", "detector", "parsing", "landmarks", "upsampler"}
 
 
 def test_registry_entries_are_consistent():
@@ -27,11 +28,11 @@ def test_registry_entries_are_consistent():
     assert len(set(filenames)) == len(filenames)
     for name, spec in weights.MODELS.items():
         assert name == spec.name
-        assert spec.kind in {"gpen", "detector", "parsing", "landmarks"}
+        assert spec.kind in KINDS
         assert spec.url.startswith("https://")
         assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
         assert spec.description
-    assert {s.kind for s in weights.MODELS.values()} == {"gpen", "detector", "parsing", "landmarks"}
+    assert {s.kind for s in weights.MODELS.values()} == KINDS
 
 
 def test_gpen_configs_match_the_official_layouts():

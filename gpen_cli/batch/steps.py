@@ -92,6 +92,7 @@ def finish(
         ),
         seconds=round(time.perf_counter() - item.started, 3),
         note=item.loaded.frames_note,
+        output_size=[int(result.image.shape[1]), int(result.image.shape[0])],
     )
 
 

@@ -29,7 +29,7 @@ from gpen_cli.cli.common import (
 )
 from gpen_cli.config import LandmarkSource, MaskKind
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
-from gpen_cli.report import ReportEntry, summarize, write_report
+from gpen_cli.report import ReportEntry, summarize, upscale_settings, write_report
 
 if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOptions, BatchOutcome
@@ -164,6 +164,9 @@ def batch(
     fidelity_weight: opt.FidelityOption = 1.0,
     aligned: opt.AlignedOption = False,
     short_edge: opt.ShortEdgeOption = None,
+    upscale: opt.UpscaleOption = 1,
+    bg_upsampler: opt.BgUpsamplerOption = None,
+    tile: opt.TileOption = None,
     keep_resized: opt.KeepResizedOption = False,
     clahe: opt.ClaheOption = False,
     only_center_face: opt.CenterOption = False,
@@ -348,6 +351,7 @@ def batch(
                 {
                     "command": "batch",
                     "model": model,
+                    **upscale_settings(restorer),
                     "input_dir": str(input_dir),
                     "output_dir": str(output),
                     "interrupted": outcome.interrupted,

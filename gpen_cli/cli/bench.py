@@ -151,6 +151,9 @@ def bench(
     device: opt.DeviceOption = "auto",
     repeats: RepeatsOption = 3,
     faces: FacesOption = None,
+    upscale: opt.UpscaleOption = 1,
+    bg_upsampler: opt.BgUpsamplerOption = None,
+    tile: opt.TileOption = None,
     as_json: JsonOption = False,
     as_markdown: MarkdownOption = False,
     quiet: opt.QuietOption = False,
@@ -185,6 +188,9 @@ def bench(
                 device=device,
                 repeats=repeats,
                 faces=faces,
+                upscale=upscale,
+                bg_upsampler=bg_upsampler,
+                tile=tile,
             )
         except ValueError as exc:  # e.g. --device cuda without CUDA
             raise GpenError(str(exc)) from None

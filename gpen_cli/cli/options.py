@@ -84,6 +84,36 @@ ShortEdgeOption = Annotated[
         rich_help_panel=PIPELINE,
     ),
 ]
+UpscaleOption = Annotated[
+    int,
+    typer.Option(
+        "--upscale",
+        help="Upscale the whole photo 2 or 4 times with --bg-upsampler and restore the faces "
+        "at that size (GPEN's --use_sr --sr_scale).",
+        rich_help_panel=PIPELINE,
+    ),
+]
+BgUpsamplerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bg-upsampler",
+        show_default=False,
+        help="With --upscale: realesrnet_x2/x4 (default, GPEN's), realesrgan_x2plus/x4plus, "
+        "any SR checkpoint file spandrel reads, or none (Lanczos).",
+        rich_help_panel=PIPELINE,
+    ),
+]
+TileOption = Annotated[
+    int | None,
+    typer.Option(
+        "--tile",
+        min=16,
+        show_default=False,
+        help="Run the upsampler on tiles of this size (input px); default: whole when the "
+        "photo fits the memory budget, else tiles.",
+        rich_help_panel=SPEED,
+    ),
+]
 KeepResizedOption = Annotated[
     bool,
     typer.Option(
@@ -257,14 +287,20 @@ class RestoreSettings:
     half: bool = False
     compile_model: bool = False
     exact: bool = False
+    upscale: int = 1
+    bg_upsampler: str | None = None
+    tile: int | None = None
 
     @classmethod
     def from_arguments(cls, arguments: dict) -> RestoreSettings:
-        """The settings among a command's arguments (pass `locals()`)."""
-        return cls(**{f.name: arguments[f.name] for f in fields(cls)})
+        """The settings among a command's arguments (pass `locals()`); absent ones default."""
+        return cls(**{f.name: arguments[f.name] for f in fields(cls) if f.name in arguments})
 
-    def build_restorer(self):
-        """The FaceRestorer these options describe (loads models: seconds)."""
+    def build_restorer(self, on_tile=None):
+        """The FaceRestorer these options describe (loads models: seconds).
+
+        `on_tile(done, total)` is told the upsampler's progress over its tiles.
+        """
         from gpen_cli.restorer import FaceRestorer
 
         return FaceRestorer(
@@ -287,4 +323,8 @@ class RestoreSettings:
             half=self.half,
             compile_model=self.compile_model,
             exact=self.exact,
+            upscale=self.upscale,
+            bg_upsampler=self.bg_upsampler,
+            tile=self.tile,
+            on_tile=on_tile,
         )

@@ -22,9 +22,17 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
+from gpen_cli.cli.tiles import TileProgress
 from gpen_cli.config import LandmarkSource, MaskKind
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError, OutputError
-from gpen_cli.report import FacesSummary, ReportEntry, naming, summarize, write_report
+from gpen_cli.report import (
+    FacesSummary,
+    ReportEntry,
+    naming,
+    summarize,
+    upscale_settings,
+    write_report,
+)
 
 
 def restore_file(
@@ -71,6 +79,7 @@ def restore_file(
             aligned=settings.aligned,
         )
         entry.output = str(output)
+        entry.output_size = [int(result.image.shape[1]), int(result.image.shape[0])]
         entry.status = "ok" if result.faces or settings.aligned else "no_face"
     except GpenError as exc:
         entry.error = naming(source, str(exc))
@@ -191,6 +200,9 @@ def restore(
     fidelity_weight: opt.FidelityOption = 1.0,
     aligned: opt.AlignedOption = False,
     short_edge: opt.ShortEdgeOption = None,
+    upscale: opt.UpscaleOption = 1,
+    bg_upsampler: opt.BgUpsamplerOption = None,
+    tile: opt.TileOption = None,
     keep_resized: opt.KeepResizedOption = False,
     clahe: opt.ClaheOption = False,
     only_center_face: opt.CenterOption = False,
@@ -233,22 +245,22 @@ def restore(
     for folder in dict.fromkeys(path.parent for path in outputs):
         check_writable_folder(folder, "-o" if output is not None else "output folder")
     check_report_path(report)
-    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-        restorer = settings.build_restorer()
-
-    started = time.perf_counter()
-    entries: list[ReportEntry] = []
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
-        disable=quiet or len(inputs) < 2,
+        disable=quiet,
         transient=True,
     )
+    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
+        restorer = settings.build_restorer(on_tile=TileProgress(progress))
+
+    started = time.perf_counter()
+    entries: list[ReportEntry] = []
     with progress:
-        task = progress.add_task("Restoring", total=len(inputs))
+        task = progress.add_task("Restoring", total=len(inputs), visible=len(inputs) >= 2)
         for source, target in zip(inputs, outputs, strict=True):
             progress.update(task, description=f"Restoring {escape(source.name)}")
             entries.append(
@@ -281,7 +293,12 @@ def restore(
             write_report(
                 report,
                 entries,
-                {"command": "restore", "model": model, "seconds": round(elapsed, 3)},
+                {
+                    "command": "restore",
+                    "model": model,
+                    **upscale_settings(restorer),
+                    "seconds": round(elapsed, 3),
+                },
             )
         except OutputError as exc:  # e.g. the disk filled up: the outputs are written
             report_error = str(exc)
