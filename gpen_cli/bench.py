@@ -32,10 +32,9 @@ import torch
 from torch import nn
 
 from gpen_cli import __version__
-from gpen_cli.config import MaskKind
+from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
-from gpen_cli.stages.forward import pick_device
 from gpen_cli.timing import StageClock
 
 logger = logging.getLogger(__name__)
@@ -181,36 +180,22 @@ class PeakMemory:
 # --------------------------------------------------------------------------- what is run
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """One way of running the generator."""
-
-    batch_size: int
-    half: bool = False
-    compile_model: bool = False
-    exact: bool = False
-
-    def label(self, dtype: torch.dtype, compiled: bool) -> str:
-        path = "exact" if self.exact else "fast"
-        precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
-        mode = (
-            "compiled"
-            if compiled
-            else ("eager" if not self.compile_model else "eager (compile failed)")
-        )
-        return f"{path} {precision} b{self.batch_size} {mode}"
+def config_label(config: RestoreConfig, dtype: torch.dtype, compiled: bool) -> str:
+    """How a configuration runs the generator, e.g. "fast bf16 b4 eager"."""
+    path = "exact" if config.exact else "fast"
+    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+    mode = "compiled" if compiled else "eager"
+    if config.compile_model and not compiled:
+        mode = "eager (compile failed)"
+    return f"{path} {precision} b{config.batch_size} {mode}"
 
 
-BASELINE = BenchConfig(batch_size=1, half=False, compile_model=False, exact=True)
-
-
-def plan_configs(
-    batch_sizes: Sequence[int], half: bool, compile_model: bool, exact: bool
-) -> list[BenchConfig]:
-    """The faithful baseline first, then each requested batch size (duplicates dropped)."""
-    configs = [BASELINE]
+def plan_configs(base: RestoreConfig, batch_sizes: Sequence[int]) -> list[RestoreConfig]:
+    """The faithful baseline (exact, FP32, batch 1, eager) first, then the user's
+    configuration at each requested batch size (duplicates dropped)."""
+    configs = [base.but(batch_size=1, half=False, compile_model=False, exact=True)]
     for batch_size in batch_sizes:
-        config = BenchConfig(batch_size, half, compile_model, exact)
+        config = base.but(batch_size=batch_size)
         if config not in configs:
             configs.append(config)
     return configs
@@ -218,15 +203,17 @@ def plan_configs(
 
 @dataclass
 class Workload:
-    """What each configuration restores: photos through the whole pipeline, or bare crops."""
+    """What each configuration restores: photos through the whole pipeline, or bare crops.
 
-    mask: MaskKind
-    mask_weights_dir: Path | None  # where the parsing weights are (random ones when absent)
+    `config` is the user's, with the weights that had to be random (parsing, upsampler) in
+    their place.
+    """
+
+    config: RestoreConfig
     paths: list[Path] = field(default_factory=list)
     detector: Any = None
     crops: list[np.ndarray] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    upscale: dict[str, Any] = field(default_factory=dict)  # FaceRestorer's upscale arguments
     upscaled_megapixels: float = 0.0  # output megapixels a pass upscales
 
     @property
@@ -263,12 +250,12 @@ def astronaut_photo(folder: Path) -> Path | None:
     return path
 
 
-def detector_weights_present(detector: str, weights_dir: Path | None) -> bool:
-    """Whether `detector` can run without a download (bench never downloads)."""
-    from gpen_cli.stages.detect import detector_weight_name
-    from gpen_cli.weights import weight_path
+def detector_weights_present(config: RestoreConfig) -> bool:
+    """Whether the detector can run without a download (bench never downloads)."""
+    from gpen_cli.weights import get_spec, weight_path
 
-    return weight_path(detector_weight_name(detector), weights_dir).is_file()
+    name = get_spec(config.detector.value, "detector").name
+    return weight_path(name, config.weights_dir).is_file()
 
 
 class NoDetector:
@@ -307,54 +294,35 @@ def random_crops(count: int, size: int, seed: int) -> list[np.ndarray]:
 
 
 def build_workload(
+    config: RestoreConfig,
     *,
     size: int,
     images: Path | None,
-    detector: str,
-    weights_dir: Path | None,
-    mask: MaskKind,
-    device: torch.device,
     faces: int,
     seed: int,
     scratch: Path,
 ) -> Workload:
     """Photos and a detector when both are there; random crops (said in the notes) when not."""
-    mask_dir, notes = parsing_weights_dir(mask, weights_dir, scratch, seed)
-    if images is not None:
-        paths = photos_in(images)
-    else:
-        paths = default_photos()
-        if not paths:
-            astronaut = astronaut_photo(scratch)
-            paths = [astronaut] if astronaut else []
+    mask_dir, notes = parsing_weights_dir(config.mask, config.weights_dir, scratch, seed)
+    paths = photos_in(images) if images is not None else default_photos()
+    if not paths and images is None:
+        astronaut = astronaut_photo(scratch)
+        paths = [astronaut] if astronaut else []
+    missing = None
     if not paths:
-        return Workload(
-            mask,
-            mask_dir,
-            crops=random_crops(faces, size, seed),
-            notes=notes
-            + [
-                f"no photos (set ${SHARED_DIR_ENV} or --images): forward only, {faces} random crops"
-            ],
-        )
-    if not detector_weights_present(detector, weights_dir):
-        return Workload(
-            mask,
-            mask_dir,
-            crops=random_crops(faces, size, seed),
-            notes=notes
-            + [
-                f"no {detector} detector weights in the weights folder: forward only, "
-                f"{faces} random crops (pass --detector/--weights-dir for the whole pipeline)"
-            ],
-        )
-    from gpen_cli.stages.detect import make_detector
+        missing = f"no photos (set ${SHARED_DIR_ENV} or --images)"
+    elif not detector_weights_present(config):
+        missing = f"no {config.detector.value} detector weights in the weights folder"
+    if missing:
+        notes.append(f"{missing}: forward only, {faces} random crops")
+        crops = random_crops(faces, size, seed)
+        return Workload(config.but(weights_dir=mask_dir), crops=crops, notes=notes)
+    from gpen_cli.restorer import load_detector, torch_device
 
     return Workload(
-        mask,
-        mask_dir,
+        config.but(weights_dir=mask_dir),
         paths=paths,
-        detector=make_detector(detector, weights_dir, device=str(device)),
+        detector=load_detector(config, torch_device(config)),
         notes=notes + [f"photos: {', '.join(p.name for p in paths)}"],
     )
 
@@ -459,10 +427,9 @@ def _per_face(seconds: float | None, faces: int) -> float:
 
 
 def run_config(
-    config: BenchConfig,
+    config: RestoreConfig,
     base_model: nn.Module,
     work: Workload,
-    device: torch.device,
     repeats: int,
     memory: PeakMemory,
 ) -> ConfigResult:
@@ -474,16 +441,9 @@ def run_config(
     restorer = FaceRestorer(
         base_model,
         work.detector if work.pipeline else NoDetector(),
-        weights_dir=work.mask_weights_dir,
-        device=str(device),
-        batch_size=config.batch_size,
-        mask=work.mask,
-        half=config.half,
-        compile_model=config.compile_model,
-        exact=config.exact,
+        config=config,
         clock=clock,
         on_tile=tiles,
-        **work.upscale,
     )
     setup_s = time.perf_counter() - started
     run = pipeline_pass if work.pipeline else forward_pass
@@ -500,7 +460,7 @@ def run_config(
     generator = restorer.generator
     forward_per_face = _per_face(stages["forward"], faces)
     result = ConfigResult(
-        label=config.label(generator.dtype, generator.compiled),
+        label=config_label(config, generator.dtype, generator.compiled),
         batch_size=config.batch_size,
         dtype=str(generator.dtype).replace("torch.", ""),
         exact=config.exact,
@@ -551,11 +511,10 @@ def resolve_bench_model(
     A registry name whose weights are absent becomes seeded random weights of its config:
     timings do not depend on the weights' values.
     """
-    from gpen_cli.defaults import DEFAULT_MODEL
     from gpen_cli.models import build_gpen, load_gpen
     from gpen_cli.weights import MODELS, weight_path
 
-    name = model or (f"GPEN-BFR-{size}" if size else DEFAULT_MODEL)
+    name = model or (f"GPEN-BFR-{size}" if size else RestoreConfig().model)
     if name in MODELS:
         spec = MODELS[name]
         if spec.kind != "gpen":
@@ -606,30 +565,24 @@ def bench_upsampler(
     return str(path), f"random (seed {seed}) {name} weights: {spec.filename} is absent"
 
 
-def add_upscaling(
-    work: Workload,
-    upscale: int,
-    bg_upsampler: str | None,
-    tile: int | None,
-    weights_dir: Path | None,
-    scratch: Path,
-    seed: int,
-) -> None:
-    """Time `--upscale` too: the upsampler runs on every photo of a pipeline workload."""
+def add_upscaling(work: Workload, scratch: Path, seed: int) -> None:
+    """Time `upscale` too: the upsampler runs on every photo of a pipeline workload."""
     from PIL import Image
 
+    config = work.config
     if not work.pipeline:
         work.notes.append("forward only: --upscale needs photos and a detector, not timed")
+        work.config = config.but(upscale=1, bg_upsampler=None)
         return
-    name = bg_upsampler or f"realesrnet_x{upscale}"
-    source, note = bench_upsampler(name, weights_dir, scratch, seed)
-    work.upscale = {"upscale": upscale, "bg_upsampler": source, "tile": tile}
+    name = config.bg_upsampler or f"realesrnet_x{config.upscale}"
+    source, note = bench_upsampler(name, config.weights_dir, scratch, seed)
+    work.config = config.but(bg_upsampler=source)
     pixels = 0
     for path in work.paths:
         with Image.open(path) as image:
             pixels += image.width * image.height
-    work.upscaled_megapixels = pixels * upscale * upscale / 1e6
-    work.notes.append(f"upscale x{upscale} with {name}" + (f" ({note})" if note else ""))
+    work.upscaled_megapixels = pixels * config.upscale**2 / 1e6
+    work.notes.append(f"upscale x{config.upscale} with {name}" + (f" ({note})" if note else ""))
 
 
 # --------------------------------------------------------------------------- the run
@@ -652,60 +605,63 @@ class BenchReport:
 
 
 def run_bench(
+    config: RestoreConfig,
     *,
     model: str | None = None,
     size: int | None = None,
     batch_sizes: Sequence[int] = (),
-    half: bool = False,
-    compile_model: bool = False,
-    exact: bool = False,
     images: Path | None = None,
-    detector: str = "retinaface-mobile",
-    weights_dir: Path | None = None,
-    mask: MaskKind = MaskKind.PARSING,
-    device: str = "auto",
     repeats: int = 3,
     faces: int | None = None,
     seed: int = 0,
-    upscale: int = 1,
-    bg_upsampler: str | None = None,
-    tile: int | None = None,
 ) -> BenchReport:
-    """Measure the faithful baseline and every requested configuration on one workload."""
+    """Time the faithful baseline and `config` at each batch size on one workload.
+
+    `model` (a registry name, possibly absent, or a file) or `size` picks the generator;
+    `config.model` is not used, so the timings need no downloaded weights.
+    """
     if repeats < 1:
-        raise GpenError(f"--repeats must be at least 1, got {repeats}")
-    torch_device = pick_device(device)
-    base_model, model_info = resolve_bench_model(model, size, weights_dir, seed)
+        raise GpenError(f"repeats must be at least 1, got {repeats}")
+    from gpen_cli.restorer import torch_device
+
+    device = torch_device(config)
+    base_model, model_info = resolve_bench_model(model, size, config.weights_dir, seed)
     if size is not None and model is not None and base_model.size != size:
-        raise GpenError(f"--size {size} but {model_info['name']} is a {base_model.size} px model")
+        raise GpenError(f"size {size}, but {model_info['name']} is a {base_model.size} px model")
     from gpen_cli.stages.forward import default_batch_size
 
-    sizes = list(batch_sizes) or [default_batch_size(torch_device, base_model.size)]
-    if min(sizes) < 1:
-        raise GpenError(f"--batch-size must be at least 1, got {min(sizes)}")
-    configs = plan_configs(sizes, half, compile_model, exact)
-    config = getattr(base_model, "config", None)
-    gflop = gflop_per_face(config) if config else None
-    info = system_info(torch_device)
-    memory = PeakMemory(torch_device)
+    sizes = list(batch_sizes) or [default_batch_size(device, base_model.size)]
+    memory = PeakMemory(device)
     with tempfile.TemporaryDirectory(prefix="gpen-bench-") as scratch:
         work = build_workload(
+            config,
             size=base_model.size,
             images=images,
-            detector=detector,
-            weights_dir=weights_dir,
-            mask=mask,
-            device=torch_device,
             faces=faces or max(sizes),
             seed=seed,
             scratch=Path(scratch),
         )
-        if upscale > 1:
-            add_upscaling(work, upscale, bg_upsampler, tile, weights_dir, Path(scratch), seed)
-        results = []
-        for config_ in configs:
-            logger.info("bench: %s", config_)
-            results.append(run_config(config_, base_model, work, torch_device, repeats, memory))
+        if config.upscale > 1:
+            add_upscaling(work, Path(scratch), seed)
+        results = [
+            run_config(each, base_model, work, repeats, memory)
+            for each in plan_configs(work.config, sizes)
+        ]
+    return summarise(results, work, model_info, device, repeats, memory)
+
+
+def summarise(
+    results: list[ConfigResult],
+    work: Workload,
+    model_info: dict[str, Any],
+    device: torch.device,
+    repeats: int,
+    memory: PeakMemory,
+) -> BenchReport:
+    """The report: speed-ups over the baseline, use of the device, and what to know."""
+    layout = model_info["config"]
+    gflop = gflop_per_face(layout) if layout else None
+    info = system_info(device)
     baseline = results[0]
     for result in results:
         result.speedup = result.forward_faces_per_s / baseline.forward_faces_per_s
@@ -714,8 +670,9 @@ def run_bench(
     notes = list(work.notes)
     if "random" in model_info["weights"]:
         notes.append("random weights: timings are valid, the pictures are not restored")
-    if not results[0].faces:
+    if not baseline.faces:
         notes.append("no face was found in the photos: nothing reached the generator")
+    parsing = work.config.mask is MaskKind.PARSING
     return BenchReport(
         system=info,
         model=model_info,
@@ -723,7 +680,7 @@ def run_bench(
         notes=notes,
         repeats=repeats,
         gflop_per_face=gflop,
-        mask_gflop_per_face=parsing_gflop_per_face() if mask is MaskKind.PARSING else None,
+        mask_gflop_per_face=parsing_gflop_per_face() if parsing else None,
         rss_is_per_config=memory.rss_is_per_config,
         results=results,
     )

@@ -1,12 +1,23 @@
-"""The pipeline's choices as types, importable without torch or OpenCV.
+"""The pipeline's configuration: every choice, its default and its check, declared once.
 
-The command line builds its options from these, so `gpen --help` and `gpen doctor` work even
+`RestoreConfig` is what `FaceRestorer`, `gpen restore`, `gpen batch`, `gpen video` and
+`gpen bench` all take. It is frozen (an engine's workers receive it pickled and keep one
+restorer per distinct configuration) and checked when built, so a bad value is refused
+before any model loads or any download starts. Its messages name the setting
+(`fidelity_weight`); the command line says the same with its flag.
+
+This module imports neither torch nor OpenCV, so `gpen --help` and `gpen doctor` work even
 where the heavy libraries are broken.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from gpen_cli.errors import GpenError
 
 
 class MaskKind(str, Enum):
@@ -30,3 +41,148 @@ class LandmarkSource(str, Enum):
 
     DETECTOR = "detector"  # the detector's own 5 points (the official way)
     FAN = "fan"  # face-alignment's 68 points reduced to 5
+
+
+DEFAULT_MODEL = "GPEN-BFR-512"
+# Longest short side `short_edge` accepts: beyond it no face gains detail, only memory goes.
+MAX_SHORT_EDGE = 8192
+UPSCALES = (1, 2, 4)
+MIN_TILE = 16
+
+
+class ConfigError(GpenError):
+    """A configuration value is refused; `setting` names the field it belongs to."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    """Everything that decides what a restored photo looks like and how fast it is made.
+
+    The defaults are the official pipeline's (`FaceEnhancement` with the demo's settings);
+    every option that changes pixels is off.
+    """
+
+    model: str = DEFAULT_MODEL  # a registry name or a checkpoint file
+    detector: DetectorName = DetectorName.RETINAFACE_RESNET50
+    weights_dir: Path | None = None  # None: $GPEN_WEIGHTS_DIR, ./weights, the user cache
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
+    batch_size: int | None = None  # faces per forward pass; None: 16 on CUDA, 4 on CPU
+    fidelity_weight: float = 1.0  # 1: the restored face, 0: the original
+    aligned: bool = False  # inputs are aligned face crops: nothing to detect or paste
+    short_edge: int | None = None  # work at this short-side length
+    keep_resized: bool = False  # with short_edge: save at the working size
+    upscale: int = 1  # 2 or 4: upscale the whole photo, as the official use_sr
+    bg_upsampler: str | None = None  # registry name, SR checkpoint or "none"
+    tile: int | None = None  # upsampler tile size (input px); None: whole when it fits
+    clahe: bool = False  # equalise each face crop's contrast before GPEN
+    only_center_face: bool = False
+    min_face_size: float = 0.0  # px; smaller boxes are ignored
+    score_threshold: float | None = None  # confidence to keep a face; None: the detector's
+    drop_nested: bool = False  # drop a box lying mostly inside a better one
+    landmarks: LandmarkSource = LandmarkSource.DETECTOR
+    mask: MaskKind = MaskKind.PARSING
+    half: bool = False  # FP16 on CUDA, BF16 on CPU: faster, changes pixels
+    compile_model: bool = False  # torch.compile the generator
+    exact: bool = False  # the official (slower) formulation of every layer
+
+    def __post_init__(self) -> None:
+        for name, value in _normalised(self).items():
+            object.__setattr__(self, name, value)
+        for check in _CHECKS:
+            check(self)
+
+    def but(self, **changes: Any) -> RestoreConfig:
+        """A copy with `changes`, checked like any other."""
+        return replace(self, **changes)
+
+    def describe(self) -> dict[str, str]:
+        """Each setting as text, for reports and for telling two configurations apart."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _normalised(config: RestoreConfig) -> dict[str, Any]:
+    """Strings become enum members (matched ignoring case, with a suggestion when wrong)."""
+    from gpen_cli.names import parse_choice
+
+    values: dict[str, Any] = {}
+    for name, choices in (
+        ("detector", DetectorName),
+        ("landmarks", LandmarkSource),
+        ("mask", MaskKind),
+    ):
+        try:
+            values[name] = parse_choice(choices, getattr(config, name), name.replace("_", " "))
+        except GpenError as exc:
+            raise ConfigError(name, str(exc)) from None
+    if config.weights_dir is not None:
+        values["weights_dir"] = Path(config.weights_dir)
+    values["model"] = str(config.model)
+    if config.bg_upsampler is not None:
+        values["bg_upsampler"] = str(config.bg_upsampler)
+    return values
+
+
+def _between(name: str, low: float, high: float = float("inf")):
+    """A check that setting `name`, when set, lies in [low, high]."""
+    bounds = f"at least {low:g}" if high == float("inf") else f"between {low:g} and {high:g}"
+
+    def check(config: RestoreConfig) -> None:
+        value = getattr(config, name)
+        if value is not None and not low <= value <= high:
+            raise ConfigError(name, f"must be {bounds}, got {value}")
+
+    return check
+
+
+def _check_upscale(config: RestoreConfig) -> None:
+    if config.upscale not in UPSCALES:
+        raise ConfigError("upscale", f"must be one of {', '.join(map(str, UPSCALES))}")
+    if config.upscale != 1 and config.short_edge is not None:
+        raise ConfigError("upscale", "cannot be combined with short_edge: pick one output size")
+
+
+def _check_device(config: RestoreConfig) -> None:
+    from gpen_cli.devices import check_device
+
+    try:
+        check_device(config.device)
+    except GpenError as exc:
+        raise ConfigError("device", str(exc)) from None
+
+
+def _check_model(config: RestoreConfig) -> None:
+    """A registry name of a GPEN model, or a file that exists (no download is started)."""
+    _check_file_or_name("model", config.model, "gpen")
+
+
+def _check_bg_upsampler(config: RestoreConfig) -> None:
+    if config.bg_upsampler is not None and config.bg_upsampler.lower() != "none":
+        _check_file_or_name("bg_upsampler", config.bg_upsampler, "upsampler")
+
+
+def _check_file_or_name(setting: str, value: str, kind: str) -> None:
+    from gpen_cli.weights import check_file_or_name
+
+    try:
+        check_file_or_name(value, kind)
+    except GpenError as exc:
+        raise ConfigError(setting, str(exc)) from None
+
+
+_CHECKS = (
+    _between("fidelity_weight", 0.0, 1.0),
+    _between("score_threshold", 0.0, 1.0),
+    _between("min_face_size", 0.0),
+    _between("short_edge", 16, MAX_SHORT_EDGE),
+    _between("batch_size", 1),
+    _between("tile", MIN_TILE),
+    _check_upscale,
+    _check_device,
+    _check_model,
+    _check_bg_upsampler,
+)

@@ -40,8 +40,8 @@ def naming(source: Path | str, message: str) -> str:
 
 def upscale_settings(restorer) -> dict:
     """What the report says about background upscaling: the factor and the upsampler used."""
-    upscaler = getattr(restorer, "upscaler", None)
-    return {"upscale": getattr(restorer, "upscale", 1), "upsampler": upscaler and upscaler.name}
+    upscaler = restorer.upscaler
+    return {"upscale": restorer.config.upscale, "upsampler": upscaler and upscaler.name}
 
 
 def summarize(entries: list[ReportEntry]) -> dict[str, int]:

@@ -19,18 +19,16 @@ import cv2
 import numpy as np
 from torch import nn
 
-from gpen_cli.config import DetectorName, LandmarkSource, MaskKind
-from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
+from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
-from gpen_cli.names import match_name, parse_choice
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
 from gpen_cli.stages.blend import blend_fidelity
 from gpen_cli.stages.clahe import apply_clahe
-from gpen_cli.stages.detect import Detector, make_detector
+from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.forward import GpenForward, pick_device
 from gpen_cli.stages.load import to_uint8
-from gpen_cli.stages.mask import make_masker
+from gpen_cli.stages.mask import Masker, RectMasker
 from gpen_cli.stages.paste import Paste, paste_faces
 from gpen_cli.stages.resize import resize_short_edge
 from gpen_cli.stages.upscale import Upscaler
@@ -99,74 +97,74 @@ class RestoreResult:
     restored_crops: list[np.ndarray] = field(default_factory=list)
 
 
-def resolve_model(
-    model: str | Path | nn.Module, weights_dir: Path | None, device: Any, *, fast: bool = False
-) -> nn.Module:
-    """A module as is, a checkpoint path, or a registry name (downloaded when absent).
+def load_generator(config: RestoreConfig, device: Any) -> nn.Module:
+    """The GPEN generator the configuration names, loaded in the formulation it will run
+    in (the fast kernels unless `exact`), so the forward stage needs no second copy."""
+    from gpen_cli.weights import load_model
 
-    A checkpoint is loaded in the formulation it will run in (`fast`), so the forward stage
-    has no second copy of the weights to make.
-    """
-    from gpen_cli.models import load_gpen
-    from gpen_cli.weights import MODELS, ensure_weight
-
-    if isinstance(model, nn.Module):
-        return model
-    name = {known.lower(): known for known in MODELS}.get(str(model).lower())
-    if name is not None:
-        if MODELS[name].kind != "gpen":
-            raise GpenError(f"{name} is a {MODELS[name].kind} model, not a GPEN generator")
-        return load_gpen(ensure_weight(name, weights_dir), device=device, fast=fast)
-    path = Path(model)
-    if not path.exists():
-        gpen_names = [known for known, spec in MODELS.items() if spec.kind == "gpen"]
-        try:
-            match_name(str(model), gpen_names, "GPEN model")
-        except GpenError as exc:
-            raise GpenError(f"{model}: no such file, and {exc}") from None
-    return load_gpen(path, device=device, fast=fast)
+    return load_model(
+        config.model, "gpen", config.weights_dir, device=device, fast=not config.exact
+    )
 
 
-UPSCALES = (1, 2, 4)
+def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
+    """The background upsampler for `upscale` 2 or 4 (None at 1): `bg_upsampler` names a
+    registry entry, an SR checkpoint or "none" (Lanczos); by default GPEN's RealESRNet of
+    that scale, as the official `--use_sr`."""
+    from gpen_cli.weights import load_model
 
-
-def resolve_upscaler(
-    scale: int,
-    bg_upsampler: str | Path | None,
-    weights_dir: Path | None,
-    device: Any,
-    *,
-    half: bool,
-    tile: int | None,
-) -> Upscaler | None:
-    """The background upsampler for `--upscale scale`; None at scale 1.
-
-    `bg_upsampler` is a registry name, an SR checkpoint path, or "none" (Lanczos); by
-    default GPEN's own RealESRNet of that scale, as the official `--use_sr`.
-    """
-    from gpen_cli.models.upsampler import load_sr_net
-    from gpen_cli.weights import MODELS, ensure_weight
-
-    if scale == 1:
+    if config.upscale == 1:
         return None
-    name = str(bg_upsampler) if bg_upsampler is not None else f"realesrnet_x{scale}"
+    name = config.bg_upsampler or f"realesrnet_x{config.upscale}"
     if name.lower() == "none":
-        return Upscaler(None, scale, device=device)
-    if name in MODELS:
-        if MODELS[name].kind != "upsampler":
-            raise GpenError(f"--bg-upsampler {name}: a {MODELS[name].kind} model, not an upsampler")
-        path = ensure_weight(name, weights_dir)
-    else:
-        path = Path(name)
-        if not path.exists():
-            names = ", ".join(n for n, spec in MODELS.items() if spec.kind == "upsampler")
-            raise GpenError(
-                f"--bg-upsampler {name}: no such file, and not a known upsampler ({names}, none)"
-            )
+        return Upscaler(None, config.upscale, device=device)
     try:
-        return Upscaler(load_sr_net(path), scale, device=device, half=half, tile=tile, name=name)
+        network = load_model(name, "upsampler", config.weights_dir)
     except ValueError as exc:
         raise GpenError(str(exc)) from None
+    return Upscaler(
+        network, config.upscale, device=device, half=config.half, tile=config.tile, name=name
+    )
+
+
+def load_detector(config: RestoreConfig, device: Any) -> Detector:
+    from gpen_cli.weights import load_model
+
+    return load_model(
+        config.detector.value,
+        "detector",
+        config.weights_dir,
+        device=str(device),
+        score_threshold=config.score_threshold,
+        min_face_size=config.min_face_size,
+        drop_nested=config.drop_nested,
+    )
+
+
+def load_masker(config: RestoreConfig, device: Any) -> Masker:
+    """The official parsing mask (ParseNet), or the official feathered square."""
+    from gpen_cli.weights import load_model
+
+    if config.mask is MaskKind.RECT:
+        return RectMasker()
+    return load_model("parsenet", "parsing", config.weights_dir, device=device, half=config.half)
+
+
+def load_refiner(config: RestoreConfig, device: Any) -> FanLandmarks | None:
+    """face-alignment's 68-point model for `landmarks=fan`; None keeps the detector's."""
+    from gpen_cli.weights import load_model
+
+    if config.landmarks is LandmarkSource.DETECTOR:
+        return None
+    return load_model("fan-2d", "landmarks", config.weights_dir, device=str(device))
+
+
+def torch_device(config: RestoreConfig) -> Any:
+    """The torch device `config.device` names; ConfigError when it is not usable here."""
+    try:
+        return pick_device(config.device)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError("device", str(exc).strip().splitlines()[0]) from None
 
 
 def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
@@ -181,111 +179,59 @@ def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
 class FaceRestorer:
     """Restore every face of a BGR photo with GPEN, as the official pipeline does.
 
-    `model` is a registry name (e.g. "GPEN-BFR-512"), a checkpoint path, or any module that
-    maps N×3×S×S RGB in [-1, 1] to the same (S from `model.size` or `size=`). `detector` is a
-    name such as "retinaface-mobile" (resolved through the weights folder) or an object with
-    `detect(image_bgr) -> list[Face]`. `clock`, when given, is told how long each stage takes.
-    `upscale` (2 or 4) upscales the whole photo with `bg_upsampler` (a registry name, an SR
-    checkpoint path or "none" for Lanczos; GPEN's RealESRNet by default) and restores the
-    faces at that size, as the official `use_sr`; `tile` forces its tile size and
-    `on_tile(done, total)` is told its progress.
+    Built from a `RestoreConfig` (`config=`), changed by keyword settings of the same names
+    (`FaceRestorer(mask="rect")`); every value is checked before anything loads. `model`
+    and `detector` may also be objects, for tests and embedding: any module mapping
+    N×3×S×S RGB in [-1, 1] to the same (S from `model.size` or `size=`), and any object
+    with `detect(image_bgr) -> list[Face]`. `clock`, when given, is told how long each stage
+    takes; `on_tile(done, total)` the upsampler's progress over its tiles.
     """
 
     def __init__(
         self,
-        model: str | Path | nn.Module = DEFAULT_MODEL,
-        detector: str | Detector = DEFAULT_DETECTOR,
+        model: str | Path | nn.Module | None = None,
+        detector: str | Detector | None = None,
         *,
+        config: RestoreConfig | None = None,
         size: int | None = None,
-        weights_dir: str | Path | None = None,
-        device: str = "auto",
-        batch_size: int | None = None,
-        fidelity_weight: float = 1.0,
-        clahe: bool = False,
-        short_edge: int | None = None,
-        keep_resized: bool = False,
-        only_center_face: bool = False,
-        min_face_size: float = 0,
-        score_threshold: float = 0.9,
-        drop_nested: bool = False,
-        landmarks: LandmarkSource | str = LandmarkSource.DETECTOR,
-        mask: MaskKind | str = MaskKind.PARSING,
-        aligned: bool = False,
-        half: bool = False,
-        compile_model: bool = False,
-        exact: bool = False,
         clock: StageClock | NoClock | None = None,
-        upscale: int = 1,
-        bg_upsampler: str | Path | None = None,
-        tile: int | None = None,
         on_tile: Callable[[int, int], None] | None = None,
+        **settings: Any,
     ):
-        # Every choice is checked before anything loads or downloads.
-        mask = parse_choice(MaskKind, mask, "mask")
-        landmarks = parse_choice(LandmarkSource, landmarks, "landmark source")
-        if isinstance(detector, str) and not aligned:
-            detector = parse_choice(DetectorName, detector, "detector").value
-        if not 0.0 <= fidelity_weight <= 1.0:
-            raise GpenError(f"--fidelity-weight must be between 0 and 1, got {fidelity_weight}")
-        if short_edge is not None and not 16 <= short_edge <= MAX_SHORT_EDGE:
-            raise GpenError(
-                f"--short-edge must be between 16 and {MAX_SHORT_EDGE} px, got {short_edge}"
-            )
-        if upscale not in UPSCALES:  # before any model is loaded
-            raise GpenError(
-                f"--upscale must be one of {', '.join(map(str, UPSCALES))}, got {upscale}"
-            )
-        if upscale != 1 and short_edge is not None:
-            raise GpenError("--upscale and --short-edge cannot be combined: pick one output size")
-        weights_dir = Path(weights_dir) if weights_dir is not None else None
-        try:
-            torch_device = pick_device(device)
-        except (ValueError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0].removeprefix(f"--device {device}: ")
-            raise GpenError(f"--device {device}: {reason}") from None
+        for name, value in (("model", model), ("detector", detector)):
+            if isinstance(value, str | Path):
+                settings[name] = str(value)
+        self.config = config = (config or RestoreConfig()).but(**settings)
+        device = torch_device(config)
+        module = model if isinstance(model, nn.Module) else load_generator(config, device)
         self.generator = GpenForward(
-            resolve_model(model, weights_dir, torch_device, fast=not exact),
+            module,
             size=size,
-            device=torch_device,
-            batch_size=batch_size,
-            half=half,
-            compile_model=compile_model,
-            exact=exact,
-            source=str(model) if not isinstance(model, nn.Module) else type(model).__name__,
+            device=device,
+            batch_size=config.batch_size,
+            half=config.half,
+            compile_model=config.compile_model,
+            exact=config.exact,
+            source=type(model).__name__ if isinstance(model, nn.Module) else config.model,
         )
         self.size = self.generator.size
         self.batch_size = self.generator.batch_size
-        self.fidelity_weight = fidelity_weight
-        self.clahe = clahe
-        self.short_edge = short_edge
-        self.keep_resized = keep_resized
-        self.only_center_face = only_center_face
-        self.aligned = aligned
         self.clock = clock or NoClock()
-        self.upscale = upscale
-        self.upscaler = resolve_upscaler(
-            upscale, bg_upsampler, weights_dir, torch_device, half=half, tile=tile
-        )
+        self.upscaler = load_upscaler(config, device)
         self.on_tile = on_tile
         self._warned_large_faces = False
         self.detector: Detector | None = None
-        self.refiner = None
-        self.masker = None
-        if not aligned:
-            self.detector = (
-                make_detector(
-                    detector,
-                    weights_dir,
-                    device=str(torch_device),
-                    score_threshold=score_threshold,
-                    min_face_size=min_face_size,
-                    drop_nested=drop_nested,
-                )
-                if isinstance(detector, str)
-                else detector
-            )
-            self.refiner = _landmark_refiner(landmarks, weights_dir, torch_device)
-            self.masker = make_masker(mask, weights_dir, torch_device, half)
+        self.refiner: FanLandmarks | None = None
+        self.masker: Masker | None = None
+        if not config.aligned:
+            given = detector is not None and not isinstance(detector, str)
+            self.detector = detector if given else load_detector(config, device)
+            self.refiner = load_refiner(config, device)
+            self.masker = load_masker(config, device)
+
+    @property
+    def aligned(self) -> bool:
+        return self.config.aligned
 
     # ------------------------------------------------------------------ one photo, three steps
 
@@ -294,19 +240,19 @@ class FaceRestorer:
         if self.aligned:
             return self._prepare_aligned(image)
         working, scale, canvas = image, 1.0, None
-        if self.short_edge:
+        if self.config.short_edge:
             with self.clock.stage("resize"):
-                working, scale = resize_short_edge(image, self.short_edge)
+                working, scale = resize_short_edge(image, self.config.short_edge)
         if self.upscaler is not None:
             with self.clock.stage("upscale"):
                 canvas = self.upscaler(image, self.on_tile)
             with self.clock.stage("resize"):  # bilinear, as the official use_sr path
                 working = cv2.resize(image, canvas.shape[1::-1])
-            scale = float(self.upscale)
+            scale = float(self.config.upscale)
         working8 = to_uint8(working)
         with self.clock.stage("detect"):
             faces = self.detector.detect(working8)
-            if self.only_center_face:
+            if self.config.only_center_face:
                 faces = center_face(faces, working8.shape[1], working8.shape[0])
             if self.refiner is not None and faces:
                 faces = self.refiner.refine(working8, faces)
@@ -315,7 +261,7 @@ class FaceRestorer:
         with self.clock.stage("align"):
             alignments = [align_face(face.landmarks, self.size) for face in faces]
             crops = [warp_crop(working8, alignment) for alignment in alignments]
-            inputs = [apply_clahe(crop) for crop in crops] if self.clahe else crops
+            inputs = [apply_clahe(crop) for crop in crops] if self.config.clahe else crops
         return PreparedImage(image, scale, faces, alignments, crops, inputs, canvas)
 
     def _warn_large_faces(self, faces: list[Face]) -> None:
@@ -336,7 +282,7 @@ class FaceRestorer:
         face8 = to_uint8(face)
         if face8.shape[:2] != (self.size, self.size):
             face8 = cv2.resize(face8, (self.size, self.size))
-        model_input = apply_clahe(face8) if self.clahe else face8
+        model_input = apply_clahe(face8) if self.config.clahe else face8
         return PreparedImage(face8, 1.0, [], [], [face8], [model_input])
 
     def forward(self, crops: Sequence[np.ndarray]) -> list[RestoredFace]:
@@ -353,7 +299,9 @@ class FaceRestorer:
         """Soften small faces, blend with the input crops, paste back through the masks."""
         with self.clock.stage("paste"):
             if self.aligned:
-                face = blend_fidelity(restored[0].image, prepared.crops[0], self.fidelity_weight)
+                face = blend_fidelity(
+                    restored[0].image, prepared.crops[0], self.config.fidelity_weight
+                )
                 if self.upscaler is not None:  # the official use_sr upscales the restored face
                     with self.clock.stage("upscale"):
                         face = self.upscaler(face, self.on_tile)
@@ -362,14 +310,14 @@ class FaceRestorer:
 
     def _paste(self, prepared: PreparedImage, restored: Sequence[RestoredFace]) -> RestoreResult:
         blended = [
-            blend_fidelity(soften_small_face(out.image, face), crop, self.fidelity_weight)
+            blend_fidelity(soften_small_face(out.image, face), crop, self.config.fidelity_weight)
             for out, face, crop in zip(restored, prepared.faces, prepared.crops, strict=True)
         ]
         target, to_target, record_scale = prepared.image, 1.0 / prepared.scale, prepared.scale
         if prepared.canvas is not None:
             target, to_target = prepared.canvas, 1.0
-        if self.keep_resized and prepared.scale != 1.0:
-            target, _ = resize_short_edge(prepared.image, self.short_edge)
+        if self.config.keep_resized and prepared.scale != 1.0:
+            target, _ = resize_short_edge(prepared.image, self.config.short_edge)
             to_target, record_scale = 1.0, 1.0
         pastes = [
             Paste(face, alignment.inverse * to_target, out.mask)
@@ -386,13 +334,3 @@ class FaceRestorer:
         """
         prepared = self.prepare(image)
         return self.finish(prepared, self.forward(prepared.model_inputs))
-
-
-def _landmark_refiner(landmarks: LandmarkSource, weights_dir: Path | None, device: Any):
-    """face-alignment's 68-point model for `--landmarks fan`; None keeps the detector's."""
-    if landmarks is LandmarkSource.DETECTOR:
-        return None
-    from gpen_cli.stages.detect import FanLandmarks
-    from gpen_cli.weights import ensure_weight
-
-    return FanLandmarks(ensure_weight("fan-2d", weights_dir), device=str(device))

@@ -1,14 +1,20 @@
-"""Which weights files the tool uses, where they live, and how they are fetched and checked.
+"""The model registry: which weights files the tool uses, where they live, how they are
+fetched and checked, and which builder turns each into a working module.
 
-The registry is data: one `ModelSpec` per file. Downloads stream into a hidden temporary file
-beside the target, hash while streaming, and only an intact file is renamed into place, so an
-interrupted or corrupted transfer never leaves a file under the final name.
+The registry is data: one `ModelSpec` per file, naming its builder as "module:attribute" so
+listing, verifying and validating names never imports torch. `load_model` is the one place
+a weights file is fetched and built; stages receive loaded modules or paths.
+
+Downloads stream into a hidden temporary file beside the target, hash while streaming, and
+only an intact file is renamed into place, so an interrupted or corrupted transfer never
+leaves a file under the final name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib
 import logging
 import os
 import re
@@ -32,6 +38,13 @@ from gpen_cli.errors import GpenError, WeightsMissingError
 logger = logging.getLogger(__name__)
 
 ModelKind = Literal["gpen", "detector", "parsing", "landmarks", "upsampler"]
+KIND_NAMES: dict[str, str] = {
+    "gpen": "GPEN model",
+    "detector": "face detector",
+    "parsing": "face-parsing model",
+    "landmarks": "landmark model",
+    "upsampler": "upsampler",
+}
 VerifyStatus = Literal["ok", "mismatch", "unknown", "missing"]
 
 WEIGHTS_DIR_ENV = "GPEN_WEIGHTS_DIR"
@@ -44,20 +57,36 @@ _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One downloadable weights file. `config` holds the constructor arguments it needs."""
+    """One downloadable weights file and how to build the module it holds.
+
+    `builder` is "module:callable", called as `builder(path, **build_options, **options)`
+    (options such as `device` come from the pipeline). `config` is the published layout of
+    a generator or upsampler: what `verify` checks a file against and what `gpen bench`
+    builds random weights from. `aliases` are other names the entry answers to.
+    """
 
     name: str
     filename: str
     url: str
     kind: ModelKind
+    builder: str
+    build_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     config: Mapping[str, Any] = field(default_factory=dict, hash=False)
     size_bytes: int | None = None
     sha256: str | None = None
     description: str = ""
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        # Specs are shared module-wide: a caller must not be able to edit one's config in place.
+        # Specs are shared module-wide: a caller must not be able to edit one in place.
         object.__setattr__(self, "config", MappingProxyType(dict(self.config)))
+        object.__setattr__(self, "build_options", MappingProxyType(dict(self.build_options)))
+
+    def build(self, path: Path, **options: Any) -> Any:
+        """The module in `path`, built by this entry's builder (imports it only now)."""
+        module, _, attribute = self.builder.partition(":")
+        builder = getattr(importlib.import_module(module), attribute)
+        return builder(path, **self.build_options, **options)
 
 
 _GPEN_OSS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"
@@ -69,12 +98,17 @@ _GPEN_MODELSCOPE = (
 _FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
 _REALESRGAN_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 
+_GPEN_BUILDER = "gpen_cli.models.loading:load_gpen"
+_RETINAFACE_BUILDER = "gpen_cli.stages.detect:RetinaFaceDetector"
+_SR_BUILDER = "gpen_cli.models.upsampler:load_sr_net"
+
 _SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="GPEN-BFR-256",
         filename="GPEN-BFR-256.pth",
         url=f"{_GPEN_OSS}/GPEN-BFR-256.pth",
         kind="gpen",
+        builder=_GPEN_BUILDER,
         config={"size": 256, "channel_multiplier": 1, "narrow": 0.5},
         description="GPEN face restoration, 256 px faces: the fastest generator.",
     ),
@@ -83,6 +117,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="GPEN-BFR-512.pth",
         url=f"{_GPEN_OSS}/GPEN-BFR-512.pth",
         kind="gpen",
+        builder=_GPEN_BUILDER,
         config={"size": 512, "channel_multiplier": 2, "narrow": 1.0},
         description="GPEN face restoration, 512 px faces: the authors' reference model.",
     ),
@@ -91,6 +126,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="GPEN-BFR-1024.pth",
         url=f"{_GPEN_MODELSCOPE}/pytorch_model.pt",
         kind="gpen",
+        builder=_GPEN_BUILDER,
         config={"size": 1024, "channel_multiplier": 2, "narrow": 1.0},
         description="GPEN face restoration, 1024 px faces (published on ModelScope).",
     ),
@@ -99,6 +135,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="GPEN-BFR-2048.pth",
         url=f"{_GPEN_MODELSCOPE}/pytorch_model-2048.pt",
         kind="gpen",
+        builder=_GPEN_BUILDER,
         config={"size": 2048, "channel_multiplier": 2, "narrow": 1.0},
         description="GPEN face restoration, 2048 px faces for large selfies (ModelScope).",
     ),
@@ -107,7 +144,9 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="detection_Resnet50_Final.pth",
         url=f"{_FACEXLIB_RELEASES}/v0.1.0/detection_Resnet50_Final.pth",
         kind="detector",
-        config={"network_name": "resnet50"},
+        builder=_RETINAFACE_BUILDER,
+        build_options={"network": "resnet50"},
+        aliases=("retinaface",),
         description="RetinaFace with a ResNet-50 backbone (facexlib): accurate face detector.",
     ),
     ModelSpec(
@@ -115,7 +154,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="detection_mobilenet0.25_Final.pth",
         url=f"{_FACEXLIB_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth",
         kind="detector",
-        config={"network_name": "mobile0.25"},
+        builder=_RETINAFACE_BUILDER,
+        build_options={"network": "mobile0.25"},
         size_bytes=1_789_735,
         sha256="38ec7bb3c9cbfe2f40edabc05fab970a6d648747cbc534092be85d5eb9b37ed0",
         description="RetinaFace with a MobileNet-0.25 backbone (facexlib): small, fast detector.",
@@ -128,6 +168,7 @@ _SPECS: tuple[ModelSpec, ...] = (
             "face_detection_yunet_2026may.onnx"
         ),
         kind="detector",
+        builder="gpen_cli.stages.detect:YuNetDetector",
         size_bytes=229_738,
         sha256="ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
         description="OpenCV YuNet face detector (ONNX, runs through cv2.FaceDetectorYN).",
@@ -137,23 +178,15 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="parsing_parsenet.pth",
         url=f"{_FACEXLIB_RELEASES}/v0.2.2/parsing_parsenet.pth",
         kind="parsing",
-        config={"in_size": 512, "out_size": 512, "parsing_ch": 19},
+        builder="gpen_cli.stages.mask:ParsingMasker",
         description="ParseNet face parsing (facexlib): masks the face region when pasting back.",
-    ),
-    ModelSpec(
-        name="bisenet",
-        filename="parsing_bisenet.pth",
-        url=f"{_FACEXLIB_RELEASES}/v0.2.0/parsing_bisenet.pth",
-        kind="parsing",
-        config={"num_class": 19},
-        description="BiSeNet face parsing (facexlib), 19 classes.",
     ),
     ModelSpec(
         name="fan-2d",
         filename="2DFAN4-11f355bf06.pth.tar",
         url="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
         kind="landmarks",
-        config={"network_size": 4},
+        builder="gpen_cli.stages.detect:FanLandmarks",
         description="FAN 2D landmarks (face-alignment): 68 points, refines the 5 used to align.",
     ),
     ModelSpec(
@@ -161,6 +194,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="realesrnet_x2.pth",
         url=f"{_GPEN_OSS}/realesrnet_x2.pth",
         kind="upsampler",
+        builder=_SR_BUILDER,
         config={"scale": 2, "num_feat": 32},
         description="GPEN's background upsampler, x2 (RealESRNet, RRDBNet with 32 features).",
     ),
@@ -169,6 +203,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="realesrnet_x4.pth",
         url=f"{_GPEN_OSS}/realesrnet_x4.pth",
         kind="upsampler",
+        builder=_SR_BUILDER,
         config={"scale": 4, "num_feat": 32},
         description="GPEN's background upsampler, x4 (RealESRNet, RRDBNet with 32 features).",
     ),
@@ -177,6 +212,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="RealESRGAN_x2plus.pth",
         url=f"{_REALESRGAN_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth",
         kind="upsampler",
+        builder=_SR_BUILDER,
         config={"scale": 2, "num_feat": 64},
         description="Real-ESRGAN x2plus background upsampler (RRDBNet, 64 features).",
     ),
@@ -185,6 +221,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         filename="RealESRGAN_x4plus.pth",
         url=f"{_REALESRGAN_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth",
         kind="upsampler",
+        builder=_SR_BUILDER,
         config={"scale": 4, "num_feat": 64},
         description="Real-ESRGAN x4plus background upsampler (RRDBNet, 64 features).",
     ),
@@ -222,11 +259,55 @@ class DownloadError(GpenError):
         self.reason = reason
 
 
-def get_spec(name: str) -> ModelSpec:
-    """The registry entry for `name` (any case), or an error with a "did you mean"."""
+def _names(kind: ModelKind | None = None) -> dict[str, str]:
+    """Every name and alias of the entries of `kind` (all kinds when None) → entry name."""
+    return {
+        alias: spec.name
+        for spec in MODELS.values()
+        if kind is None or spec.kind == kind
+        for alias in (spec.name, *spec.aliases)
+    }
+
+
+def get_spec(name: str, kind: ModelKind | None = None) -> ModelSpec:
+    """The registry entry for `name` (any case, aliases too), or an error with a "did you
+    mean" and the names of that kind."""
     from gpen_cli.names import match_name
 
-    return MODELS[match_name(name, MODELS, "model")]
+    names = _names(kind)
+    what = KIND_NAMES[kind] if kind else "model"
+    return MODELS[names[match_name(name, names, what)]]
+
+
+def check_file_or_name(value: str | Path, kind: ModelKind) -> None:
+    """Refuse `value` unless it is a file or names an entry of `kind`, saying what it is
+    instead (an entry of another kind, or nothing: then with a suggestion). Reads nothing."""
+    if Path(value).is_file():
+        return
+    try:
+        get_spec(str(value), kind)
+    except GpenError as exc:
+        lowered = {alias.lower(): entry for alias, entry in _names().items()}
+        other = lowered.get(str(value).lower())
+        if other is not None:
+            what = KIND_NAMES[MODELS[other].kind]
+            raise GpenError(f"{value!r} is a {what}, not a {KIND_NAMES[kind]}") from None
+        raise GpenError(f"no such file, and {exc}") from None
+
+
+def load_model(
+    name_or_path: str | Path, kind: ModelKind, weights_dir: Path | None = None, **options: Any
+) -> Any:
+    """The module a registry name (fetched when absent) or a checkpoint file holds.
+
+    A file is built by the builder of the first entry of `kind` (GPEN generators infer
+    their configuration from the tensors; SR networks go through spandrel).
+    """
+    if Path(name_or_path).is_file():
+        spec = next(spec for spec in MODELS.values() if spec.kind == kind)
+        return spec.build(Path(name_or_path), **options)
+    spec = get_spec(str(name_or_path), kind)
+    return spec.build(ensure_weight(spec.name, weights_dir), **options)
 
 
 def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[Path, str]:

@@ -22,9 +22,9 @@ import torch
 
 from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
 from gpen_cli.batch.ray_engine import RayOptions, ray_session, restore_folder_ray
-from gpen_cli.cli.options import RestoreSettings
-from gpen_cli.config import MaskKind
+from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.models import build_gpen
+from gpen_cli.restorer import FaceRestorer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -42,7 +42,7 @@ def main() -> None:
     source.mkdir()
     for index in range(args.photos):
         shutil.copy(SHARED / "assets/images/portrait_small.jpg", source / f"p{index:03d}.jpg")
-    settings = RestoreSettings(
+    settings = RestoreConfig(
         model=str(checkpoint),
         detector="retinaface-mobile",
         weights_dir=SHARED / "assets/weights",
@@ -57,7 +57,7 @@ def main() -> None:
               f"{outcome.faces_per_second:.2f} faces/s")  # fmt: skip
 
     layout = plan_layout(source, work / "threads")
-    report("thread engine", restore_folder(settings.build_restorer(), layout, BatchOptions()))
+    report("thread engine", restore_folder(FaceRestorer(config=settings), layout, BatchOptions()))
     started = time.perf_counter()
     with ray_session(RayOptions()):
         print(f"local Ray started in {time.perf_counter() - started:.1f} s")

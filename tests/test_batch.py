@@ -265,7 +265,7 @@ def test_aligned_photos_are_batched_and_written_at_model_size(tmp_path):
     for name, image in crops.items():
         write_image(source / name, image)
     model = SpyModel()
-    restorer = make_restorer(model, aligned=True, detector="unused")
+    restorer = make_restorer(model, aligned=True)
 
     outcome = run_folder(restorer, source, out, aligned=True, gather_seconds=5.0)
 

@@ -26,8 +26,8 @@ from gpen_cli.atomic import is_partial_file
 from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
 from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.cli import app
-from gpen_cli.cli.options import RestoreSettings
-from gpen_cli.config import MaskKind
+from gpen_cli.config import MaskKind, RestoreConfig
+from gpen_cli.restorer import FaceRestorer
 
 ray = pytest.importorskip(
     "ray.data", reason="the ray extra is not installed (pip install -e '.[test,ray]')"
@@ -47,8 +47,8 @@ def local_ray():
 
 
 @pytest.fixture
-def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreSettings:
-    return RestoreSettings(
+def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreConfig:
+    return RestoreConfig(
         model=str(tiny_checkpoint),
         detector="retinaface-mobile",
         weights_dir=pipeline_weights_dir,
@@ -86,7 +86,7 @@ def run_threads(settings, source, out):
 
     torch.set_num_threads(2)  # what the Ray workers use
     layout = plan_layout(source, out)
-    return restore_folder(settings.build_restorer(), layout, BatchOptions(workers=2))
+    return restore_folder(FaceRestorer(config=settings), layout, BatchOptions(workers=2))
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -126,7 +126,7 @@ def test_parsing_mask_gives_the_same_bytes(tmp_path, settings):
     source = tmp_path / "in"
     source.mkdir()
     shutil.copy(shared_file("assets/images/portrait_small.jpg"), source)
-    parsing = RestoreSettings(**{**vars(settings), "mask": MaskKind.PARSING})
+    parsing = settings.but(mask=MaskKind.PARSING)
 
     run_ray(parsing, source, tmp_path / "ray")
     run_threads(parsing, source, tmp_path / "threads")

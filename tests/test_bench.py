@@ -10,8 +10,6 @@ from conftest import shared_dir, shared_file
 from typer.testing import CliRunner
 
 from gpen_cli.bench import (
-    BASELINE,
-    BenchConfig,
     device_peak_tflops,
     gflop_per_face,
     parsing_gflop_per_face,
@@ -20,6 +18,7 @@ from gpen_cli.bench import (
 )
 from gpen_cli.cli import app
 from gpen_cli.cli.bench import parse_batch_sizes
+from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.weights import MODELS
 
@@ -129,10 +128,14 @@ def test_markdown_table(tiny_checkpoint, monkeypatch):
 
 
 def test_plan_always_starts_with_the_faithful_baseline():
-    configs = plan_configs([1, 4, 4], half=False, compile_model=False, exact=False)
-    assert configs == [BASELINE, BenchConfig(1), BenchConfig(4)]
+    base = RestoreConfig(mask="rect", half=True)
+    baseline = base.but(batch_size=1, half=False, exact=True)
+    configs = plan_configs(base, [1, 4, 4])
+    assert configs == [baseline, base.but(batch_size=1), base.but(batch_size=4)]
+    # the user's options reach every configuration, the baseline's generator aside
+    assert all(config.mask is MaskKind.RECT for config in configs)
     # asking for the baseline itself does not measure it twice
-    assert plan_configs([1], half=False, compile_model=False, exact=True) == [BASELINE]
+    assert plan_configs(base.but(half=False, exact=True), [1]) == [baseline]
 
 
 def test_batch_sizes_are_parsed_in_every_spelling():

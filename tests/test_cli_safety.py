@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
+from gpen_cli.restorer import FaceRestorer
 
 SIZE = 64
 
@@ -71,7 +72,7 @@ def test_unsupported_device_is_refused_before_anything_runs(tmp_path, device):
     result = invoke("restore", photo, "--device", device, "--model", tmp_path / "absent.pth")
     assert result.exit_code == 2, result.output
     (line,) = error_lines(result.output)
-    assert line.startswith(f"error: --device {device}: not supported; use one of auto, cpu")
+    assert line.startswith(f"error: --device: {device} is not supported; use one of auto, cpu")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png"]
 
 
@@ -82,12 +83,11 @@ def test_unsupported_device_is_refused_before_anything_runs(tmp_path, device):
 def test_output_onto_the_input_is_refused_at_once(tmp_path, monkeypatch, overwrite):
     photo = write_photo(tmp_path / "a.jpg")
     before = photo.read_bytes()
-    from gpen_cli.cli import options
 
-    def no_models(self):
+    def no_models(self, *args, **kwargs):
         raise AssertionError("models were loaded although the command was already refused")
 
-    monkeypatch.setattr(options.RestoreSettings, "build_restorer", no_models)
+    monkeypatch.setattr(FaceRestorer, "__init__", no_models)
     for output in (photo, tmp_path):  # the file itself, or its own folder
         result = invoke("restore", photo, "-o", output, "--aligned", *overwrite)
         assert result.exit_code == 2, result.output
@@ -101,12 +101,10 @@ def test_output_onto_the_input_is_refused_at_once(tmp_path, monkeypatch, overwri
 
 @pytest.mark.parametrize("command", ["restore", "batch"])
 def test_report_under_a_file_is_refused_before_any_work(tmp_path, monkeypatch, command):
-    from gpen_cli.cli import options
-
-    def no_models(self):
+    def no_models(self, *args, **kwargs):
         raise AssertionError("models were loaded although the report cannot be written")
 
-    monkeypatch.setattr(options.RestoreSettings, "build_restorer", no_models)
+    monkeypatch.setattr(FaceRestorer, "__init__", no_models)
     source = tmp_path / "in"
     photo = write_photo(source / "a.png")
     blocker = tmp_path / "notes.txt"
@@ -122,9 +120,7 @@ def test_report_under_a_file_is_refused_before_any_work(tmp_path, monkeypatch, c
 
 @pytest.mark.parametrize("command", ["restore", "batch"])
 def test_output_folder_under_a_file_is_refused_before_any_work(tmp_path, monkeypatch, command):
-    from gpen_cli.cli import options
-
-    monkeypatch.setattr(options.RestoreSettings, "build_restorer", lambda self: 1 / 0)
+    monkeypatch.setattr(FaceRestorer, "__init__", lambda self, *args, **kwargs: 1 / 0)
     photo = write_photo(tmp_path / "in" / "a.png")
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -11,17 +11,17 @@ import pytest
 import torch
 from conftest import shared_file
 
+from gpen_cli.config import DetectorName
 from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.detect import (
-    DETECTOR_NAMES,
     FanLandmarks,
     RetinaFaceDetector,
     YuNetDetector,
     heatmaps_to_points,
     landmarks68_to_5,
-    make_detector,
 )
 from gpen_cli.stages.faces import Face
+from gpen_cli.weights import get_spec, load_model
 
 MOBILE_WEIGHTS = "assets/weights/detection_mobilenet0.25_Final.pth"
 YUNET_WEIGHTS = "assets/weights/face_detection_yunet.onnx"
@@ -265,13 +265,14 @@ def test_fan_refuses_a_detector_checkpoint():
         FanLandmarks(shared_file(MOBILE_WEIGHTS))
 
 
-def test_make_detector_lists_the_choices_for_an_unknown_name():
+def test_the_registry_lists_the_detector_choices_for_an_unknown_name():
     with pytest.raises(GpenError) as error:
-        make_detector("dlib")
+        load_model("dlib", "detector")
     message = str(error.value)
-    assert "'dlib'" in message and all(name in message for name in DETECTOR_NAMES)
-    assert set(DETECTOR_NAMES) == {
-        "retinaface",
+    assert "'dlib'" in message
+    assert all(name in message for name in ("retinaface-resnet50", "retinaface-mobile", "yunet"))
+    # every detector the configuration accepts has a registry entry
+    assert {get_spec(name.value, "detector").name for name in DetectorName} == {
         "retinaface-resnet50",
         "retinaface-mobile",
         "yunet",
@@ -279,9 +280,9 @@ def test_make_detector_lists_the_choices_for_an_unknown_name():
 
 
 @pytest.mark.parametrize("name", ["retinaface-mobile", "yunet"])
-def test_make_detector_builds_from_a_weights_folder(name):
+def test_the_registry_builds_detectors_from_a_weights_folder(name):
     weights_dir = shared_file(MOBILE_WEIGHTS).parent
     image = _image("portrait_small.jpg")
-    assert len(make_detector(name, weights_dir=weights_dir).detect(image)) == 1
+    assert len(load_model(name, "detector", weights_dir).detect(image)) == 1
     # Options reach the constructor: no face in this photo is 500 px wide.
-    assert make_detector(name, weights_dir=weights_dir, min_face_size=500).detect(image) == []
+    assert load_model(name, "detector", weights_dir, min_face_size=500).detect(image) == []

@@ -87,6 +87,7 @@ def _spec(url: str = "http://127.0.0.1:9/tiny.bin", **changes: object) -> weight
         filename="tiny.bin",
         url=url,
         kind="detector",
+        builder="gpen_cli.stages.detect:YuNetDetector",
         sha256=PAYLOAD_SHA256,
         description="test payload",
     )

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from gpen_cli.config import ConfigError, MaskKind, RestoreConfig
 from gpen_cli.errors import CheckpointError, WeightsMissingError
+from gpen_cli.restorer import load_masker
 from gpen_cli.stages.mask import (
-    MaskKind,
     ParsingMasker,
     RectMasker,
     labels_to_mask,
-    make_masker,
     parsing_input,
     rect_mask,
 )
@@ -113,13 +113,15 @@ def test_parsing_is_the_default_and_never_silently_replaced(
     tmp_path, parsenet_file, monkeypatch
 ) -> None:
     monkeypatch.setenv("GPEN_WEIGHTS_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    default = RestoreConfig(weights_dir=tmp_path)
+    assert default.mask is MaskKind.PARSING
     with pytest.raises(WeightsMissingError, match="parsing_parsenet.pth"):
-        make_masker(weights_dir=tmp_path)
+        load_masker(default, "cpu")
     (tmp_path / "parsing_parsenet.pth").write_bytes(parsenet_file.read_bytes())
-    assert isinstance(make_masker(weights_dir=tmp_path), ParsingMasker)
-    assert isinstance(make_masker(MaskKind.RECT, tmp_path), RectMasker)
-    with pytest.raises(ValueError, match="blob"):
-        make_masker("blob", tmp_path)
+    assert isinstance(load_masker(default, "cpu"), ParsingMasker)
+    assert isinstance(load_masker(default.but(mask="RECT"), "cpu"), RectMasker)
+    with pytest.raises(ConfigError, match="blob"):
+        default.but(mask="blob")
 
 
 def test_wrong_parsing_weights_are_named(tmp_path) -> None:

@@ -181,7 +181,7 @@ def test_model_size_must_be_known():
 
 
 def test_bad_options_are_one_line_errors():
-    with pytest.raises(GpenError, match="fidelity-weight"):
+    with pytest.raises(GpenError, match="fidelity_weight: must be between 0 and 1, got 1.5"):
         FaceRestorer(Identity(128), OneFace(LANDMARKS), fidelity_weight=1.5)
     with pytest.raises(GpenError, match="no such file, and unknown GPEN model"):
         FaceRestorer("no-such-model.pth", OneFace(LANDMARKS))

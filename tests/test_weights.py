@@ -139,8 +139,8 @@ def test_cli_path_prints_the_bare_path(tmp_path):
 
 def test_cli_path_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path))
-    result = runner.invoke(app, ["weights", "path", "bisenet"])
-    assert result.stdout.strip() == str(tmp_path / "parsing_bisenet.pth")
+    result = runner.invoke(app, ["weights", "path", "parsenet"])
+    assert result.stdout.strip() == str(tmp_path / "parsing_parsenet.pth")
 
 
 @pytest.mark.parametrize(

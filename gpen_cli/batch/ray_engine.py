@@ -14,7 +14,6 @@ the tasks of a worker that dies and restarts a killed actor, which then redoes i
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -33,7 +32,7 @@ from gpen_cli.batch.layout import BatchLayout, remove_stale_partials
 from gpen_cli.batch.lock import output_folder_lock
 from gpen_cli.batch.runner import BatchOptions, BatchOutcome
 from gpen_cli.batch.scan import Task, plan_items
-from gpen_cli.cli.options import RestoreSettings
+from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.report import ReportEntry
 from gpen_cli.restorer import FaceRestorer, RestoredFace
@@ -89,14 +88,14 @@ def _set_torch_threads(threads: int | None) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_restorer(settings: RestoreSettings, threads: int | None) -> FaceRestorer:
+def cpu_restorer(settings: RestoreConfig, threads: int | None) -> FaceRestorer:
     """The restorer of the CPU steps, built once per worker process (Ray reuses them)."""
     _set_torch_threads(threads)
-    return dataclasses.replace(settings, device="cpu").build_restorer()
+    return FaceRestorer(config=settings.but(device="cpu"))
 
 
 def prepare_row(
-    row: dict[str, Any], settings: RestoreSettings, threads: int | None
+    row: dict[str, Any], settings: RestoreConfig, threads: int | None
 ) -> dict[str, Any]:
     """Decode and detect one photo (CPU task); a failure finishes the photo."""
     photo: Photo = row["photo"]
@@ -112,9 +111,9 @@ class GpenActor:
     """The generator and the parsing mask, loaded once; each call restores the faces of a
     batch of photos together, in forward batches of the restorer's batch size."""
 
-    def __init__(self, settings: RestoreSettings, threads: int | None) -> None:
+    def __init__(self, settings: RestoreConfig, threads: int | None) -> None:
         _set_torch_threads(threads)
-        self.restorer = settings.build_restorer()
+        self.restorer = FaceRestorer(config=settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         waiting = [photo for photo in batch["photo"] if photo.entry is None]
@@ -135,7 +134,7 @@ class GpenActor:
 
 def finish_row(
     row: dict[str, Any],
-    settings: RestoreSettings,
+    settings: RestoreConfig,
     threads: int | None,
     write_options: steps.WriteOptions,
 ) -> dict[str, Any]:
@@ -202,7 +201,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
 def build_dataset(
     ray: Any,
     tasks: list[Task],
-    settings: RestoreSettings,
+    settings: RestoreConfig,
     write_options: steps.WriteOptions,
     options: RayOptions,
 ) -> Any:
@@ -234,7 +233,7 @@ def build_dataset(
 
 
 def restore_folder_ray(
-    settings: RestoreSettings,
+    settings: RestoreConfig,
     layout: BatchLayout,
     options: BatchOptions,
     ray_options: RayOptions,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +20,6 @@ from rich.table import Table
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
-    WeightsDirOption,
     console,
     err_console,
     fail,
@@ -27,7 +27,7 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
-from gpen_cli.config import LandmarkSource, MaskKind
+from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
 from gpen_cli.report import ReportEntry, summarize, upscale_settings, write_report
 
@@ -130,6 +130,7 @@ def print_problems(entries: list[ReportEntry], quiet: bool) -> None:
 
 
 @one_line_errors
+@opt.pipeline_options()
 def batch(
     input_dir: Annotated[
         Path, typer.Argument(help="Folder of photos to restore.", show_default=False)
@@ -143,11 +144,6 @@ def batch(
             help="Output folder: the input tree is mirrored there.",
         ),
     ],
-    model: opt.ModelOption = opt.DEFAULT_MODEL,
-    weights_dir: WeightsDirOption = None,
-    detector: opt.DetectorOption = opt.DEFAULT_DETECTOR,
-    device: opt.DeviceOption = "auto",
-    batch_size: opt.BatchSizeOption = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -161,23 +157,6 @@ def batch(
             rich_help_panel=opt.SPEED,
         ),
     ] = None,
-    fidelity_weight: opt.FidelityOption = 1.0,
-    aligned: opt.AlignedOption = False,
-    short_edge: opt.ShortEdgeOption = None,
-    upscale: opt.UpscaleOption = 1,
-    bg_upsampler: opt.BgUpsamplerOption = None,
-    tile: opt.TileOption = None,
-    keep_resized: opt.KeepResizedOption = False,
-    clahe: opt.ClaheOption = False,
-    only_center_face: opt.CenterOption = False,
-    min_face_size: opt.MinFaceOption = 0.0,
-    score_threshold: opt.ThresholdOption = 0.9,
-    drop_nested: opt.DropNestedOption = False,
-    landmarks: opt.LandmarksOption = LandmarkSource.DETECTOR,
-    mask: opt.MaskOption = MaskKind.PARSING,
-    half: opt.HalfOption = False,
-    compile_model: opt.CompileOption = False,
-    exact: opt.ExactOption = False,
     recursive: Annotated[
         bool,
         typer.Option(
@@ -246,6 +225,8 @@ def batch(
             rich_help_panel=RAY,
         ),
     ] = 1,
+    *,
+    config: RestoreConfig,
 ) -> None:
     """Restore every photo of a folder tree into OUTPUT, mirroring its layout.
 
@@ -266,6 +247,7 @@ def batch(
     from gpen_cli.batch.signals import graceful_stop
     from gpen_cli.batch.steps import faces_restored
     from gpen_cli.preflight import check_report_path, check_writable_folder
+    from gpen_cli.restorer import FaceRestorer
 
     setup_logging(quiet)
     if engine not in ENGINES:
@@ -273,7 +255,6 @@ def batch(
     if engine == "thread" and (address or gpus_per_worker or model_actors != 1):
         raise fail("--address, --gpus-per-worker and --model-actors need --engine ray")
     opt.check_ext(ext)
-    opt.check_device(device)
     layout = plan_layout(input_dir, output, report)
     check_writable_folder(output, "-o")
     check_report_path(report)
@@ -281,24 +262,20 @@ def batch(
         say(
             "note:", f"the output folder {output} is inside {input_dir}: it is left out of the scan"
         )
-    settings = opt.RestoreSettings.from_arguments(locals())
     options = BatchOptions(
         ext=ext,
         recursive=recursive,
         pattern=pattern,
         overwrite=overwrite,
-        aligned=aligned,
+        aligned=config.aligned,
         save_faces=save_faces,
         compare=compare,
         workers=workers or default_workers(),
     )
     # Everything that can be missing (weights, device) is found before any file is touched.
     try:
-        if quiet:
-            restorer = settings.build_restorer()
-        else:
-            with console.status("Loading models…", spinner="dots"):
-                restorer = settings.build_restorer()
+        with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
+            restorer = FaceRestorer(config=config)
     except ValueError as exc:  # e.g. --device cuda on a machine without CUDA
         raise fail(str(exc)) from None
 
@@ -307,7 +284,7 @@ def batch(
 
     def on_entry(entry: ReportEntry) -> None:
         fields = progress.tasks[0].fields
-        fields["faces"] += faces_restored(entry, aligned)
+        fields["faces"] += faces_restored(entry, config.aligned)
         elapsed = progress.tasks[0].elapsed or 0.0
         rate = fields["faces"] / elapsed if elapsed > 0 else 0.0
         progress.update(task, advance=1, rate=rate)
@@ -332,9 +309,11 @@ def batch(
             return restore_folder(restorer, layout, options, stop=stop, on_entry=on_entry)
         from gpen_cli.batch.ray_engine import restore_folder_ray
 
-        ray_options = _ray_options(address, workers, model_actors, gpus_per_worker, batch_size)
+        ray_options = _ray_options(
+            address, workers, model_actors, gpus_per_worker, config.batch_size
+        )
         return restore_folder_ray(
-            settings, layout, options, ray_options, stop=stop, on_entry=on_entry
+            config, layout, options, ray_options, stop=stop, on_entry=on_entry
         )
 
     with progress, graceful_stop(stop, on_first, on_second):
@@ -350,7 +329,7 @@ def batch(
                 outcome.entries,
                 {
                     "command": "batch",
-                    "model": model,
+                    "model": config.model,
                     **upscale_settings(restorer),
                     "input_dir": str(input_dir),
                     "output_dir": str(output),

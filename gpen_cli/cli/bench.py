@@ -14,13 +14,12 @@ from rich.text import Text
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
-    WeightsDirOption,
     console,
     err_console,
     one_line_errors,
     setup_logging,
 )
-from gpen_cli.config import MaskKind
+from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 
 BenchModelOption = Annotated[
@@ -68,14 +67,6 @@ ImagesOption = Annotated[
         show_default=False,
         help="Folder of photos to restore. Default: the shared benchmark photos "
         "($GPEN_SHARED_DIR), else scikit-image's astronaut.",
-        rich_help_panel=opt.PIPELINE,
-    ),
-]
-BenchDetectorOption = Annotated[
-    str,
-    typer.Option(
-        help="Face detector. Without its weights in the weights folder, only the forward "
-        "is timed, on random crops.",
         rich_help_panel=opt.PIPELINE,
     ),
 ]
@@ -136,64 +127,45 @@ def _json_safe(value):
 
 
 @one_line_errors
+@opt.pipeline_options(leave_out=("model", "batch_size", "aligned", "keep_resized"))
 def bench(
     more_batch_sizes: ExtraBatchSizes = None,
     model: BenchModelOption = None,
     size: SizeOption = None,
     batch_size: BatchSizesOption = None,
-    half: opt.HalfOption = False,
-    compile_model: opt.CompileOption = False,
-    exact: opt.ExactOption = False,
     images: ImagesOption = None,
-    detector: BenchDetectorOption = "retinaface-mobile",
-    weights_dir: WeightsDirOption = None,
-    mask: opt.MaskOption = MaskKind.PARSING,
-    device: opt.DeviceOption = "auto",
     repeats: RepeatsOption = 3,
     faces: FacesOption = None,
-    upscale: opt.UpscaleOption = 1,
-    bg_upsampler: opt.BgUpsamplerOption = None,
-    tile: opt.TileOption = None,
     as_json: JsonOption = False,
     as_markdown: MarkdownOption = False,
     quiet: opt.QuietOption = False,
+    *,
+    config: RestoreConfig,
 ) -> None:
     """Time every stage of the pipeline (detect, GPEN, mask, paste…) per configuration.
 
-    $ gpen bench --size 256 -b 1 4
+    $ gpen bench --size 256 -b 1 4 --detector retinaface-mobile
 
     $ gpen bench --images ./photos -b 4 --half --markdown
 
     The faithful path (--exact, FP32, batch 1, eager) is always measured first; speed-ups
-    are relative to it. --half, --compile and --exact apply to every other configuration.
+    are relative to it. Every other configuration is the pipeline `gpen restore` runs with
+    the same options, at each batch size.
     """
     from gpen_cli.bench import markdown, run_bench
 
     setup_logging(quiet or as_json or as_markdown)
-    opt.check_device(device)
     sizes = parse_batch_sizes((batch_size or []) + (more_batch_sizes or []))
     with err_console.status("Benchmarking…", spinner="dots") if not quiet else nullcontext():
-        try:
-            report = run_bench(
-                model=model,
-                size=size,
-                batch_sizes=sizes,
-                half=half,
-                compile_model=compile_model,
-                exact=exact,
-                images=images,
-                detector=detector,
-                weights_dir=weights_dir,
-                mask=mask,
-                device=device,
-                repeats=repeats,
-                faces=faces,
-                upscale=upscale,
-                bg_upsampler=bg_upsampler,
-                tile=tile,
-            )
-        except ValueError as exc:  # e.g. --device cuda without CUDA
-            raise GpenError(str(exc)) from None
+        report = run_bench(
+            config,
+            model=model,
+            size=size,
+            batch_sizes=sizes,
+            images=images,
+            repeats=repeats,
+            faces=faces,
+        )
     if as_json:
         typer.echo(json.dumps(_json_safe(report.to_dict()), indent=2))
     elif as_markdown:

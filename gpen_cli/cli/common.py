@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from gpen_cli.config import ConfigError
 from gpen_cli.errors import EXIT_USAGE, GpenError
 
 # No emoji codes: user text such as "cuda:abc:" must print as typed, not as a picture.
@@ -48,12 +49,17 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def one_line_errors(func: F) -> F:
-    """Turn a GpenError raised by a command into a one-line message and exit code 2."""
+    """Turn a GpenError raised by a command into a one-line message and exit code 2; a
+    refused configuration setting is named by its flag."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except ConfigError as exc:
+            from gpen_cli.cli.options import flag
+
+            raise fail(f"{flag(exc.setting)}: {exc.problem}") from None
         except GpenError as exc:
             raise fail(str(exc)) from None
 

@@ -1,15 +1,30 @@
-"""Options shared by `restore`, `batch` and `bench`, declared once."""
+"""The command line's options, each declared once.
+
+The pipeline options are `RestoreConfig`'s fields: `pipeline_options` adds them to a command
+(defaults from the configuration, help and panels from here) and hands the command one
+checked `RestoreConfig`. A value the configuration refuses is reported with its flag.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import functools
+import inspect
+from collections.abc import Callable, Collection
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
 import typer
 
-from gpen_cli.config import DetectorName, LandmarkSource, MaskKind
-from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL, MAX_SHORT_EDGE
+from gpen_cli.cli.common import WeightsDirOption
+from gpen_cli.config import (
+    MAX_SHORT_EDGE,
+    MIN_TILE,
+    DetectorName,
+    LandmarkSource,
+    MaskKind,
+    RestoreConfig,
+)
 from gpen_cli.errors import GpenError
 
 PIPELINE = "Pipeline"
@@ -107,7 +122,7 @@ TileOption = Annotated[
     int | None,
     typer.Option(
         "--tile",
-        min=16,
+        min=MIN_TILE,
         show_default=False,
         help="Run the upsampler on tiles of this size (input px); default: whole when the "
         "photo fits the memory budget, else tiles.",
@@ -148,12 +163,14 @@ MinFaceOption = Annotated[
     ),
 ]
 ThresholdOption = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--score-threshold",
         min=0.0,
         max=1.0,
-        help="Detector confidence needed to keep a face.",
+        show_default=False,
+        help="Detector confidence needed to keep a face. Default: 0.9 (RetinaFace, as the "
+        "official), 0.7 (YuNet).",
         rich_help_panel=PIPELINE,
     ),
 ]
@@ -256,75 +273,71 @@ def check_ext(ext: str) -> None:
         raise GpenError(f"--ext must be one of {', '.join(EXT_CHOICES)}, got {ext!r}")
 
 
-def check_device(device: str) -> None:
-    """Refuse an unsupported --device before any model is loaded."""
-    from gpen_cli.devices import check_device as check
+# Each field of RestoreConfig as an option (weights_dir is shared with `gpen weights`).
+PIPELINE_OPTIONS: dict[str, Any] = {
+    "model": ModelOption,
+    "weights_dir": WeightsDirOption,
+    "detector": DetectorOption,
+    "device": DeviceOption,
+    "batch_size": BatchSizeOption,
+    "fidelity_weight": FidelityOption,
+    "aligned": AlignedOption,
+    "short_edge": ShortEdgeOption,
+    "keep_resized": KeepResizedOption,
+    "upscale": UpscaleOption,
+    "bg_upsampler": BgUpsamplerOption,
+    "tile": TileOption,
+    "clahe": ClaheOption,
+    "only_center_face": CenterOption,
+    "min_face_size": MinFaceOption,
+    "score_threshold": ThresholdOption,
+    "drop_nested": DropNestedOption,
+    "landmarks": LandmarksOption,
+    "mask": MaskOption,
+    "half": HalfOption,
+    "compile_model": CompileOption,
+    "exact": ExactOption,
+}
 
-    check(device)
+
+def flag(setting: str) -> str:
+    """The command-line flag of a configuration setting (`compile_model` → `--compile`)."""
+    option = PIPELINE_OPTIONS.get(setting)
+    declared = [d for d in getattr(get_args(option)[1], "param_decls", ()) if d.startswith("--")]
+    return declared[0] if declared else "--" + setting.replace("_", "-")
 
 
-@dataclass(frozen=True)
-class RestoreSettings:
-    """The pipeline options as the user gave them; frozen, so an engine's workers can
-    receive it pickled and keep one restorer per distinct settings."""
+def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable], Callable]:
+    """Give a command every pipeline option (but `leave_out`) and call it with `config=`.
 
-    model: str = DEFAULT_MODEL
-    detector: DetectorName | str = DEFAULT_DETECTOR
-    weights_dir: Path | None = None
-    device: str = "auto"
-    batch_size: int | None = None
-    fidelity_weight: float = 1.0
-    aligned: bool = False
-    short_edge: int | None = None
-    keep_resized: bool = False
-    clahe: bool = False
-    only_center_face: bool = False
-    min_face_size: float = 0.0
-    score_threshold: float = 0.9
-    drop_nested: bool = False
-    landmarks: LandmarkSource = LandmarkSource.DETECTOR
-    mask: MaskKind = MaskKind.PARSING
-    half: bool = False
-    compile_model: bool = False
-    exact: bool = False
-    upscale: int = 1
-    bg_upsampler: str | None = None
-    tile: int | None = None
+    The command declares `config: RestoreConfig` instead of two dozen parameters; its help
+    lists the options under their panels with `RestoreConfig`'s defaults. A value the
+    configuration refuses raises ConfigError, which `one_line_errors` words with its flag.
+    """
 
-    @classmethod
-    def from_arguments(cls, arguments: dict) -> RestoreSettings:
-        """The settings among a command's arguments (pass `locals()`); absent ones default."""
-        return cls(**{f.name: arguments[f.name] for f in fields(cls) if f.name in arguments})
+    def decorate(command: Callable) -> Callable:
+        own = inspect.signature(command, eval_str=True).parameters
+        added = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=PIPELINE_OPTIONS[f.name],
+                default=None if f.default is MISSING else f.default,
+            )
+            for f in fields(RestoreConfig)
+            if f.name not in leave_out
+        ]
+        kept = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.values()]
+        kept = [p for p in kept if p.name != "config"]
 
-    def build_restorer(self, on_tile=None):
-        """The FaceRestorer these options describe (loads models: seconds).
+        @functools.wraps(command)
+        def with_config(**arguments: Any) -> Any:
+            values = {p.name: arguments.pop(p.name) for p in added}
+            return command(**arguments, config=RestoreConfig(**values))
 
-        `on_tile(done, total)` is told the upsampler's progress over its tiles.
-        """
-        from gpen_cli.restorer import FaceRestorer
+        parameters = kept[:1] + added + kept[1:]
+        with_config.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        with_config.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_config
 
-        return FaceRestorer(
-            model=self.model,
-            detector=self.detector,
-            weights_dir=self.weights_dir,
-            device=self.device,
-            batch_size=self.batch_size,
-            fidelity_weight=self.fidelity_weight,
-            clahe=self.clahe,
-            short_edge=self.short_edge,
-            keep_resized=self.keep_resized,
-            only_center_face=self.only_center_face,
-            min_face_size=self.min_face_size,
-            score_threshold=self.score_threshold,
-            drop_nested=self.drop_nested,
-            landmarks=self.landmarks,
-            mask=self.mask,
-            aligned=self.aligned,
-            half=self.half,
-            compile_model=self.compile_model,
-            exact=self.exact,
-            upscale=self.upscale,
-            bg_upsampler=self.bg_upsampler,
-            tile=self.tile,
-            on_tile=on_tile,
-        )
+    return decorate

@@ -15,7 +15,6 @@ from rich.text import Text
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
-    WeightsDirOption,
     console,
     err_console,
     one_line_errors,
@@ -23,7 +22,7 @@ from gpen_cli.cli.common import (
     setup_logging,
 )
 from gpen_cli.cli.tiles import TileProgress
-from gpen_cli.config import LandmarkSource, MaskKind
+from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError, OutputError
 from gpen_cli.report import (
     FacesSummary,
@@ -37,7 +36,6 @@ from gpen_cli.report import (
 
 def restore_file(
     restorer,
-    settings: opt.RestoreSettings,
     source: Path,
     output: Path,
     *,
@@ -76,11 +74,11 @@ def restore_file(
             protected=protected,
             save_faces=save_faces,
             compare=compare,
-            aligned=settings.aligned,
+            aligned=restorer.aligned,
         )
         entry.output = str(output)
         entry.output_size = [int(result.image.shape[1]), int(result.image.shape[0])]
-        entry.status = "ok" if result.faces or settings.aligned else "no_face"
+        entry.status = "ok" if result.faces or restorer.aligned else "no_face"
     except GpenError as exc:
         entry.error = naming(source, str(exc))
     except Exception as exc:  # one bad photo must not take the others down
@@ -181,6 +179,7 @@ def print_results(entries: list[ReportEntry], seconds: float) -> None:
 
 
 @one_line_errors
+@opt.pipeline_options()
 def restore(
     inputs: Annotated[list[Path], typer.Argument(help="Photos to restore.", show_default=False)],
     output: Annotated[
@@ -192,34 +191,14 @@ def restore(
             help="Output file (one input) or folder. Default: beside each input, as NAME_gpen.EXT.",
         ),
     ] = None,
-    model: opt.ModelOption = opt.DEFAULT_MODEL,
-    weights_dir: WeightsDirOption = None,
-    detector: opt.DetectorOption = opt.DEFAULT_DETECTOR,
-    device: opt.DeviceOption = "auto",
-    batch_size: opt.BatchSizeOption = None,
-    fidelity_weight: opt.FidelityOption = 1.0,
-    aligned: opt.AlignedOption = False,
-    short_edge: opt.ShortEdgeOption = None,
-    upscale: opt.UpscaleOption = 1,
-    bg_upsampler: opt.BgUpsamplerOption = None,
-    tile: opt.TileOption = None,
-    keep_resized: opt.KeepResizedOption = False,
-    clahe: opt.ClaheOption = False,
-    only_center_face: opt.CenterOption = False,
-    min_face_size: opt.MinFaceOption = 0.0,
-    score_threshold: opt.ThresholdOption = 0.9,
-    drop_nested: opt.DropNestedOption = False,
-    landmarks: opt.LandmarksOption = LandmarkSource.DETECTOR,
-    mask: opt.MaskOption = MaskKind.PARSING,
-    half: opt.HalfOption = False,
-    compile_model: opt.CompileOption = False,
-    exact: opt.ExactOption = False,
     save_faces: opt.SaveFacesOption = False,
     compare: opt.CompareOption = False,
     ext: opt.ExtOption = "same",
     report: opt.ReportOption = None,
     overwrite: opt.OverwriteOption = False,
     quiet: opt.QuietOption = False,
+    *,
+    config: RestoreConfig,
 ) -> None:
     """Restore the faces in each photo and save the result.
 
@@ -233,11 +212,10 @@ def restore(
     2 usage or set-up error (bad option, missing weights), found before any output is written.
     """
     from gpen_cli.preflight import check_report_path, check_writable_folder
+    from gpen_cli.restorer import FaceRestorer
 
     setup_logging(quiet)
     opt.check_ext(ext)
-    opt.check_device(device)
-    settings = opt.RestoreSettings.from_arguments(locals())
     # A rerun over the same files must not restore its own earlier outputs.
     made_before = earlier_outputs(inputs, output, ext)
     inputs = [source for source in inputs if source not in made_before]
@@ -255,7 +233,7 @@ def restore(
         transient=True,
     )
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-        restorer = settings.build_restorer(on_tile=TileProgress(progress))
+        restorer = FaceRestorer(config=config, on_tile=TileProgress(progress))
 
     started = time.perf_counter()
     entries: list[ReportEntry] = []
@@ -266,7 +244,6 @@ def restore(
             entries.append(
                 restore_file(
                     restorer,
-                    settings,
                     source,
                     target,
                     overwrite=overwrite,
@@ -295,7 +272,7 @@ def restore(
                 entries,
                 {
                     "command": "restore",
-                    "model": model,
+                    "model": config.model,
                     **upscale_settings(restorer),
                     "seconds": round(elapsed, 3),
                 },

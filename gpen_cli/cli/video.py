@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,7 +22,6 @@ from rich.progress import (
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
-    WeightsDirOption,
     console,
     err_console,
     fail,
@@ -29,13 +29,15 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
-from gpen_cli.config import LandmarkSource, MaskKind
+from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
 
 if TYPE_CHECKING:
     from gpen_cli.video import VideoJob, VideoOutcome
 
 FILM = "Film"
+# Settings of still photos only: a film is never aligned crops, nor upscaled here.
+STILL_ONLY = ("aligned", "keep_resized", "upscale", "bg_upsampler", "tile")
 _TIME = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d+)?)$")
 
 
@@ -89,6 +91,7 @@ def _print_outcome(job: VideoJob, outcome: VideoOutcome) -> None:
 
 
 @one_line_errors
+@opt.pipeline_options(leave_out=STILL_ONLY)
 def video(
     source: Annotated[Path, typer.Argument(help="Film to restore.", show_default=False)],
     output: Annotated[
@@ -101,20 +104,6 @@ def video(
             "Default: NAME_gpen.EXT beside the input.",
         ),
     ] = None,
-    model: opt.ModelOption = opt.DEFAULT_MODEL,
-    weights_dir: WeightsDirOption = None,
-    detector: opt.DetectorOption = opt.DEFAULT_DETECTOR,
-    device: opt.DeviceOption = "auto",
-    batch_size: opt.BatchSizeOption = None,
-    fidelity_weight: opt.FidelityOption = 1.0,
-    short_edge: opt.ShortEdgeOption = None,
-    clahe: opt.ClaheOption = False,
-    only_center_face: opt.CenterOption = False,
-    min_face_size: opt.MinFaceOption = 0.0,
-    score_threshold: opt.ThresholdOption = 0.9,
-    drop_nested: opt.DropNestedOption = False,
-    landmarks: opt.LandmarksOption = LandmarkSource.DETECTOR,
-    mask: opt.MaskOption = MaskKind.PARSING,
     smooth: Annotated[
         bool,
         typer.Option(
@@ -123,9 +112,6 @@ def video(
             rich_help_panel=opt.PIPELINE,
         ),
     ] = True,
-    half: opt.HalfOption = False,
-    compile_model: opt.CompileOption = False,
-    exact: opt.ExactOption = False,
     start: Annotated[
         str | None,
         typer.Option(
@@ -178,6 +164,8 @@ def video(
     ] = None,
     overwrite: opt.OverwriteOption = False,
     quiet: opt.QuietOption = False,
+    *,
+    config: RestoreConfig,
 ) -> None:
     """Restore the faces of a film, frame by frame, as a stream.
 
@@ -201,6 +189,7 @@ def video(
     except ImportError:
         raise fail("gpen video needs PyAV (Python 3.11+): pip install 'gpen-cli[video]'") from None
     from gpen_cli.batch.signals import graceful_stop
+    from gpen_cli.restorer import FaceRestorer
     from gpen_cli.video import VideoOptions, Window, plan_video
 
     setup_logging(quiet)
@@ -214,19 +203,11 @@ def video(
     options = VideoOptions(
         window=window, codec=codec, crf=crf, segment=segment, smooth=smooth, overwrite=overwrite
     )
-    settings = opt.RestoreSettings.from_arguments(
-        {**locals(), "aligned": False, "keep_resized": False}
-    )
-    fingerprint = {
-        k: str(v) for k, v in vars(settings).items() if k not in ("device", "weights_dir")
-    }
+    fingerprint = {k: v for k, v in config.describe().items() if k not in ("device", "weights_dir")}
     job = plan_video(source, output, options, fingerprint)
     try:
-        if quiet:
-            restorer = settings.build_restorer()
-        else:
-            with console.status("Loading models…", spinner="dots"):
-                restorer = settings.build_restorer()
+        with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
+            restorer = FaceRestorer(config=config)
     except ValueError as exc:
         raise fail(str(exc)) from None
 

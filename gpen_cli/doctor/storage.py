@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from gpen_cli import weights
-from gpen_cli.defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+from gpen_cli.config import RestoreConfig
 from gpen_cli.doctor.result import FAIL, PASS, WARN, CheckResult, DoctorContext, first_line
 
 WEIGHTS_PRESENT = "weights present"
@@ -21,7 +21,11 @@ LOW_DISK_BYTES = 2 * 10**9
 FOLDER_FIX = "pass --weights-dir or set GPEN_WEIGHTS_DIR to a writable folder"
 
 # What a plain `gpen restore` needs, by kind.
-_DEFAULTS = {"gpen": DEFAULT_MODEL, "detector": DEFAULT_DETECTOR, "parsing": "parsenet"}
+_DEFAULTS = {
+    "gpen": RestoreConfig().model,
+    "detector": RestoreConfig().detector.value,
+    "parsing": "parsenet",
+}
 _KIND_LABELS = {"gpen": "GPEN generator", "detector": "face detector", "parsing": "face parsing"}
 
 

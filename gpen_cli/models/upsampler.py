@@ -53,7 +53,7 @@ def load_sr_net(path: Path) -> SrNet:
     except UnsupportedModelError:
         raise CheckpointError(
             f"{path}: not a super-resolution network (spandrel recognises no architecture "
-            "in it); --bg-upsampler takes an SR checkpoint such as RealESRNet or Real-ESRGAN"
+            "in it); the background upsampler must be one, such as RealESRNet or Real-ESRGAN"
         ) from None
     except Exception as exc:  # a recognised architecture whose tensors do not fit it
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -62,12 +62,12 @@ def load_sr_net(path: Path) -> SrNet:
     if not isinstance(descriptor, ImageModelDescriptor) or descriptor.purpose != "SR":
         raise CheckpointError(
             f"{path}: a {architecture} {descriptor.purpose} model, not a background "
-            "super-resolution network; --bg-upsampler needs one (e.g. RealESRNet, Real-ESRGAN)"
+            "super-resolution network (the background upsampler must be one, e.g. RealESRNet)"
         )
     if descriptor.input_channels != 3 or descriptor.output_channels != 3:
         raise CheckpointError(
             f"{path}: a {architecture} model for {descriptor.input_channels}-channel images; "
-            "--bg-upsampler needs one for colour (3-channel) photos"
+            "the background upsampler must take colour (3-channel) photos"
         )
     return SrNet(
         module=descriptor.model,

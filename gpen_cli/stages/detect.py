@@ -11,16 +11,14 @@ import logging
 import re
 import threading
 import warnings
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
 
 from gpen_cli.checkpoints import load_strict, read_state_dict
-from gpen_cli.config import DetectorName
 from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.faces import Face
 
@@ -142,12 +140,14 @@ class RetinaFaceDetector(_FilteredDetector):
     image) and the boxes and landmarks divided back in float32.
     """
 
+    DEFAULT_SCORE = 0.9  # the official threshold
+
     def __init__(
         self,
         weights_path: Path,
         network: str = "mobile0.25",
         device: str = "cpu",
-        score_threshold: float = 0.9,
+        score_threshold: float | None = None,
         nms_threshold: float = 0.4,
         min_face_size: float = 0,
         drop_nested: bool = False,
@@ -166,7 +166,7 @@ class RetinaFaceDetector(_FilteredDetector):
             model = RetinaFace(network_name=network, half=False, device=device)
         load_strict(model, state, str(weights_path), f"{what} state dict")
         self._model = model.eval()
-        self.score_threshold = score_threshold
+        self.score_threshold = self.DEFAULT_SCORE if score_threshold is None else score_threshold
         self.nms_threshold = nms_threshold
 
     def _detect_raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,16 +198,23 @@ class YuNetDetector(_FilteredDetector):
     0.7 it finds all 29 Solvay faces and all 3 FFHQ ones.
     """
 
+    DEFAULT_SCORE = 0.7
+
     def __init__(
         self,
         weights_path: Path,
-        score_threshold: float = 0.7,
+        device: str = "cpu",
+        score_threshold: float | None = None,
         nms_threshold: float = 0.3,
         max_side: int = 640,
         min_face_size: float = 0,
         drop_nested: bool = False,
     ) -> None:
         super().__init__(min_face_size, drop_nested)
+        if device != "cpu":
+            logger.info("YuNet runs through OpenCV on the CPU; ignoring device %s", device)
+        if score_threshold is None:
+            score_threshold = self.DEFAULT_SCORE
         self.max_side = max_side
         path = Path(weights_path)
         if not path.is_file():
@@ -259,13 +266,7 @@ class FanLandmarks:
     the number of hourglass stacks is read from the checkpoint.
     """
 
-    def __init__(
-        self, weights_path: Path | None = None, device: str = "cpu", flip_input: bool = True
-    ) -> None:
-        if weights_path is None:
-            from gpen_cli.weights import ensure_weight
-
-            weights_path = ensure_weight("fan-2d")
+    def __init__(self, weights_path: Path, device: str = "cpu", flip_input: bool = True) -> None:
         from face_alignment.models import FAN
 
         path = Path(weights_path)
@@ -326,51 +327,3 @@ def heatmaps_to_points(heatmaps: np.ndarray, centers: np.ndarray, scales: np.nda
     points[face_i, point_i, 1] += 0.25 * np.sign(maps[rows, y + 1, x] - maps[rows, y - 1, x])
     crop_sides = 200.0 * np.asarray(scales, dtype=np.float64).reshape(count, 1, 1)
     return points / width * crop_sides - crop_sides / 2 + np.asarray(centers).reshape(count, 1, 2)
-
-
-class _DetectorSpec(NamedTuple):
-    weight_name: str  # name in gpen_cli.weights' registry
-    constructor: Callable[..., Detector]
-    fixed_options: Mapping[str, Any]
-    runs_on_torch: bool  # takes a `device`; YuNet runs in OpenCV on the CPU
-
-
-_RESNET50 = _DetectorSpec("retinaface-resnet50", RetinaFaceDetector, {"network": "resnet50"}, True)
-
-_DETECTORS: dict[str, _DetectorSpec] = {
-    DetectorName.RETINAFACE.value: _RESNET50,
-    DetectorName.RETINAFACE_RESNET50.value: _RESNET50,
-    DetectorName.RETINAFACE_MOBILE.value: _DetectorSpec(
-        "retinaface-mobile", RetinaFaceDetector, {"network": "mobile0.25"}, True
-    ),
-    DetectorName.YUNET.value: _DetectorSpec("yunet", YuNetDetector, {}, False),
-}
-
-DETECTOR_NAMES = tuple(name.value for name in DetectorName)
-
-
-def _spec(name: str) -> _DetectorSpec:
-    from gpen_cli.names import match_name
-
-    return _DETECTORS[match_name(name, DETECTOR_NAMES, "detector")]
-
-
-def detector_weight_name(name: str) -> str:
-    """The registry name of the weights file detector `name` runs on."""
-    return _spec(name).weight_name
-
-
-def make_detector(
-    name: str, weights_dir: Path | None = None, device: str = "cpu", **options: Any
-) -> Detector:
-    """Build the detector called `name`, fetching its weights file if needed."""
-    spec = _spec(name)
-    from gpen_cli.weights import ensure_weight
-
-    path = ensure_weight(spec.weight_name, weights_dir)
-    kwargs = {**spec.fixed_options, **options}
-    if spec.runs_on_torch:
-        kwargs["device"] = device
-    elif device != "cpu":
-        logger.info("%s runs through OpenCV on the CPU; ignoring device %s", name, device)
-    return spec.constructor(path, **kwargs)

@@ -27,10 +27,10 @@ def pick_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        raise ValueError(f"{device}: CUDA is not available on this machine")
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
         raise ValueError(
-            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices "
+            f"{device}: this machine has {torch.cuda.device_count()} CUDA devices "
             f"(use one of {', '.join(usable_devices())})"
         )
     return resolved

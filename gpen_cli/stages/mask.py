@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from gpen_cli.checkpoints import load_strict, read_state_dict
-from gpen_cli.config import MaskKind
 from gpen_cli.stages.forward import pick_dtype
 
 PARSING_INPUT_SIZE = 512
@@ -162,17 +161,3 @@ def _without_identity_copies(network: torch.nn.Module) -> torch.nn.Module:
         elif isinstance(module, ReluLayer) and not isinstance(module.func, torch.nn.Module):
             module.func = torch.nn.Identity()
     return network
-
-
-def make_masker(
-    kind: MaskKind | str = MaskKind.PARSING,
-    weights_dir: Path | None = None,
-    device: torch.device | str = "cpu",
-    half: bool = False,
-) -> Masker:
-    """The masker for `kind`; the parsing weights are fetched like any other weights file."""
-    from gpen_cli.weights import ensure_weight
-
-    if MaskKind(kind) is MaskKind.RECT:
-        return RectMasker()
-    return ParsingMasker(ensure_weight("parsenet", weights_dir), device, half)

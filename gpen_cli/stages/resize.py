@@ -32,9 +32,9 @@ def resize_short_edge(image: np.ndarray, short_edge: int) -> tuple[np.ndarray, f
         size = (short_edge, max(1, round(height * scale)))
     if scale > 1 and size[0] * size[1] > DEFAULT_MAX_PIXELS:
         raise InputError(
-            f"--short-edge {short_edge} would enlarge this {width}×{height} photo to "
+            f"short edge {short_edge} would enlarge this {width}×{height} photo to "
             f"{size[0]}×{size[1]} px ({size[0] * size[1] / 1e6:.0f} MP), more than the "
-            f"{DEFAULT_MAX_PIXELS / 1e6:.0f} MP limit; use a smaller --short-edge"
+            f"{DEFAULT_MAX_PIXELS / 1e6:.0f} MP limit; use a smaller short edge"
         )
     return resize_to(image, *size), scale
 

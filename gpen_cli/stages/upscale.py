@@ -136,7 +136,7 @@ class Upscaler:
         name: str = "lanczos",
     ):
         if tile is not None and tile < 16:
-            raise ValueError(f"--tile must be at least 16 px, got {tile}")
+            raise ValueError(f"tile must be at least 16 px, got {tile}")
         if overlap < 0:
             raise ValueError(f"the tile overlap must not be negative, got {overlap}")
         self.net = net
