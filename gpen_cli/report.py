@@ -1,4 +1,20 @@
-"""The per-input account every command gives: printed as a table, written as JSON."""
+"""The per-input account every command gives: printed as a table, written as JSON.
+
+The JSON report (`--report FILE.json`) is an object:
+
+    schema_version  REPORT_SCHEMA_VERSION; raised whenever a key changes meaning or goes
+    summary         counts by status (ok, no_face, skipped, failed) and `faces`
+    command, ...    the command and its settings (model, upscale, folders, timings)
+    results         one object per input, sorted by input path:
+        input, output     paths as given / as written (output null when nothing was)
+        status            ok | no_face | skipped | failed
+        faces             count; boxes as [x1, y1, x2, y2] in the input's pixels (left, top,
+                          right, bottom, floats); scores, the detector's confidence in [0, 1]
+        error             one line saying why, for failed and skipped inputs
+        seconds           wall time spent on this input
+        note              worth knowing though not an error (e.g. frames left out)
+        output_size       [width, height] of the written image
+"""
 
 from __future__ import annotations
 
@@ -10,6 +26,7 @@ from typing import Literal
 from gpen_cli.atomic import remove_partials_of, write_atomically
 from gpen_cli.errors import OutputError
 
+REPORT_SCHEMA_VERSION = 2
 Status = Literal["ok", "no_face", "failed", "skipped"]
 STATUSES: tuple[Status, ...] = ("ok", "no_face", "skipped", "failed")
 
@@ -55,6 +72,7 @@ def summarize(entries: list[ReportEntry]) -> dict[str, int]:
 def write_report(path: Path, entries: list[ReportEntry], extra: dict | None = None) -> None:
     """Write the JSON report atomically (a stopped run never leaves half a report)."""
     payload = {
+        "schema_version": REPORT_SCHEMA_VERSION,
         "summary": summarize(entries),
         **(extra or {}),
         "results": [asdict(e) for e in entries],

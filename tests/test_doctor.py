@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -311,15 +312,15 @@ def test_doctor_survives_broken_compiled_packages(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1, done.stderr
-    results = {row["name"]: row for row in json.loads(done.stdout)}
+    results = {row["name"]: row for row in json.loads(done.stdout)["checks"]}
     assert list(results) == [check.name for check in CHECKS]
-    assert results["numpy version"]["status"] == FAIL
+    assert results["numpy version"]["status"] == "fail"
     assert results["numpy version"]["fix"] == NUMPY_FIX
     for name in ("opencv + numpy", "torch + numpy", "grid_sample identity", "torch.compile"):
-        assert results[name]["status"] == FAIL
+        assert results[name]["status"] == "fail"
         assert "numpy.core.multiarray failed to import" in results[name]["detail"]
     assert results["opencv + numpy"]["fix"] == "pip install --force-reinstall opencv-python"
-    assert results["weights checksums"]["status"] == PASS
+    assert results["weights checksums"]["status"] == "pass"
 
 
 def test_doctor_modules_import_no_heavy_package():
@@ -362,10 +363,11 @@ def test_json_output_is_the_list_and_nothing_else(monkeypatch):
     monkeypatch.setattr(doctor, "CHECKS", _fixed_checks(PASS, FAIL))
     result = runner.invoke(app, ["doctor", "--json"])
     assert result.exit_code == 1
-    rows = json.loads(result.stdout)
-    assert rows == [
-        {"name": "check 0", "status": PASS, "detail": "detail 0", "fix": "fix"},
-        {"name": "check 1", "status": FAIL, "detail": "detail 1", "fix": "fix"},
+    document = json.loads(result.stdout)
+    assert document["schema_version"] == 1 and document["ok"] is False
+    assert document["checks"] == [
+        {"key": "check_0", "name": "check 0", "status": "pass", "detail": "detail 0", "fix": "fix"},
+        {"key": "check_1", "name": "check 1", "status": "fail", "detail": "detail 1", "fix": "fix"},
     ]
 
 
@@ -396,7 +398,10 @@ def test_json_stdout_carries_nothing_but_the_json():
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [{"name": "noisy", "status": PASS, "detail": "ok", "fix": ""}]
+    checks = json.loads(done.stdout)["checks"]
+    assert checks == [
+        {"key": "noisy", "name": "noisy", "status": "pass", "detail": "ok", "fix": ""}
+    ]
     for noise in ("python noise", "fd noise", "child noise"):
         assert noise in done.stderr
 
@@ -408,13 +413,15 @@ def test_doctor_passes_on_this_machine(monkeypatch):
     folder = shared_file("assets/weights")
     monkeypatch.setattr(torch_env, "COMPILE_BUDGET_S", 5.0)  # a WARN at worst, never a FAIL
     result = runner.invoke(app, ["doctor", "--json", "--weights-dir", str(folder)])
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["checks"]
     assert [row["name"] for row in rows] == [check.name for check in CHECKS]
-    assert all(set(row) == {"name", "status", "detail", "fix"} for row in rows)
-    failed = [row for row in rows if row["status"] == FAIL]
+    assert all(set(row) == {"key", "name", "status", "detail", "fix"} for row in rows)
+    assert all(re.fullmatch(r"[a-z0-9_]+", row["key"]) for row in rows)
+    assert len({row["key"] for row in rows}) == len(rows)
+    failed = [row for row in rows if row["status"] == "fail"]
     assert result.exit_code == 0, failed
     self_test = next(row for row in rows if row["name"] == "self-test")
-    assert self_test["status"] == PASS
+    assert self_test["status"] == "pass"
     assert "restored 1 face(s) of skimage's astronaut" in self_test["detail"]
     assert "random weights: checks the plumbing, not the restoration" in self_test["detail"]
 

@@ -165,7 +165,8 @@ def test_a_non_sr_checkpoint_is_refused_in_one_line(tiny_checkpoint, tmp_path):
     ("arguments", "message"),
     [({"upscale": 3}, "upscale: must be one of 1, 2, 4"),
      ({"upscale": 2, "short_edge": 256}, "cannot be combined"),
-     ({"upscale": 2, "bg_upsampler": "nope"}, "bg_upsampler: no such file, and unknown upsampler 'nope'")],
+     ({"upscale": 2, "bg_upsampler": "nope"},
+      "bg_upsampler: no such file, and unknown upsampler 'nope'")],
 )  # fmt: skip
 def test_bad_upscale_settings_are_refused(tiny_checkpoint, arguments, message):
     with pytest.raises(GpenError, match=message):

@@ -12,6 +12,14 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from gpen_cli.config import ConfigError
 from gpen_cli.errors import EXIT_USAGE, GpenError
@@ -71,3 +79,28 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.WARNING)
     handler = RichHandler(console=err_console, show_time=False, show_path=False)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def rate_progress(unit: str, quiet: bool) -> Progress:
+    """A progress bar on stderr counting `unit` (photos, frames) and the faces restored,
+    with their rate and an ETA; give its task the fields `faces` and `rate`."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit + ", {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
+
+
+def update_rate(progress: Progress) -> None:
+    """Recompute the faces/s of the first task of a `rate_progress` bar."""
+    task = progress.tasks[0]
+    elapsed = task.elapsed or 0.0
+    rate = task.fields["faces"] / elapsed if elapsed > 0 else 0.0
+    progress.update(task.id, rate=rate)

@@ -21,9 +21,14 @@ _STATUS_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"
 JsonOption = Annotated[
     bool,
     typer.Option(
-        "--json", help="Print the results as a JSON list on stdout, and nothing else there."
+        "--json",
+        help="Print the results as JSON on stdout, and nothing else there: schema_version, "
+        "ok, weights_dir and checks (key, name, status pass|warn|fail, detail, fix).",
     ),
 ]
+
+# Raised whenever a key of `gpen doctor --json` changes meaning or goes.
+DOCTOR_SCHEMA_VERSION = 1
 
 
 @contextlib.contextmanager
@@ -74,7 +79,13 @@ def doctor(as_json: JsonOption = False, weights_dir: WeightsDirOption = None) ->
             results.append(run_check(check, context))
 
     if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in results], indent=2))
+        document = {
+            "schema_version": DOCTOR_SCHEMA_VERSION,
+            "ok": not any(result.status == FAIL for result in results),
+            "weights_dir": str(folder),
+            "checks": [result.to_dict() for result in results],
+        }
+        typer.echo(json.dumps(document, indent=2))
     else:
         table = Table(title="gpen doctor", show_lines=False)
         for column in ("check", "status", "detail", "fix"):

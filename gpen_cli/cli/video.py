@@ -11,14 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
@@ -26,8 +18,10 @@ from gpen_cli.cli.common import (
     err_console,
     fail,
     one_line_errors,
+    rate_progress,
     say,
     setup_logging,
+    update_rate,
 )
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
@@ -50,21 +44,6 @@ def parse_time(text: str | None, option: str) -> Fraction | None:
         raise GpenError(f"{option} {text!r}: give seconds (90.5) or [HH:]MM:SS (1:30.5)")
     hours, minutes, seconds = match.groups()
     return Fraction(seconds) + 60 * int(minutes or 0) + 3600 * int(hours or 0)
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=None),
-        MofNCompleteColumn(),
-        TextColumn("frames, {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet,
-        transient=True,
-    )
 
 
 def _print_outcome(job: VideoJob, outcome: VideoOutcome) -> None:
@@ -90,78 +69,127 @@ def _print_outcome(job: VideoJob, outcome: VideoOutcome) -> None:
     say("[yellow]stopped:[/]", f"{figures};{where} {again}")
 
 
+VideoOutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        show_default=False,
+        help="Output film; its extension picks the container (.mp4, .mkv, .mov…). "
+        "Default: NAME_gpen.EXT beside the input.",
+    ),
+]
+SmoothOption = Annotated[
+    bool,
+    typer.Option(
+        "--smooth/--no-smooth",
+        help="Smooth each tracked face's landmarks over time, so the face holds steady.",
+        rich_help_panel=opt.PIPELINE,
+    ),
+]
+StartOption = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        show_default=False,
+        help="Begin here: seconds or [HH:]MM:SS[.ms].",
+        rich_help_panel=FILM,
+    ),
+]
+DurationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--duration",
+        show_default=False,
+        help="Restore this long: seconds or [HH:]MM:SS[.ms]. Default: to the end.",
+        rich_help_panel=FILM,
+    ),
+]
+CodecOption = Annotated[
+    str | None,
+    typer.Option(
+        "--codec",
+        show_default=False,
+        help="Video encoder (libx264, libx265, libvpx-vp9, ffv1…). Default: the input's "
+        "codec when it can be encoded here, else libx264.",
+        rich_help_panel=FILM,
+    ),
+]
+CrfOption = Annotated[
+    int | None,
+    typer.Option(
+        "--crf",
+        min=0,
+        max=63,
+        show_default=False,
+        help="Quality of x264/x265/VP9/AV1: lower is better and bigger. Default: 18.",
+        rich_help_panel=FILM,
+    ),
+]
+SegmentOption = Annotated[
+    float | None,
+    typer.Option(
+        "--segment",
+        min=0.001,
+        show_default=False,
+        help="Restore in independent segments of this many seconds, kept in "
+        "OUTPUT.segments/ and joined at the end; a rerun redoes only missing ones.",
+        rich_help_panel=FILM,
+    ),
+]
+
+
+def plan_window(start: str | None, duration: str | None):
+    """The part of the film to restore, from --start and --duration."""
+    from gpen_cli.video import Window
+
+    begin = parse_time(start, "--start") or Fraction(0)
+    length = parse_time(duration, "--duration")
+    if length is not None and length <= 0:
+        raise GpenError(f"--duration must be more than 0, got {duration}")
+    return Window(begin, None if length is None else begin + length)
+
+
+def run_job(job: VideoJob, restorer, quiet: bool) -> VideoOutcome:
+    """Restore the film with a progress bar; Ctrl-C finishes the frames in flight."""
+    from gpen_cli.batch.signals import graceful_stop
+
+    stop = threading.Event()
+    progress = rate_progress("frames", quiet)
+
+    def on_frame(frame) -> None:
+        progress.update(0, advance=1, faces=progress.tasks[0].fields["faces"] + frame.faces)
+        update_rate(progress)
+
+    def on_first() -> None:
+        err_console.print(
+            "[yellow]stopping:[/] finishing the frames in flight; Ctrl-C again stops at once",
+            highlight=False,
+        )
+
+    def on_second() -> None:
+        err_console.show_cursor(True)
+        err_console.print("\n[red]stopped[/] (no partial film kept)", highlight=False)
+
+    try:
+        with progress, graceful_stop(stop, on_first, on_second):
+            progress.add_task("Restoring", total=job.frames_to_do(), faces=0, rate=0.0)
+            return job.run(restorer, stop, on_frame)
+    except GpenError as exc:
+        raise fail(str(exc), EXIT_SOME_FAILED) from None
+
+
 @one_line_errors
 @opt.pipeline_options(leave_out=STILL_ONLY)
 def video(
     source: Annotated[Path, typer.Argument(help="Film to restore.", show_default=False)],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            show_default=False,
-            help="Output film; its extension picks the container (.mp4, .mkv, .mov…). "
-            "Default: NAME_gpen.EXT beside the input.",
-        ),
-    ] = None,
-    smooth: Annotated[
-        bool,
-        typer.Option(
-            "--smooth/--no-smooth",
-            help="Smooth each tracked face's landmarks over time, so the face holds steady.",
-            rich_help_panel=opt.PIPELINE,
-        ),
-    ] = True,
-    start: Annotated[
-        str | None,
-        typer.Option(
-            "--start",
-            show_default=False,
-            help="Begin here: seconds or [HH:]MM:SS[.ms].",
-            rich_help_panel=FILM,
-        ),
-    ] = None,
-    duration: Annotated[
-        str | None,
-        typer.Option(
-            "--duration",
-            show_default=False,
-            help="Restore this long: seconds or [HH:]MM:SS[.ms]. Default: to the end.",
-            rich_help_panel=FILM,
-        ),
-    ] = None,
-    codec: Annotated[
-        str | None,
-        typer.Option(
-            "--codec",
-            show_default=False,
-            help="Video encoder (libx264, libx265, libvpx-vp9, ffv1…). Default: the input's "
-            "codec when it can be encoded here, else libx264.",
-            rich_help_panel=FILM,
-        ),
-    ] = None,
-    crf: Annotated[
-        int | None,
-        typer.Option(
-            "--crf",
-            min=0,
-            max=63,
-            show_default=False,
-            help="Quality of x264/x265/VP9/AV1: lower is better and bigger. Default: 18.",
-            rich_help_panel=FILM,
-        ),
-    ] = None,
-    segment: Annotated[
-        float | None,
-        typer.Option(
-            "--segment",
-            min=0.001,
-            show_default=False,
-            help="Restore in independent segments of this many seconds, kept in "
-            "OUTPUT.segments/ and joined at the end; a rerun redoes only missing ones.",
-            rich_help_panel=FILM,
-        ),
-    ] = None,
+    output: VideoOutputOption = None,
+    smooth: SmoothOption = True,
+    start: StartOption = None,
+    duration: DurationOption = None,
+    codec: CodecOption = None,
+    crf: CrfOption = None,
+    segment: SegmentOption = None,
     overwrite: opt.OverwriteOption = False,
     quiet: opt.QuietOption = False,
     *,
@@ -188,54 +216,20 @@ def video(
         import av  # noqa: F401
     except ImportError:
         raise fail("gpen video needs PyAV (Python 3.11+): pip install 'gpen-cli[video]'") from None
-    from gpen_cli.batch.signals import graceful_stop
     from gpen_cli.restorer import FaceRestorer
-    from gpen_cli.video import VideoOptions, Window, plan_video
+    from gpen_cli.video import VideoOptions, plan_video
 
     setup_logging(quiet)
-    begin = parse_time(start, "--start") or Fraction(0)
-    length = parse_time(duration, "--duration")
-    if length is not None and length <= 0:
-        raise GpenError(f"--duration must be more than 0, got {duration}")
-    window = Window(begin, None if length is None else begin + length)
-    if output is None:
-        output = source.with_name(f"{source.stem}_gpen{source.suffix}")
+    window = plan_window(start, duration)
+    output = output or source.with_name(f"{source.stem}_gpen{source.suffix}")
     options = VideoOptions(
         window=window, codec=codec, crf=crf, segment=segment, smooth=smooth, overwrite=overwrite
     )
     fingerprint = {k: v for k, v in config.describe().items() if k not in ("device", "weights_dir")}
     job = plan_video(source, output, options, fingerprint)
-    try:
-        with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-            restorer = FaceRestorer(config=config)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-
-    stop = threading.Event()
-    progress = _progress(quiet)
-
-    def on_frame(frame) -> None:
-        task = progress.tasks[0]
-        faces = task.fields["faces"] + frame.faces
-        elapsed = task.elapsed or 0.0
-        progress.update(0, advance=1, faces=faces, rate=faces / elapsed if elapsed else 0.0)
-
-    def on_first() -> None:
-        err_console.print(
-            "[yellow]stopping:[/] finishing the frames in flight; Ctrl-C again stops at once",
-            highlight=False,
-        )
-
-    def on_second() -> None:
-        err_console.show_cursor(True)
-        err_console.print("\n[red]stopped[/] (no partial film kept)", highlight=False)
-
-    try:
-        with progress, graceful_stop(stop, on_first, on_second):
-            progress.add_task("Restoring", total=job.frames_to_do(), faces=0, rate=0.0)
-            outcome = job.run(restorer, stop, on_frame)
-    except GpenError as exc:
-        raise fail(str(exc), EXIT_SOME_FAILED) from None
+    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
+        restorer = FaceRestorer(config=config)
+    outcome = run_job(job, restorer, quiet)
     if not quiet or outcome.interrupted:
         _print_outcome(job, outcome)
     if outcome.interrupted:

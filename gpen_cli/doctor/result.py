@@ -36,8 +36,14 @@ class CheckResult:
     detail: str
     fix: str = ""
 
+    @property
+    def key(self) -> str:
+        """The check's stable machine name: "opencv + numpy" is `opencv_numpy`."""
+        return re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
+
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        """For `gpen doctor --json`: lowercase keys and status, stable across releases."""
+        return {"key": self.key, **asdict(self), "status": self.status.lower()}
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,23 @@ def stored(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, -(rotation // 90))) if rotation else image
 
 
+def _decode_in_window(
+    packet: av.Packet, time_base: Fraction, window: Window
+) -> tuple[list[av.VideoFrame], bool]:
+    """The decoded frames of a video packet that lie in `window`, and whether the window's
+    end was reached (the frames after it are not decoded)."""
+    frames = []
+    for decoded in packet.decode():
+        if decoded.pts is None:
+            continue
+        time = decoded.pts * time_base
+        if window.end is not None and time >= window.end:
+            return frames, True
+        if time >= window.start:
+            frames.append(decoded)
+    return frames, False
+
+
 def read_frames(info: FilmInfo, window: Window, stop: threading.Event) -> Iterator[Frame]:
     """The frames of `window` in presentation order, each with the packets of the copied
     streams that came before it (those after the last frame ride on the last frame).
@@ -161,19 +178,12 @@ def read_frames(info: FilmInfo, window: Window, stop: threading.Event) -> Iterat
                     continue
                 if video_done:
                     continue
-                for decoded in packet.decode():
-                    if decoded.pts is None:
-                        continue
-                    time = decoded.pts * video.time_base
-                    if window.end is not None and time >= window.end:
-                        video_done = True
-                        break
-                    if time < window.start:
-                        continue
+                in_window, video_done = _decode_in_window(packet, video.time_base, window)
+                for decoded in in_window:
                     frame = Frame(
                         index,
                         decoded.pts,
-                        time,
+                        decoded.pts * video.time_base,
                         decoded,
                         upright(decoded.to_ndarray(format="bgr24"), info.rotation),
                     )
