@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from gpen_cli.config import RestoreConfig
 from gpen_cli.defaults import DEFAULT_MAX_PIXELS
 
 __version__ = "0.1.0"
@@ -17,7 +18,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
 if TYPE_CHECKING:
     from gpen_cli.restorer import FaceRestorer
 
-__all__ = ["FaceRestorer", "__version__"]
+__all__ = ["FaceRestorer", "RestoreConfig", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

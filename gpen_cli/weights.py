@@ -102,43 +102,38 @@ _GPEN_BUILDER = "gpen_cli.models.loading:load_gpen"
 _RETINAFACE_BUILDER = "gpen_cli.stages.detect:RetinaFaceDetector"
 _SR_BUILDER = "gpen_cli.models.upsampler:load_sr_net"
 
+
+def _gpen(size: int, url: str, channel_multiplier: int, narrow: float, what: str) -> ModelSpec:
+    """A GPEN generator entry: its published layout is `config`, checked by `verify`."""
+    return ModelSpec(
+        name=f"GPEN-BFR-{size}",
+        filename=f"GPEN-BFR-{size}.pth",
+        url=url,
+        kind="gpen",
+        builder=_GPEN_BUILDER,
+        config={"size": size, "channel_multiplier": channel_multiplier, "narrow": narrow},
+        description=f"GPEN face restoration, {size} px faces{what}.",
+    )
+
+
+def _upsampler(name: str, filename: str, url: str, scale: int, features: int, what: str):
+    """An RRDBNet background upsampler entry (spandrel builds it from the tensors)."""
+    return ModelSpec(
+        name=name,
+        filename=filename,
+        url=url,
+        kind="upsampler",
+        builder=_SR_BUILDER,
+        config={"scale": scale, "num_feat": features},
+        description=f"{what} background upsampler, x{scale} (RRDBNet, {features} features).",
+    )
+
+
 _SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        name="GPEN-BFR-256",
-        filename="GPEN-BFR-256.pth",
-        url=f"{_GPEN_OSS}/GPEN-BFR-256.pth",
-        kind="gpen",
-        builder=_GPEN_BUILDER,
-        config={"size": 256, "channel_multiplier": 1, "narrow": 0.5},
-        description="GPEN face restoration, 256 px faces: the fastest generator.",
-    ),
-    ModelSpec(
-        name="GPEN-BFR-512",
-        filename="GPEN-BFR-512.pth",
-        url=f"{_GPEN_OSS}/GPEN-BFR-512.pth",
-        kind="gpen",
-        builder=_GPEN_BUILDER,
-        config={"size": 512, "channel_multiplier": 2, "narrow": 1.0},
-        description="GPEN face restoration, 512 px faces: the authors' reference model.",
-    ),
-    ModelSpec(
-        name="GPEN-BFR-1024",
-        filename="GPEN-BFR-1024.pth",
-        url=f"{_GPEN_MODELSCOPE}/pytorch_model.pt",
-        kind="gpen",
-        builder=_GPEN_BUILDER,
-        config={"size": 1024, "channel_multiplier": 2, "narrow": 1.0},
-        description="GPEN face restoration, 1024 px faces (published on ModelScope).",
-    ),
-    ModelSpec(
-        name="GPEN-BFR-2048",
-        filename="GPEN-BFR-2048.pth",
-        url=f"{_GPEN_MODELSCOPE}/pytorch_model-2048.pt",
-        kind="gpen",
-        builder=_GPEN_BUILDER,
-        config={"size": 2048, "channel_multiplier": 2, "narrow": 1.0},
-        description="GPEN face restoration, 2048 px faces for large selfies (ModelScope).",
-    ),
+    _gpen(256, f"{_GPEN_OSS}/GPEN-BFR-256.pth", 1, 0.5, ": the fastest generator"),
+    _gpen(512, f"{_GPEN_OSS}/GPEN-BFR-512.pth", 2, 1.0, ": the authors' reference model"),
+    _gpen(1024, f"{_GPEN_MODELSCOPE}/pytorch_model.pt", 2, 1.0, " (published on ModelScope)"),
+    _gpen(2048, f"{_GPEN_MODELSCOPE}/pytorch_model-2048.pt", 2, 1.0, " for large selfies"),
     ModelSpec(
         name="retinaface-resnet50",
         filename="detection_Resnet50_Final.pth",
@@ -189,43 +184,15 @@ _SPECS: tuple[ModelSpec, ...] = (
         builder="gpen_cli.stages.detect:FanLandmarks",
         description="FAN 2D landmarks (face-alignment): 68 points, refines the 5 used to align.",
     ),
-    ModelSpec(
-        name="realesrnet_x2",
-        filename="realesrnet_x2.pth",
-        url=f"{_GPEN_OSS}/realesrnet_x2.pth",
-        kind="upsampler",
-        builder=_SR_BUILDER,
-        config={"scale": 2, "num_feat": 32},
-        description="GPEN's background upsampler, x2 (RealESRNet, RRDBNet with 32 features).",
-    ),
-    ModelSpec(
-        name="realesrnet_x4",
-        filename="realesrnet_x4.pth",
-        url=f"{_GPEN_OSS}/realesrnet_x4.pth",
-        kind="upsampler",
-        builder=_SR_BUILDER,
-        config={"scale": 4, "num_feat": 32},
-        description="GPEN's background upsampler, x4 (RealESRNet, RRDBNet with 32 features).",
-    ),
-    ModelSpec(
-        name="realesrgan_x2plus",
-        filename="RealESRGAN_x2plus.pth",
-        url=f"{_REALESRGAN_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth",
-        kind="upsampler",
-        builder=_SR_BUILDER,
-        config={"scale": 2, "num_feat": 64},
-        description="Real-ESRGAN x2plus background upsampler (RRDBNet, 64 features).",
-    ),
-    ModelSpec(
-        name="realesrgan_x4plus",
-        filename="RealESRGAN_x4plus.pth",
-        url=f"{_REALESRGAN_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth",
-        kind="upsampler",
-        builder=_SR_BUILDER,
-        config={"scale": 4, "num_feat": 64},
-        description="Real-ESRGAN x4plus background upsampler (RRDBNet, 64 features).",
-    ),
-)
+    _upsampler("realesrnet_x2", "realesrnet_x2.pth", f"{_GPEN_OSS}/realesrnet_x2.pth", 2, 32,
+               "GPEN's RealESRNet"),
+    _upsampler("realesrnet_x4", "realesrnet_x4.pth", f"{_GPEN_OSS}/realesrnet_x4.pth", 4, 32,
+               "GPEN's RealESRNet"),
+    _upsampler("realesrgan_x2plus", "RealESRGAN_x2plus.pth",
+               f"{_REALESRGAN_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth", 2, 64, "Real-ESRGAN"),
+    _upsampler("realesrgan_x4plus", "RealESRGAN_x4plus.pth",
+               f"{_REALESRGAN_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth", 4, 64, "Real-ESRGAN"),
+)  # fmt: skip
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 

@@ -77,9 +77,9 @@ def wide_picture(width: int, height: int) -> np.ndarray:
 
 
 def count_faces(picture: np.ndarray) -> int:
-    from gpen_cli.stages.detect import make_detector
+    from gpen_cli.weights import load_model
 
-    return len(make_detector("retinaface-mobile", weights_dir()).detect(picture))
+    return len(load_model("retinaface-mobile", "detector", weights_dir()).detect(picture))
 
 
 def speed(args: argparse.Namespace, work: Path) -> None:
