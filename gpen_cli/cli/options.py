@@ -302,8 +302,10 @@ PIPELINE_OPTIONS: dict[str, Any] = {
 
 def flag(setting: str) -> str:
     """The command-line flag of a configuration setting (`compile_model` → `--compile`)."""
-    option = PIPELINE_OPTIONS.get(setting)
-    declared = [d for d in getattr(get_args(option)[1], "param_decls", ()) if d.startswith("--")]
+    info = get_args(PIPELINE_OPTIONS[setting])[1]
+    # Under Annotated, Typer reads the first name given to typer.Option from its `default`.
+    names = [info.default, *(info.param_decls or ())]
+    declared = [name for name in names if isinstance(name, str) and name.startswith("--")]
     return declared[0] if declared else "--" + setting.replace("_", "-")
 
 
