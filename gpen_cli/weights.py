@@ -103,30 +103,33 @@ _RETINAFACE_BUILDER = "gpen_cli.stages.detect:RetinaFaceDetector"
 _SR_BUILDER = "gpen_cli.models.upsampler:load_sr_net"
 
 
-def _gpen(size: int, url: str, channel_multiplier: int, narrow: float, what: str) -> ModelSpec:
-    """A GPEN generator entry: its published layout is `config`, checked by `verify`."""
-    return ModelSpec(
-        name=f"GPEN-BFR-{size}",
-        filename=f"GPEN-BFR-{size}.pth",
-        url=url,
-        kind="gpen",
-        builder=_GPEN_BUILDER,
-        config={"size": size, "channel_multiplier": channel_multiplier, "narrow": narrow},
-        description=f"GPEN face restoration, {size} px faces{what}.",
-    )
-
-
-def _upsampler(name: str, filename: str, url: str, scale: int, features: int, what: str):
-    """An RRDBNet background upsampler entry (spandrel builds it from the tensors)."""
+def _with_layout(
+    name: str, filename: str, url: str, kind: ModelKind, builder: str, layout: dict, what: str
+) -> ModelSpec:
+    """An entry whose published layout (`config`) says what a file of it must hold."""
     return ModelSpec(
         name=name,
         filename=filename,
         url=url,
-        kind="upsampler",
-        builder=_SR_BUILDER,
-        config={"scale": scale, "num_feat": features},
-        description=f"{what} background upsampler, x{scale} (RRDBNet, {features} features).",
+        kind=kind,
+        builder=builder,
+        config=layout,
+        description=what,
     )
+
+
+def _gpen(size: int, url: str, channel_multiplier: int, narrow: float, what: str) -> ModelSpec:
+    """A GPEN generator entry; `verify` checks a file against its layout."""
+    layout = {"size": size, "channel_multiplier": channel_multiplier, "narrow": narrow}
+    name, what = f"GPEN-BFR-{size}", f"GPEN face restoration, {size} px faces{what}."
+    return _with_layout(name, f"{name}.pth", url, "gpen", _GPEN_BUILDER, layout, what)
+
+
+def _upsampler(name: str, filename: str, url: str, scale: int, features: int, what: str):
+    """An RRDBNet background upsampler entry (spandrel builds it from the tensors)."""
+    layout = {"scale": scale, "num_feat": features}
+    what = f"{what} background upsampler, x{scale} (RRDBNet, {features} features)."
+    return _with_layout(name, filename, url, "upsampler", _SR_BUILDER, layout, what)
 
 
 _SPECS: tuple[ModelSpec, ...] = (
