@@ -359,6 +359,19 @@ def test_warnings_alone_exit_0(monkeypatch):
     assert "1 passed, 1 warnings, 0 failed" in result.stdout
 
 
+def test_details_and_fixes_are_never_broken_mid_word(monkeypatch):
+    folder = "/a/rather/long/path/to/a/weights/folder/that/does/not/fit/in/eighty/columns"
+    fix = f"gpen weights download GPEN-BFR-512 retinaface-resnet50 parsenet --weights-dir {folder}"
+    checks = (
+        Check("weights present", lambda _c: CheckResult("weights present", WARN, folder, fix)),
+        Check("numpy version", lambda _c: CheckResult("numpy version", PASS, "ok", "")),
+    )
+    monkeypatch.setattr(doctor, "CHECKS", checks)
+    lines = runner.invoke(app, ["doctor"], env={"COLUMNS": "80"}).stdout.splitlines()
+    assert any(line.endswith(f"weights present  {folder}") for line in lines)
+    assert lines[lines.index("weights present:") + 1] == f"  {fix}"  # whole, on its own line
+
+
 def test_json_output_is_the_list_and_nothing_else(monkeypatch):
     monkeypatch.setattr(doctor, "CHECKS", _fixed_checks(PASS, FAIL))
     result = runner.invoke(app, ["doctor", "--json"])

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from gpen_cli.cli.common import WeightsDirOption, console, err_console, setup_logging
@@ -51,6 +50,29 @@ def _stdout_to_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+def print_findings(results: list) -> None:
+    """One line a check (status, name, detail), then each fix on a line of its own.
+
+    Nothing is laid out in columns: a detail or a fix carries paths and commands, and a
+    column would break them mid-word. Long lines are left to the terminal, so a copied
+    command is whole.
+    """
+    from gpen_cli.doctor import PASS, summary_line
+
+    width = max(len(result.name) for result in results)
+    for result in results:
+        status = f"[{_STATUS_STYLE[result.status]}]{result.status}[/]"
+        line = Text.from_markup(f"{status}  ") + Text(f"{result.name:<{width}}  {result.detail}")
+        console.print(line, soft_wrap=True, highlight=False)
+    to_fix = [result for result in results if result.status != PASS and result.fix]
+    if to_fix:
+        console.print("\n[bold]To fix:[/]", highlight=False)
+    for result in to_fix:
+        console.print(Text(f"{result.name}:"), highlight=False)
+        console.print(Text(f"  {result.fix}"), soft_wrap=True, highlight=False)
+    console.print(summary_line(results), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `doctor` command to `app`."""
     app.command("doctor")(doctor)
@@ -66,7 +88,7 @@ def doctor(as_json: JsonOption = False, weights_dir: WeightsDirOption = None) ->
     Exit status 1 when any check fails; warnings alone exit 0.
     """
     # Imported here so `gpen --help` stays fast; the doctor package itself is light.
-    from gpen_cli.doctor import CHECKS, FAIL, DoctorContext, run_check, summary_line
+    from gpen_cli.doctor import CHECKS, FAIL, DoctorContext, run_check
     from gpen_cli.weights import resolve_weights_dir_and_source
 
     setup_logging(quiet=as_json)
@@ -87,13 +109,5 @@ def doctor(as_json: JsonOption = False, weights_dir: WeightsDirOption = None) ->
         }
         typer.echo(json.dumps(document, indent=2))
     else:
-        table = Table(title="gpen doctor", show_lines=False)
-        for column in ("check", "status", "detail", "fix"):
-            table.add_column(column, overflow="fold")
-        for result in results:
-            style = _STATUS_STYLE[result.status]
-            status = f"[{style}]{result.status}[/]"
-            table.add_row(result.name, status, Text(result.detail), Text(result.fix))
-        console.print(table)
-        console.print(summary_line(results), highlight=False)
+        print_findings(results)
     raise typer.Exit(EXIT_SOME_FAILED if any(r.status == FAIL for r in results) else EXIT_OK)
