@@ -696,34 +696,49 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], list[list[str]]]:
     """Column names and rows: every stage when `detailed` (markdown), else what fits 80 columns.
 
-    The short form keeps the end-to-end rate, the speed-up, where the time goes (generator and
-    mask, per face) and memory; `--json` and `--markdown` carry the rest.
+    The short form keeps the end-to-end rate, the speed-up ("×"), where the time goes
+    (generator and mask, per face) and memory (device memory on CUDA); `--json` and
+    `--markdown` carry the rest.
     """
     stages = [s for s in STAGES if s in report.results[0].stages_s]
     mask = any(r.mask_s_per_face is not None for r in report.results)
-    header = ["configuration", "faces/s", "× faithful", "GPEN s/face"]
-    header += ["mask s/face"] if mask else []
-    if detailed:
-        header += ["s/face"] + [f"{s} s" for s in stages]
     upscaled = any(r.upscale_mp_per_s is not None for r in report.results)
-    header += ["upscale tiles/s", "upscale MP/s"] if upscaled else []
-    header += ["peak RSS MB"]
     cuda = report.results[0].cuda_peak_mb is not None
-    if cuda:
-        header += ["CUDA peak MB", "TFLOP/s", "% of peak"]
+    header = ["configuration", "faces/s", "× faithful" if detailed else "×", "GPEN s/face"]
+    header += ["mask s/face"] if mask else []
+    header += (["s/face"] + [f"{s} s" for s in stages]) if detailed else []
+    header += ["upscale tiles/s", "upscale MP/s"] if upscaled and detailed else []
+    header += ["peak RSS MB"] if detailed or not cuda else []
+    header += (
+        (["CUDA peak MB", "TFLOP/s", "% of peak"] if detailed else ["CUDA MB", "% peak"])
+        if cuda
+        else []
+    )
     rows = []
     for r in report.results:
-        row = [r.label, _fmt(r.faces_per_s), _fmt(r.pipeline_speedup)]
-        row += [_fmt(r.forward_s_per_face, 3)]
+        fraction = None if r.peak_fraction is None else 100 * r.peak_fraction
+        row = [
+            r.label,
+            _fmt(r.faces_per_s),
+            _fmt(r.pipeline_speedup),
+            _fmt(r.forward_s_per_face, 3),
+        ]
         row += [_fmt(r.mask_s_per_face, 3)] if mask else []
-        if detailed:
-            row += [_fmt(r.s_per_face, 3)] + [_fmt(r.stages_s[s], 3) for s in stages]
-        if upscaled:
-            row += [_fmt(r.upscale_tiles_per_s), _fmt(r.upscale_mp_per_s, 3)]
-        row += [f"{r.peak_rss_mb:.0f}"]
+        row += (
+            ([_fmt(r.s_per_face, 3)] + [_fmt(r.stages_s[s], 3) for s in stages]) if detailed else []
+        )
+        row += (
+            [_fmt(r.upscale_tiles_per_s), _fmt(r.upscale_mp_per_s, 3)]
+            if upscaled and detailed
+            else []
+        )
+        row += [f"{r.peak_rss_mb:.0f}"] if detailed or not cuda else []
         if cuda:
-            fraction = None if r.peak_fraction is None else 100 * r.peak_fraction
-            row += [f"{r.cuda_peak_mb:.0f}", _fmt(r.tflops, 1), _fmt(fraction, 1)]
+            row += (
+                [f"{r.cuda_peak_mb:.0f}"]
+                + ([_fmt(r.tflops, 1)] if detailed else [])
+                + [_fmt(fraction, 1)]
+            )
         rows.append(row)
     return header, rows
 
@@ -743,6 +758,8 @@ def describe(report: BenchReport) -> list[str]:
         f"opencv {s['opencv']}, gpen-cli {s['gpen_cli']}",
         f"workload: {report.mode}, {first.faces} faces, "
         f"median of {report.repeats} runs after a warm-up",
+        "×: faces/s over the first row's, the faithful baseline (official layers, FP32, "
+        "batch 1)",
     ]
     if report.gflop_per_face:
         cost = f"cost: GPEN {report.gflop_per_face:.1f} GFLOP a face"

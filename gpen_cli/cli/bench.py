@@ -107,7 +107,8 @@ def print_table(report) -> None:
     header, rows = table_rows(report, detailed=False)
     table = Table(title="gpen bench", show_edge=False)
     for index, column in enumerate(header):
-        table.add_column(column, justify="left" if index == 0 else "right", overflow="fold")
+        first = index == 0
+        table.add_column(column, justify="left" if first else "right", no_wrap=first)
     for row in rows:
         table.add_row(*map(Text, row))
     console.print(table)
