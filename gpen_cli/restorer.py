@@ -267,6 +267,7 @@ class FaceRestorer:
             upscale, bg_upsampler, weights_dir, torch_device, half=half, tile=tile
         )
         self.on_tile = on_tile
+        self.paste_in_place = False  # a caller done with the input photo spares its copy
         self._warned_large_faces = False
         self.detector: Detector | None = None
         self.refiner = None
@@ -375,7 +376,8 @@ class FaceRestorer:
             Paste(face, alignment.inverse * to_target, out.mask)
             for face, alignment, out in zip(blended, prepared.alignments, restored, strict=True)
         ]
-        image = paste_faces(target, pastes)
+        in_place = self.paste_in_place or target is not prepared.image  # else a fresh image
+        image = paste_faces(target, pastes, in_place=in_place)
         records = [FaceRecord.from_face(face, record_scale) for face in prepared.faces]
         return RestoreResult(image, records, prepared.crops, blended)
 

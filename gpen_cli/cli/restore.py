@@ -256,6 +256,7 @@ def restore(
     )
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = settings.build_restorer(on_tile=TileProgress(progress))
+        restorer.paste_in_place = not compare  # --compare shows the input as it was
 
     started = time.perf_counter()
     entries: list[ReportEntry] = []
