@@ -295,8 +295,18 @@ class FaceRestorer:
             masks = self.masker(images)
         return [RestoredFace(*pair) for pair in zip(images, masks, strict=True)]
 
-    def finish(self, prepared: PreparedImage, restored: Sequence[RestoredFace]) -> RestoreResult:
-        """Soften small faces, blend with the input crops, paste back through the masks."""
+    def finish(
+        self,
+        prepared: PreparedImage,
+        restored: Sequence[RestoredFace],
+        *,
+        reuse_input: bool = False,
+    ) -> RestoreResult:
+        """Soften small faces, blend with the input crops, paste back through the masks.
+
+        `reuse_input`: the caller is done with the input photo, so the faces are pasted into
+        it rather than into a copy (a 108 MP photo spares 324 MB).
+        """
         with self.clock.stage("paste"):
             if self.aligned:
                 face = blend_fidelity(
@@ -306,9 +316,11 @@ class FaceRestorer:
                     with self.clock.stage("upscale"):
                         face = self.upscaler(face, self.on_tile)
                 return RestoreResult(face, [], list(prepared.crops), [face])
-            return self._paste(prepared, restored)
+            return self._paste(prepared, restored, reuse_input)
 
-    def _paste(self, prepared: PreparedImage, restored: Sequence[RestoredFace]) -> RestoreResult:
+    def _paste(
+        self, prepared: PreparedImage, restored: Sequence[RestoredFace], reuse_input: bool
+    ) -> RestoreResult:
         blended = [
             blend_fidelity(soften_small_face(out.image, face), crop, self.config.fidelity_weight)
             for out, face, crop in zip(restored, prepared.faces, prepared.crops, strict=True)
@@ -323,7 +335,8 @@ class FaceRestorer:
             Paste(face, alignment.inverse * to_target, out.mask)
             for face, alignment, out in zip(blended, prepared.alignments, restored, strict=True)
         ]
-        image = paste_faces(target, pastes)
+        in_place = reuse_input or target is not prepared.image  # else a fresh image
+        image = paste_faces(target, pastes, in_place=in_place)
         records = [FaceRecord.from_face(face, record_scale) for face in prepared.faces]
         return RestoreResult(image, records, prepared.crops, blended)
 

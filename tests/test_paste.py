@@ -102,7 +102,8 @@ def _translated(crop: np.ndarray, x: int, y: int, mask: np.ndarray | None = None
     return Paste(crop, np.array([[1.0, 0, x], [0, 1.0, y]]), mask)
 
 
-def test_overlapping_faces_match_the_official_running_maximum_exactly() -> None:
+@pytest.mark.parametrize("in_place", [False, True])
+def test_overlapping_faces_match_the_official_running_maximum_exactly(in_place: bool) -> None:
     rng = np.random.default_rng(7)
     image = rng.integers(0, 256, (300, 360, 3), dtype=np.uint8)
     crops = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(4)]
@@ -114,12 +115,15 @@ def test_overlapping_faces_match_the_official_running_maximum_exactly() -> None:
         _translated(crops[3], 40, 50, mask=rect_mask(128).copy()),  # ties with the first: loses
     ]
 
-    out = paste_faces(image, pastes)
+    expected = _official_paste(image, pastes)
+    out = paste_faces(image, pastes, in_place=in_place)
 
-    np.testing.assert_array_equal(out, _official_paste(image, pastes))
+    np.testing.assert_array_equal(out, expected)
+    assert (out is image) == in_place
 
 
-def test_overlapping_rotated_faces_agree_with_the_official_blend() -> None:
+@pytest.mark.parametrize("in_place", [False, True])
+def test_overlapping_rotated_faces_agree_with_the_official_blend(in_place: bool) -> None:
     image = _image("portrait_small.jpg")
     face = cv2.resize(_image("ffhq_00001_lq.png"), (512, 512), interpolation=cv2.INTER_AREA)
     pastes = []
@@ -127,9 +131,11 @@ def test_overlapping_rotated_faces_agree_with_the_official_blend() -> None:
         alignment = align_face(_landmarks(512, scale, angle, center), 512)
         pastes.append(Paste(face, alignment.inverse, rect_mask(512)))
 
-    out = paste_faces(image, pastes)
+    expected = _official_paste(image, pastes)
+    out = paste_faces(image, pastes, in_place=in_place)
 
-    np.testing.assert_array_equal(out, _official_paste(image, pastes))
+    np.testing.assert_array_equal(out, expected)
+    assert (out is image) == in_place
 
 
 @pytest.mark.parametrize("center", [(5.0, 8.0), (410.0, 515.0), (-60.0, 200.0)])
@@ -192,25 +198,46 @@ def test_input_is_not_modified_and_bad_images_are_refused() -> None:
         paste_faces(np.zeros((64, 64, 3), np.float32), [])
 
 
-def test_paste_cost_is_bound_to_the_face_region() -> None:
+def _traced_peak(function, *args, **kwargs) -> tuple[np.ndarray, int]:
+    """What `function` returns, and the most memory it allocated meanwhile (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = function(*args, **kwargs)
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_paste_cost_is_bound_to_the_face_region(in_place: bool) -> None:
     # A zero image costs no memory until written; the copy paste_faces returns does.
     image = np.zeros((8000, 8000, 3), np.uint8)
     alignment = align_face(_landmarks(512, 0.3, 0.1, (5000.0, 3000.0)), 512)
     paste = Paste(np.full((512, 512, 3), 200, np.uint8), alignment.inverse, rect_mask(512))
 
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        out = paste_faces(image, [paste])
-        extra = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
+    out, extra = _traced_peak(paste_faces, image, [paste], in_place=in_place)
 
-    # The returned copy plus a few MB of face region: no whole-image mask or warp (a float32
-    # mask alone would be 256 MB).
-    assert extra < image.nbytes + 16 * 2**20
+    # The returned copy (none in place) plus a few MB of face region: no whole-image mask or
+    # warp (a float32 mask alone would be 256 MB).
+    assert extra < (0 if in_place else image.nbytes) + 16 * 2**20
     box = 512 * 0.3 * np.sqrt(2) / 2 + 4  # half-diagonal of the face's footprint, and margin
     assert not out[: int(3000 - box)].any() and not out[int(3000 + box) + 1 :].any()
     assert not out[:, : int(5000 - box)].any() and not out[:, int(5000 + box) + 1 :].any()
     assert out[3000, 5000].tolist() == [200, 200, 200]
+
+
+def test_a_large_face_is_warped_and_blended_in_strips_of_a_few_mb() -> None:
+    """A face 3000 px across: temporaries stay far below the face box's float32 copies."""
+    image = np.zeros((4000, 4000, 3), np.uint8)
+    alignment = align_face(_landmarks(512, 6.0, 0.0, (2000.0, 2000.0)), 512)
+    paste = Paste(np.full((512, 512, 3), 200, np.uint8), alignment.inverse, rect_mask(512))
+
+    out, extra = _traced_peak(paste_faces, image, [paste], in_place=True)
+
+    box_pixels = int(np.count_nonzero(out.any(axis=2)))
+    assert box_pixels > 2500**2
+    # What stays for the whole box is the warped face, mask and winning pixels (9 bytes a
+    # pixel); float32 copies of the box's colours alone would add 12 bytes a pixel each.
+    assert extra < box_pixels * 12

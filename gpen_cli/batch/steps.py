@@ -68,7 +68,8 @@ def finish(
     """Paste the restored faces back, write the outputs, and say how it went."""
     task = item.task
     try:
-        result = restorer.finish(item.prepared, restored)
+        # The decoded photo is not needed afterwards unless --compare shows it as it was.
+        result = restorer.finish(item.prepared, restored, reuse_input=not options.compare)
         write_outputs(
             item.loaded,
             result,

@@ -26,6 +26,8 @@ _ROUND_DELTA = (1 << _AB_BITS) // _INTER_TAB_SIZE // 2
 _PASTE_MARGIN = 2
 # 8-bit faces go into a 16-bit photo at the same brightness: 255 * 257 = 65535.
 _SCALE_TO_16_BIT = 257
+# Rows of a face's box warped or blended at a time: a few MB of temporaries for any face.
+_STRIP_ROWS = 128
 
 
 @dataclass
@@ -60,6 +62,8 @@ def warp_region(
     with a shifted matrix moves those roundings, so it differs from the whole-image warp by
     a grey level here and there. Building the same fixed-point map for the box and handing
     it to `cv2.remap` (which warpAffine itself calls) reproduces the whole-image result.
+    The map is built `_STRIP_ROWS` rows at a time: at 8 bytes a coordinate, a whole map for a
+    face thousands of pixels wide would cost more than the face.
     """
     m = [float(v) for v in np.asarray(matrix, dtype=np.float64).ravel()]
     det = m[0] * m[4] - m[1] * m[3]
@@ -74,6 +78,27 @@ def warp_region(
     y_step = np.rint(i3 * xs * scale).astype(np.int64)
     x_row = np.rint((i1 * ys + i2) * scale).astype(np.int64) + _ROUND_DELTA
     y_row = np.rint((i4 * ys + i5) * scale).astype(np.int64) + _ROUND_DELTA
+    out = np.empty((y1 - y0, x1 - x0, *image.shape[2:]), image.dtype)
+    for top in range(0, y1 - y0, _STRIP_ROWS):
+        rows = slice(top, top + _STRIP_ROWS)
+        whole, fraction = _fixed_point_map(x_row[rows], y_row[rows], x_step, y_step)
+        cv2.remap(
+            image,
+            whole,
+            fraction,
+            cv2.INTER_LINEAR,
+            dst=out[rows],
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+    return out
+
+
+def _fixed_point_map(
+    x_row: np.ndarray, y_row: np.ndarray, x_step: np.ndarray, y_step: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """warpAffine's remap tables for some rows: whole pixels (int16 x, y) and the 1/32 px
+    interpolation step index, from per-row and per-column fixed-point terms."""
     shift = _AB_BITS - _INTER_BITS
     fx = (x_row[:, None] + x_step[None, :]) >> shift
     fy = (y_row[:, None] + y_step[None, :]) >> shift
@@ -81,9 +106,7 @@ def warp_region(
     whole = np.stack([fx >> _INTER_BITS, fy >> _INTER_BITS], axis=-1)
     whole = np.clip(whole, -32768, 32767).astype(np.int16)
     fraction = ((fy & table) * _INTER_TAB_SIZE + (fx & table)).astype(np.uint16)
-    return cv2.remap(
-        image, whole, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
+    return whole, fraction
 
 
 def _place(paste: Paste, width: int, height: int) -> _Placed | None:
@@ -126,28 +149,42 @@ def _winning_pixels(index: int, me: _Placed, placed: Sequence[_Placed | None]) -
     return wins
 
 
-def paste_faces(image: np.ndarray, pastes: Sequence[Paste]) -> np.ndarray:
+def paste_faces(
+    image: np.ndarray, pastes: Sequence[Paste], *, in_place: bool = False
+) -> np.ndarray:
     """A copy of `image` (HxWx3 uint8 or uint16) with every face blended in through its mask.
 
     Pixels no mask reaches are returned bit-identical; a 16-bit image keeps its depth (8-bit
     faces are scaled by 257). Overlapping faces: per pixel, the face with the larger mask.
+    `in_place` writes into `image` itself and returns it, sparing a copy of the photo, with
+    the same result: a pixel is written once, by the one face that wins it, so a face that
+    reads a pixel an earlier face wrote does not win it and drops what it made of it.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
         raise ValueError(
             f"paste needs an HxWx3 uint8 or uint16 image, got {image.shape} {image.dtype}"
         )
     height, width = image.shape[:2]
-    face_scale = np.float32(_SCALE_TO_16_BIT if image.dtype == np.uint16 else 1)
-    top = np.iinfo(image.dtype).max
-    out = image.copy()
+    out = image if in_place else image.copy()
     placed = [_place(paste, width, height) for paste in pastes]
     for index, face in enumerate(placed):
-        if face is None:
-            continue
-        wins = _winning_pixels(index, face, placed)
-        m = face.mask[:, :, None]
-        pixels = face.face.astype(np.float32) * face_scale
-        original = image[face.y0 : face.y1, face.x0 : face.x1].astype(np.float32)
-        blended = np.clip(np.rint(original * (1 - m) + pixels * m), 0, top).astype(image.dtype)
-        np.copyto(out[face.y0 : face.y1, face.x0 : face.x1], blended, where=wins[:, :, None])
+        if face is not None:
+            _blend_into(out, image, face, _winning_pixels(index, face, placed))
     return out
+
+
+def _blend_into(out: np.ndarray, image: np.ndarray, face: _Placed, wins: np.ndarray) -> None:
+    """out = image * (1 - mask) + face * mask over the face's winning pixels, in float32 as
+    the official, `_STRIP_ROWS` rows at a time (the float copies of a whole large face's box
+    would cost several times the face)."""
+    face_scale = np.float32(_SCALE_TO_16_BIT if image.dtype == np.uint16 else 1)
+    top = np.iinfo(image.dtype).max
+    for start in range(0, face.y1 - face.y0, _STRIP_ROWS):
+        rows = slice(start, start + _STRIP_ROWS)
+        region = (slice(face.y0 + start, min(face.y0 + start + _STRIP_ROWS, face.y1)),)
+        region += (slice(face.x0, face.x1),)
+        m = face.mask[rows, :, None]
+        pixels = face.face[rows].astype(np.float32) * face_scale
+        original = image[region].astype(np.float32)
+        blended = np.clip(np.rint(original * (1 - m) + pixels * m), 0, top).astype(image.dtype)
+        np.copyto(out[region], blended, where=wins[rows, :, None])

@@ -1,0 +1,43 @@
+"""Photos over the detector's 1500 px: banded float shrink, faces pasted into the photo itself.
+
+The memory itself is measured by scripts/peak_rss_large_photo.py on a 108 MP photo; these
+check that the frugal paths give the same file as the plain ones.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_file
+from typer.testing import CliRunner
+
+from gpen_cli.cli import app
+
+GPEN_256 = "fixtures/official_pipeline/GPEN-BFR-256.pth"
+
+
+@pytest.mark.slow
+def test_pasting_into_the_input_writes_the_same_file_as_pasting_into_a_copy(
+    tmp_path, pipeline_weights_dir
+):
+    """`--compare` keeps the input intact (a copy is pasted into); without it the faces go
+    into the decoded photo itself. Same PNG either way, on a photo detected at 1000 px."""
+    portrait = cv2.imread(str(shared_file("assets/images/portrait_small.jpg")), cv2.IMREAD_COLOR)
+    source = tmp_path / "big.png"
+    cv2.imwrite(str(source), cv2.resize(portrait, None, fx=4, fy=4))  # 1672×2080
+    written = {}
+    for flags in ([], ["--compare"]):
+        folder = tmp_path / ("compare" if flags else "plain")
+        result = CliRunner().invoke(
+            app,
+            [
+                "restore", str(source), "-o", str(folder), "--model", str(shared_file(GPEN_256)),
+                "--detector", "retinaface-mobile", "--weights-dir", str(pipeline_weights_dir),
+                "--mask", "rect", *flags,
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        written[bool(flags)] = cv2.imread(str(folder / "big.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(written[False], written[True])
+    assert not np.array_equal(written[False], cv2.imread(str(source), cv2.IMREAD_UNCHANGED))
