@@ -149,6 +149,16 @@ def save_report(report: Path | None, entries: list[ReportEntry], extra: dict) ->
     return None
 
 
+def run_figures(outcome: BatchOutcome) -> dict:
+    """What the report says about the run as a whole."""
+    return {
+        "interrupted": outcome.interrupted,
+        "seconds": round(outcome.seconds, 3),
+        "faces_restored": outcome.faces,
+        "faces_per_second": round(outcome.faces_per_second, 3),
+    }
+
+
 def conclude(
     outcome: BatchOutcome,
     *,
@@ -159,9 +169,10 @@ def conclude(
     outputs: str,
     overwrite: bool,
 ) -> typer.Exit:
-    """Write the report, say what went wrong, the summary and the end lines; the Exit to
-    raise: 130 interrupted, 1 when an input or the report failed, else 0."""
-    report_error = save_report(report, outcome.entries, extra)
+    """Write the report (`extra` and the run's figures besides the entries), say what went
+    wrong, the summary and the end lines; the Exit to raise: 130 interrupted, 1 when an
+    input or the report failed, else 0."""
+    report_error = save_report(report, outcome.entries, {**extra, **run_figures(outcome)})
     print_problems(outcome.entries, quiet)
     if not quiet:
         summary()
