@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -420,33 +421,42 @@ def test_photos_in_memory_stay_bounded_when_the_generator_is_slow(tmp_path, monk
 
     source, out = tmp_path / "in", tmp_path / "out"
     for index in range(40):
-        write_image(source / f"p{index:02d}.png", photo())
-    live, peak, lock = 0, 0, threading.Lock()
+        write_image(source / f"p{index:02d}.png", photo())  # one face each
+    now, peak, lock = Counter(), Counter(), threading.Lock()
+
+    def count(**changes: int) -> None:
+        with lock:
+            now.update(changes)
+            for key in changes:
+                peak[key] = max(peak[key], now[key])
+
+    class CountingModel(SpyModel):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            count(ahead=-len(x))
+            return super().forward(x)
+
     real_prepare, real_finish = steps.prepare, steps.finish
 
     def prepare(*args):
-        nonlocal live, peak
         item = real_prepare(*args)
-        with lock:
-            live += 1
-            peak = max(peak, live)
+        count(decoded=1, ahead=1)
         return item
 
     def finish(*args):
-        nonlocal live
         entry = real_finish(*args)
-        with lock:
-            live -= 1
+        count(decoded=-1)
         return entry
 
     monkeypatch.setattr(steps, "prepare", prepare)
     monkeypatch.setattr(steps, "finish", finish)
-    restorer = make_restorer(SpyModel(delay=0.05), batch_size=2)
+    restorer = make_restorer(CountingModel(delay=0.05), batch_size=2)
 
     outcome = run_folder(restorer, source, out, workers=2)
 
     assert [e.status for e in outcome.entries] == ["ok"] * 40
-    assert 2 <= peak <= 4 * 2 + 2  # 4 x workers + batch size, not the whole folder
+    assert 2 <= peak["decoded"] <= 4 * 2 + 2  # 4 x workers + batch size, not the whole folder
+    # Waiting for the generator: 2 x workers, and the faces gathered for its next batch.
+    assert peak["ahead"] <= 2 * 2 + 2
 
 
 def test_a_failure_of_the_machinery_aborts_the_run_and_is_raised_in_the_caller(

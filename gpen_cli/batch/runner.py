@@ -5,9 +5,11 @@
     each photo       align, crop       photos per batch  encode, write   progress hooks
 
 At most `4 × workers + batch size` photos are admitted and not yet written, so memory is
-bounded however long the list. Torch and OpenCV release the GIL in their kernels, so the
-threads overlap. What the threads share sits in `_Shared`, behind one lock whose condition
-wakes whoever waits for a change: nothing polls, nothing needs an end marker.
+bounded however long the list, and at most `2 × workers` of them are decoded or waiting
+ahead of the generator: enough to keep it fed, few for a Ctrl-C to finish. Torch and
+OpenCV release the GIL in their kernels, so the threads overlap. What the threads share
+sits in `_Shared`, behind one lock whose condition wakes whoever waits for a change:
+nothing polls, nothing needs an end marker.
 
 `gpen batch` runs a folder scan through it, `gpen restore` the files it was given.
 
@@ -136,9 +138,10 @@ class _Aborted(Exception):
 class _Shared:
     """What the threads of one run share, behind one lock; every change wakes the waiters."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, ahead: int) -> None:
         self.changed = threading.Condition()
-        self.limit = limit
+        self.limit = limit  # photos admitted at once
+        self.ahead = ahead  # of those, photos being prepared or prepared, not yet gathered
         self.admitted = 0  # photos admitted and not yet written, failed or dropped
         self.preparing = 0  # of those, photos whose prepare step has not ended
         self.feeding = True
@@ -148,7 +151,8 @@ class _Shared:
         self.failure: BaseException | None = None
 
     def has_room(self) -> bool:
-        return self.admitted < self.limit
+        """Whether one more photo may be admitted."""
+        return self.admitted < self.limit and self.preparing + len(self.ready) < self.ahead
 
     def drained(self) -> bool:
         return self.admitted == 0
@@ -198,7 +202,10 @@ class _Shared:
             )
             if self.aborted:
                 raise _Aborted
-            return self.ready.popleft() if self.ready else None
+            if not self.ready:
+                return None
+            self.changed.notify_all()  # room for one more photo ahead
+            return self.ready.popleft()
 
     def _upstream_done(self) -> bool:
         """No photo is being prepared, and none will be admitted any more."""
@@ -231,7 +238,7 @@ class _Engine:
         self.stop = stop
         self.on_entry = on_entry
         self.on_progress = on_progress
-        self.shared = _Shared(4 * options.workers + restorer.batch_size)
+        self.shared = _Shared(4 * options.workers + restorer.batch_size, 2 * options.workers)
         self.write_options = steps.WriteOptions(
             options.overwrite,
             options.aligned,

@@ -66,7 +66,8 @@ class PhotoRows:
             self.rows[event.source] = row
         if event.stage == "found":
             found = event.faces_found
-            text = f"{name}: {found} faces, restored" if found else f"{name}: no face found"
+            faces = f"{found} face" + ("s" if found > 1 else "")
+            text = f"{name}: {faces}, restored" if found else f"{name}: no face found"
             self.progress.update(row, description=text, total=found or None)
         elif event.stage == "restored":
             self.progress.update(row, completed=event.faces_restored)
