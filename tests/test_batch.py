@@ -485,6 +485,24 @@ def test_a_failure_of_the_machinery_aborts_the_run_and_is_raised_in_the_caller(
     assert engine_threads() == []
 
 
+def test_a_stop_after_the_last_photo_started_leaves_nothing_undone(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    for index in range(2):
+        write_image(source / f"p{index}.png", photo())
+    stop = threading.Event()
+
+    def stop_when_the_last_starts(event) -> None:
+        if event.stage == "started" and event.source.endswith("p1.png"):
+            stop.set()
+
+    outcome = run_folder(
+        make_restorer(), source, out, stop=stop, on_progress=stop_when_the_last_starts
+    )
+
+    assert stop.is_set() and not outcome.interrupted  # nothing for a rerun to do
+    assert [e.status for e in outcome.entries] == ["ok", "ok"]
+
+
 def test_stale_partial_files_in_the_output_tree_are_removed_first(tmp_path):
     source, out = tmp_path / "in", tmp_path / "out"
     write_image(source / "sub" / "a.png", photo())

@@ -74,7 +74,7 @@ class BatchOptions:
 @dataclass
 class BatchOutcome:
     entries: list[ReportEntry]  # sorted by input path
-    interrupted: bool
+    interrupted: bool  # stopped with photos left undone, which a rerun does
     seconds: float
     faces: int  # faces that went through the generator and were written
 
@@ -149,6 +149,7 @@ class _Shared:
         self.events: list[Event] = []  # for the caller's hooks
         self.aborted = False
         self.failure: BaseException | None = None
+        self.dropped = 0  # photos admitted and left undone after a stop
 
     def has_room(self) -> bool:
         """Whether one more photo may be admitted."""
@@ -162,9 +163,17 @@ class _Shared:
             self.admitted += 1
             self.preparing += 1
 
+    def drop(self) -> None:
+        """A photo admitted but not started when the run was stopped leaves it undone."""
+        with self.changed:
+            self.preparing -= 1
+            self.admitted -= 1
+            self.dropped += 1
+            self.changed.notify_all()
+
     def end_prepare(self, item: steps.Prepared | None, event: Event | None) -> None:
         """A prepare step ended: `item` goes on to the generator; without one the photo
-        leaves the run (failed, with its entry as `event`, or dropped)."""
+        failed, and `event` is its entry."""
         with self.changed:
             self.preparing -= 1
             if item is not None:
@@ -248,6 +257,7 @@ class _Engine:
         )
         self.tally = Tally(options.aligned)
         self.entries: list[ReportEntry] = []
+        self.scan_cut = False  # the scan was stopped before its end
         workers = options.workers
         self.preparers = ThreadPoolExecutor(workers, thread_name_prefix="gpen-prepare")
         self.forwarder = ThreadPoolExecutor(1, thread_name_prefix="gpen-forward")
@@ -275,17 +285,22 @@ class _Engine:
     def _feed(self, items: Iterable[Task | ReportEntry]) -> None:
         """Admit each photo when there is room for it, serving the hooks while waiting."""
         for item in items:
+            if isinstance(item, Task):
+                self._serve(self.shared.has_room)
             if self.stop.is_set():
+                self.scan_cut = True
                 break
             if isinstance(item, ReportEntry):
                 self._dispatch(item)
                 continue
-            self._serve(self.shared.has_room)
-            if self.stop.is_set():  # it came while this photo waited for room
-                break
             self.shared.admit()
             self._submit(self.preparers, self._prepare, item)
         self.shared.end_feed()
+
+    @property
+    def left_undone(self) -> bool:
+        """Whether a stop left photos for a rerun (a stop after the last one started did not)."""
+        return self.scan_cut or self.shared.dropped > 0
 
     def _serve(self, until: Callable[[], bool]) -> None:
         """Hand the events to the hooks, in this thread, until `until()` holds."""
@@ -323,7 +338,7 @@ class _Engine:
 
     def _prepare(self, task: Task) -> None:
         if self.stop.is_set() or self.shared.aborted:  # not started: left for the next run
-            self.shared.end_prepare(None, None)
+            self.shared.drop()
             return
         self.shared.post(PhotoProgress(str(task.source), "started"))
         started = time.perf_counter()
@@ -405,7 +420,7 @@ def run_batch(
     entries = engine.run(items)
     return BatchOutcome(
         entries=sorted(entries, key=lambda entry: entry.input),
-        interrupted=stop.is_set(),
+        interrupted=engine.left_undone,
         seconds=time.perf_counter() - started,
         faces=engine.tally.faces,
     )
