@@ -30,6 +30,13 @@ REPORT_SCHEMA_VERSION = 2
 Status = Literal["ok", "no_face", "failed", "skipped"]
 STATUSES: tuple[Status, ...] = ("ok", "no_face", "skipped", "failed")
 
+# Why an input was skipped, for programs reading the report (`error` says it for people):
+#   already_done    `gpen batch`: its output exists from an earlier run (--overwrite redoes it)
+#   exists          `gpen restore`: its output exists; --overwrite replaces it
+#   earlier_output  `gpen restore`: the input is another input's output from an earlier run
+#   not_an_image    `gpen batch`: the file's extension is not an image's
+Reason = Literal["already_done", "exists", "earlier_output", "not_an_image"]
+
 
 @dataclass
 class FacesSummary:
@@ -45,6 +52,7 @@ class ReportEntry:
     status: Status
     faces: FacesSummary = field(default_factory=FacesSummary)
     error: str | None = None
+    reason: Reason | None = None  # set when skipped: which of the reasons above
     seconds: float = 0.0
     note: str | None = None  # worth knowing though not an error, e.g. frames left out
     output_size: list[int] | None = None  # width, height of the written image

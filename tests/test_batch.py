@@ -7,7 +7,9 @@ import json
 import shutil
 import struct
 import threading
+import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -41,10 +43,11 @@ class SpyModel(nn.Module):
 
     size = SIZE
 
-    def __init__(self, fail_calls: tuple[int, ...] = ()):
+    def __init__(self, fail_calls: tuple[int, ...] = (), delay: float = 0.0):
         super().__init__()
         self.batches: list[list[tuple[float, ...]]] = []
         self.fail_calls = fail_calls
+        self.delay = delay  # seconds each forward takes, for a slow device
         self._lock = threading.Lock()
         self.eval()  # ready to run: the restorer runs this very module, so its records are ours
 
@@ -54,6 +57,7 @@ class SpyModel(nn.Module):
             self.batches.append([tuple(face.float().mean(dim=(1, 2)).tolist()) for face in x])
         if call in self.fail_calls:
             raise RuntimeError("simulated device failure")
+        time.sleep(self.delay)
         return x
 
 
@@ -137,10 +141,23 @@ def by_input(entries) -> dict[str, object]:
     return {Path(entry.input).name: entry for entry in entries}
 
 
-def run_folder(restorer, input_dir, output_dir, stop=None, on_entry=None, **options):
+def run_folder(
+    restorer, input_dir, output_dir, stop=None, on_entry=None, on_progress=None, **options
+):
     options.setdefault("workers", 2)
     layout = plan_layout(input_dir, output_dir)
-    return restore_folder(restorer, layout, BatchOptions(**options), stop=stop, on_entry=on_entry)
+    return restore_folder(
+        restorer,
+        layout,
+        BatchOptions(**options),
+        stop=stop,
+        on_entry=on_entry,
+        on_progress=on_progress,
+    )
+
+
+def engine_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("gpen-")]
 
 
 # --------------------------------------------------------------------------- layout and bad inputs
@@ -366,10 +383,124 @@ def test_stop_finishes_in_flight_photos_and_a_rerun_completes_the_rest(tmp_path)
     assert statuses == {
         name: (("skipped", ALREADY_DONE) if name in done else ("ok", None)) for name in images
     }
+    assert {e.reason for e in second.entries if e.status == "skipped"} == {"already_done"}
     assert {p.name for p in out.iterdir()} == set(images)
 
     again = run_folder(make_restorer(batch_size=1), source, out, overwrite=True)
     assert [e.status for e in again.entries] == ["ok"] * len(images)
+
+
+def test_progress_tells_faces_found_and_restored_per_photo_and_counts_faces_once(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    for index in range(3):
+        write_image(source / f"p{index}.png", np.full((200, 200, 3), 90, np.uint8))
+    (source / "notes.txt").write_text("not a photo")
+    detector = PlacedFaces([(10, 10), (120, 10), (60, 120)])
+    events = []
+
+    outcome = run_folder(
+        make_restorer(batch_size=4, detector=detector), source, out, on_progress=events.append
+    )
+
+    assert [e.status for e in outcome.entries] == ["skipped", "ok", "ok", "ok"]
+    assert [e.stage for e in events if e.source.endswith("notes.txt")] == ["done"]
+    for index in range(3):
+        steps = [e for e in events if e.source == str(source / f"p{index}.png")]
+        assert [e.stage for e in steps if e.stage != "restored"] == ["started", "found", "done"]
+        assert steps[0].stage == "started" and steps[-1].stage == "done"
+        assert steps[1].faces_found == 3
+        restored = [e.faces_restored for e in steps if e.stage == "restored"]
+        assert restored == sorted(restored) and restored[-1] == 3
+    done = [e for e in events if e.stage == "done"]
+    assert [e.photos_done for e in done] == [1, 2, 3, 4]
+    assert sorted(e.faces_done for e in done)[-1] == outcome.faces == 9
+
+
+def test_photos_in_memory_stay_bounded_when_the_generator_is_slow(tmp_path, monkeypatch):
+    from gpen_cli.batch import steps
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    for index in range(40):
+        write_image(source / f"p{index:02d}.png", photo())  # one face each
+    now, peak, lock = Counter(), Counter(), threading.Lock()
+
+    def count(**changes: int) -> None:
+        with lock:
+            now.update(changes)
+            for key in changes:
+                peak[key] = max(peak[key], now[key])
+
+    class CountingModel(SpyModel):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            count(ahead=-len(x))
+            return super().forward(x)
+
+    real_prepare, real_finish = steps.prepare, steps.finish
+
+    def prepare(*args):
+        item = real_prepare(*args)
+        count(decoded=1, ahead=1)
+        return item
+
+    def finish(*args):
+        entry = real_finish(*args)
+        count(decoded=-1)
+        return entry
+
+    monkeypatch.setattr(steps, "prepare", prepare)
+    monkeypatch.setattr(steps, "finish", finish)
+    restorer = make_restorer(CountingModel(delay=0.05), batch_size=2)
+
+    outcome = run_folder(restorer, source, out, workers=2)
+
+    assert [e.status for e in outcome.entries] == ["ok"] * 40
+    assert 2 <= peak["decoded"] <= 4 * 2 + 2  # 4 x workers + batch size, not the whole folder
+    # Waiting for the generator: 2 x workers, and the faces gathered for its next batch.
+    assert peak["ahead"] <= 2 * 2 + 2
+
+
+def test_a_failure_of_the_machinery_aborts_the_run_and_is_raised_in_the_caller(
+    tmp_path, monkeypatch
+):
+    from gpen_cli.batch import steps
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    for index in range(12):
+        write_image(source / f"p{index:02d}.png", photo())
+
+    def broken_finish(*args):
+        raise RuntimeError("a bug in the finish step")
+
+    monkeypatch.setattr(steps, "finish", broken_finish)
+    with pytest.raises(RuntimeError, match="a bug in the finish step"):
+        run_folder(make_restorer(), source, out)
+    assert engine_threads() == []
+    monkeypatch.undo()
+
+    def broken_hook(entry):
+        raise KeyError("a bug in the caller's hook")
+
+    with pytest.raises(KeyError, match="a bug in the caller's hook"):
+        run_folder(make_restorer(), source, out, on_entry=broken_hook)
+    assert engine_threads() == []
+
+
+def test_a_stop_after_the_last_photo_started_leaves_nothing_undone(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    for index in range(2):
+        write_image(source / f"p{index}.png", photo())
+    stop = threading.Event()
+
+    def stop_when_the_last_starts(event) -> None:
+        if event.stage == "started" and event.source.endswith("p1.png"):
+            stop.set()
+
+    outcome = run_folder(
+        make_restorer(), source, out, stop=stop, on_progress=stop_when_the_last_starts
+    )
+
+    assert stop.is_set() and not outcome.interrupted  # nothing for a rerun to do
+    assert [e.status for e in outcome.entries] == ["ok", "ok"]
 
 
 def test_stale_partial_files_in_the_output_tree_are_removed_first(tmp_path):

@@ -4,7 +4,8 @@
     scan.py     the lazy, sorted walk of the input tree and the plan for each file
     gather.py   faces of several photos packed into forward batches of a fixed size
     steps.py    one photo's work before and after the generator, failures as report entries
-    runner.py   the threads and bounded queues that overlap those steps with the generator
+    runner.py   the engine: thread pools that overlap those steps with the generator, for a
+                folder scan (`gpen batch`) or the files given (`gpen restore`)
     signals.py  Ctrl-C / SIGTERM: the first finishes what is in flight, the second stops at once
 
 `restore_folder` is the whole command without the CLI: give it a FaceRestorer, a layout and

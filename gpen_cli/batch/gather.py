@@ -41,6 +41,17 @@ class Batch(Generic[Item]):
     def __len__(self) -> int:
         return len(self.crops)
 
+    def photos(self) -> list[tuple[Item, int, int]]:
+        """Each photo with a face in this batch: (item, its faces delivered so far, all its
+        faces), for progress displays; read it after `deliver`."""
+        seen: dict[int, _Photo[Item]] = {}
+        for photo, _ in self._slots:
+            seen.setdefault(id(photo), photo)
+        return [
+            (photo.item, len(photo.restored) - photo.remaining, len(photo.restored))
+            for photo in seen.values()
+        ]
+
 
 class CropGatherer(Generic[Item]):
     """Queue of faces waiting for the generator, across photos, in arrival order."""

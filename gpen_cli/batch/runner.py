@@ -1,27 +1,35 @@
-"""The batch pipeline: decoding, detection, pasting and encoding overlap with the generator.
+"""The engine: decoding, detection, pasting and encoding overlap with the generator.
 
-    scan ─▶ N prepare workers ─▶ 1 forward thread ─▶ N finish workers ─▶ main thread
-            decode, detect,      faces of several    paste back,        progress,
-            align, crop          photos per batch    encode, write      report
+    caller thread ─▶ prepare pool ─▶ forward thread ─▶ finish pool ─▶ caller thread
+    scan, admit      decode, detect,   faces of several  paste back,     report entries,
+    each photo       align, crop       photos per batch  encode, write   progress hooks
 
-Every queue between stages is bounded, so at most a few dozen photos are in memory however
-large the folder. Torch and OpenCV release the GIL in their kernels, so threads overlap.
+At most `4 × workers + batch size` photos are admitted and not yet written, so memory is
+bounded however long the list, and at most `2 × workers` of them are decoded or waiting
+ahead of the generator: enough to keep it fed, few for a Ctrl-C to finish. Torch and
+OpenCV release the GIL in their kernels, so the threads overlap. What the threads share
+sits in `_Shared`, behind one lock whose condition wakes whoever waits for a change:
+nothing polls, nothing needs an end marker.
 
-Stopping: setting `stop` ends the scan and drops photos not yet started; the photos in
-flight are finished and written. A failure of the machinery itself (not of one photo) aborts
-every stage and is raised again in the caller's thread.
+`gpen batch` runs a folder scan through it, `gpen restore` the files it was given.
+
+Stopping: setting `stop` ends the scan and drops the photos admitted but not yet started
+(a rerun does them); the photos in flight are finished and written. A failure of the
+machinery itself (not of one photo) aborts the run and is raised again in the caller.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
 
 from gpen_cli.batch import steps
 from gpen_cli.batch.gather import Completed, CropGatherer
@@ -33,12 +41,7 @@ from gpen_cli.restorer import FaceRestorer
 
 logger = logging.getLogger(__name__)
 
-_DONE = object()  # end of a stage's stream
-_POLL_SECONDS = 0.1  # how often a blocked stage looks whether the run was aborted
-
-
-class _Aborted(Exception):
-    """The run is being torn down: leave the stage."""
+Stage = Literal["started", "found", "restored", "done"]
 
 
 def default_workers() -> int:
@@ -47,7 +50,7 @@ def default_workers() -> int:
 
 @dataclass
 class BatchOptions:
-    """How a folder is restored (the pipeline options live in the FaceRestorer)."""
+    """How a list of photos is restored (the pipeline options live in the FaceRestorer)."""
 
     ext: str = "same"
     recursive: bool = True
@@ -59,6 +62,9 @@ class BatchOptions:
     workers: int = field(default_factory=default_workers)
     # How long the generator waits for more faces before running a partial batch.
     gather_seconds: float = 0.05
+    # Files never written besides each photo's own input: `gpen restore` protects every
+    # input it was given, so no output can land on another one.
+    protected: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -68,7 +74,7 @@ class BatchOptions:
 @dataclass
 class BatchOutcome:
     entries: list[ReportEntry]  # sorted by input path
-    interrupted: bool
+    interrupted: bool  # stopped with photos left undone, which a rerun does
     seconds: float
     faces: int  # faces that went through the generator and were written
 
@@ -77,197 +83,320 @@ class BatchOutcome:
         return self.faces / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Pipeline:
+@dataclass(frozen=True)
+class PhotoProgress:
+    """One step of one photo, with the run's totals as the engine counts them then.
+
+    Stages: "started" (decoding and detection begin), "found" (`faces_found` known),
+    "restored" (`faces_restored` of them through the generator so far), "done" (its report
+    entry is recorded). The totals are filled in by the engine, in the caller's thread.
+    """
+
+    source: str
+    stage: Stage
+    faces_found: int = 0
+    faces_restored: int = 0
+    photos_done: int = 0  # report entries recorded in the run, any status
+    faces_done: int = 0  # faces restored and written in the run
+
+
+class Tally:
+    """The run's totals, counted once per report entry: what the outcome and progress say."""
+
+    def __init__(self, aligned: bool) -> None:
+        self.aligned = aligned
+        self.photos = 0
+        self.faces = 0
+
+    def add(self, entry: ReportEntry) -> PhotoProgress:
+        """Count `entry`; the "done" progress of its photo, with the new totals."""
+        self.photos += 1
+        self.faces += steps.faces_restored(entry, self.aligned)
+        return self.stamp(PhotoProgress(entry.input, "done", entry.faces.count))
+
+    def stamp(self, event: PhotoProgress) -> PhotoProgress:
+        """`event` with the totals as they are now."""
+        return replace(event, photos_done=self.photos, faces_done=self.faces)
+
+
+def progress_from_entries(
+    on_progress: Callable[[PhotoProgress], None], aligned: bool
+) -> Callable[[ReportEntry], None]:
+    """An `on_entry` hook for an engine that reports entries only (the Ray engine): the
+    "done" progress this engine gives, counted by the same Tally."""
+    tally = Tally(aligned)
+    return lambda entry: on_progress(tally.add(entry))
+
+
+Event = ReportEntry | PhotoProgress
+
+
+class _Aborted(Exception):
+    """The run is being torn down: leave the stage."""
+
+
+class _Shared:
+    """What the threads of one run share, behind one lock; every change wakes the waiters."""
+
+    def __init__(self, limit: int, ahead: int) -> None:
+        self.changed = threading.Condition()
+        self.limit = limit  # photos admitted at once
+        self.ahead = ahead  # of those, photos being prepared or prepared, not yet gathered
+        self.admitted = 0  # photos admitted and not yet written, failed or dropped
+        self.preparing = 0  # of those, photos whose prepare step has not ended
+        self.feeding = True
+        self.ready: deque[steps.Prepared] = deque()  # prepared, for the forward thread
+        self.events: list[Event] = []  # for the caller's hooks
+        self.aborted = False
+        self.failure: BaseException | None = None
+        self.dropped = 0  # photos admitted and left undone after a stop
+
+    def has_room(self) -> bool:
+        """Whether one more photo may be admitted."""
+        return self.admitted < self.limit and self.preparing + len(self.ready) < self.ahead
+
+    def drained(self) -> bool:
+        return self.admitted == 0
+
+    def admit(self) -> None:
+        with self.changed:
+            self.admitted += 1
+            self.preparing += 1
+
+    def drop(self) -> None:
+        """A photo admitted but not started when the run was stopped leaves it undone."""
+        with self.changed:
+            self.preparing -= 1
+            self.admitted -= 1
+            self.dropped += 1
+            self.changed.notify_all()
+
+    def end_prepare(self, item: steps.Prepared | None, event: Event | None) -> None:
+        """A prepare step ended: `item` goes on to the generator; without one the photo
+        failed, and `event` is its entry."""
+        with self.changed:
+            self.preparing -= 1
+            if item is not None:
+                self.ready.append(item)
+            else:
+                self.admitted -= 1
+            if event is not None:
+                self.events.append(event)
+            self.changed.notify_all()
+
+    def post(self, *events: Event, leaving: int = 0) -> None:
+        """Events for the caller; `leaving` photos are done with (their entries are posted)."""
+        with self.changed:
+            self.events.extend(events)
+            self.admitted -= leaving
+            self.changed.notify_all()
+
+    def end_feed(self) -> None:
+        with self.changed:
+            self.feeding = False
+            self.changed.notify_all()
+
+    def abort(self, failure: BaseException | None = None) -> None:
+        with self.changed:
+            self.aborted = True
+            self.failure = self.failure or failure
+            self.changed.notify_all()
+
+    def next_ready(self, timeout: float | None) -> steps.Prepared | None:
+        """The next prepared photo; None when none came within `timeout` seconds (None: no
+        limit) or none will come any more."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.ready or self._upstream_done() or self.aborted, timeout
+            )
+            if self.aborted:
+                raise _Aborted
+            if not self.ready:
+                return None
+            self.changed.notify_all()  # room for one more photo ahead
+            return self.ready.popleft()
+
+    def _upstream_done(self) -> bool:
+        """No photo is being prepared, and none will be admitted any more."""
+        return not self.feeding and self.preparing == 0
+
+    def take_events(self, until: Callable[[], bool]) -> tuple[list[Event], bool]:
+        """Wait for events or for `until()` (read under the lock); the events, and whether
+        `until()` held."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.events or until() or self.aborted)
+            if self.aborted:
+                raise _Aborted
+            events, self.events = self.events, []
+            return events, until()
+
+
+class _Engine:
+    """One run: the pools, the forward thread, and the caller's side (scan and hooks)."""
+
     def __init__(
-        self, restorer: FaceRestorer, options: BatchOptions, stop: threading.Event
+        self,
+        restorer: FaceRestorer,
+        options: BatchOptions,
+        stop: threading.Event,
+        on_entry: Callable[[ReportEntry], None] | None,
+        on_progress: Callable[[PhotoProgress], None] | None,
     ) -> None:
         self.restorer = restorer
         self.options = options
         self.stop = stop
-        self.abort = threading.Event()
-        self.failure: BaseException | None = None
+        self.on_entry = on_entry
+        self.on_progress = on_progress
+        self.shared = _Shared(4 * options.workers + restorer.batch_size, 2 * options.workers)
         self.write_options = steps.WriteOptions(
-            options.overwrite, options.aligned, options.save_faces, options.compare
+            options.overwrite,
+            options.aligned,
+            options.save_faces,
+            options.compare,
+            options.protected,
         )
-        # Photos in memory at once: about 4 x workers, plus one per face in a forward batch.
-        depth = options.workers
-        self.tasks: queue.Queue[Any] = queue.Queue(2 * depth)  # paths only
-        self.prepared: queue.Queue[Any] = queue.Queue(depth)
-        self.restored: queue.Queue[Any] = queue.Queue(depth)
-        self.results: queue.Queue[Any] = queue.Queue()  # entries are small; never blocks
-        self.faces = 0
+        self.tally = Tally(options.aligned)
+        self.entries: list[ReportEntry] = []
+        self.scan_cut = False  # the scan was stopped before its end
+        workers = options.workers
+        self.preparers = ThreadPoolExecutor(workers, thread_name_prefix="gpen-prepare")
+        self.forwarder = ThreadPoolExecutor(1, thread_name_prefix="gpen-forward")
+        self.finishers = ThreadPoolExecutor(workers, thread_name_prefix="gpen-finish")
 
-    # ------------------------------------------------------------------ queue helpers
+    # ------------------------------------------------------------------ the caller's side
 
-    def _put(self, where: queue.Queue, item: Any) -> None:
-        while True:
-            if self.abort.is_set():
-                raise _Aborted
-            try:
-                where.put(item, timeout=_POLL_SECONDS)
-                return
-            except queue.Full:
-                continue
-
-    def _get(self, where: queue.Queue, timeout: float | None = None) -> Any:
-        """The next item, or queue.Empty once `timeout` seconds have passed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.abort.is_set():
-                raise _Aborted
-            wait = _POLL_SECONDS
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    return where.get_nowait()
-            try:
-                return where.get(timeout=wait)
-            except queue.Empty:
-                continue
-
-    def _thread(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
-        def guarded() -> None:
-            try:
-                target(*args)
-            except _Aborted:
-                pass
-            except BaseException as exc:  # a bug in the machinery: stop everything, report it
-                logger.debug("batch %s thread failed", name, exc_info=True)
-                if self.failure is None:
-                    self.failure = exc
-                self.abort.set()
-
-        thread = threading.Thread(target=guarded, name=f"gpen-batch-{name}", daemon=True)
-        thread.start()
-        return thread
-
-    # ------------------------------------------------------------------ stages
-
-    def feed(self, items: Iterable[Task | ReportEntry]) -> None:
+    def run(self, items: Iterable[Task | ReportEntry]) -> list[ReportEntry]:
         try:
-            for item in items:
-                if self.stop.is_set():
-                    break
-                if isinstance(item, ReportEntry):
-                    self.results.put(item)
-                else:
-                    self._put(self.tasks, item)
+            self._submit(self.forwarder, self._forward)
+            self._feed(items)
+            self._serve(self.shared.drained)
+        except _Aborted:
+            pass  # a stage failed: its error is raised below, once every thread is done
+        except BaseException:
+            self.shared.abort()
+            raise
         finally:
-            if not self.abort.is_set():
-                for _ in range(self.options.workers):
-                    self._put(self.tasks, _DONE)
+            for pool in (self.preparers, self.forwarder, self.finishers):
+                pool.shutdown(wait=True, cancel_futures=True)
+        if self.shared.failure is not None:
+            raise self.shared.failure
+        return self.entries
 
-    def prepare(self, last_one_out: _Countdown) -> None:
-        while (task := self._get(self.tasks)) is not _DONE:
+    def _feed(self, items: Iterable[Task | ReportEntry]) -> None:
+        """Admit each photo when there is room for it, serving the hooks while waiting."""
+        for item in items:
+            if isinstance(item, Task):
+                self._serve(self.shared.has_room)
             if self.stop.is_set():
-                continue  # not started yet: left for the next run
-            started = time.perf_counter()
-            try:
-                item = steps.prepare(self.restorer, task)
-            except Exception as exc:  # one bad photo must not take the others down
-                self.results.put(steps.failed_entry(task, exc, started))
+                self.scan_cut = True
+                break
+            if isinstance(item, ReportEntry):
+                self._dispatch(item)
                 continue
-            self._put(self.prepared, item)
-        if last_one_out.done():
-            self._put(self.prepared, _DONE)
+            self.shared.admit()
+            self._submit(self.preparers, self._prepare, item)
+        self.shared.end_feed()
 
-    def forward(self) -> None:
-        gatherer: CropGatherer[steps.Prepared] = CropGatherer(self.restorer.batch_size)
-        upstream_done = False
+    @property
+    def left_undone(self) -> bool:
+        """Whether a stop left photos for a rerun (a stop after the last one started did not)."""
+        return self.scan_cut or self.shared.dropped > 0
+
+    def _serve(self, until: Callable[[], bool]) -> None:
+        """Hand the events to the hooks, in this thread, until `until()` holds."""
         while True:
-            if gatherer.full or (gatherer.pending and upstream_done):
+            events, done = self.shared.take_events(until)
+            for event in events:
+                self._dispatch(event)
+            if done:
+                return
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, ReportEntry):
+            self.entries.append(event)
+            if self.on_entry is not None:
+                self.on_entry(event)
+            progress = self.tally.add(event)
+        else:
+            progress = self.tally.stamp(event)
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+    def _submit(self, pool: ThreadPoolExecutor, job: Callable[..., None], *args: object) -> None:
+        pool.submit(job, *args).add_done_callback(self._check)
+
+    def _check(self, future: Future) -> None:
+        """A job that raised is a bug in the machinery, not a bad photo: abort the run."""
+        if future.cancelled():
+            return
+        failure = future.exception()
+        if failure is not None and not isinstance(failure, _Aborted):
+            logger.debug("batch engine job failed", exc_info=failure)
+            self.shared.abort(failure)
+
+    # ------------------------------------------------------------------ the jobs
+
+    def _prepare(self, task: Task) -> None:
+        if self.stop.is_set() or self.shared.aborted:  # not started: left for the next run
+            self.shared.drop()
+            return
+        self.shared.post(PhotoProgress(str(task.source), "started"))
+        started = time.perf_counter()
+        try:
+            item = steps.prepare(self.restorer, task)
+        except Exception as exc:  # one bad photo must not take the others down
+            self.shared.end_prepare(None, steps.failed_entry(task, exc, started))
+            return
+        found = len(item.prepared.model_inputs)
+        self.shared.end_prepare(item, PhotoProgress(str(task.source), "found", found))
+
+    def _forward(self) -> None:
+        """Pack the faces of the photos as they come into batches of the generator's size;
+        a partial batch runs when no more faces come within `gather_seconds`."""
+        gatherer: CropGatherer[steps.Prepared] = CropGatherer(self.restorer.batch_size)
+        while True:
+            if gatherer.full:
                 self._run_batch(gatherer)
                 continue
-            if upstream_done:
-                break
             wait = None
             if gatherer.pending:
                 wait = 0.0 if self.stop.is_set() else self.options.gather_seconds
-            try:
-                item = self._get(self.prepared, wait)
-            except queue.Empty:
-                self._run_batch(gatherer)  # nothing more came in time: run a partial batch
-                continue
-            if item is _DONE:
-                upstream_done = True
-                continue
-            for completed in gatherer.add(item, item.prepared.model_inputs):
-                self._pass_on(completed)
-        for _ in range(self.options.workers):
-            self._put(self.restored, _DONE)
+            item = self.shared.next_ready(wait)
+            if item is not None:
+                self._pass_on(gatherer.add(item, item.prepared.model_inputs))
+            elif gatherer.pending:
+                self._run_batch(gatherer)  # nothing more came in time
+            else:
+                return  # nothing waits and nothing more will come
 
     def _run_batch(self, gatherer: CropGatherer[steps.Prepared]) -> None:
         batch = gatherer.take()
-        if batch is None:
-            return
         try:
             restored, error = self.restorer.forward(batch.crops), None
         except Exception as exc:  # e.g. out of device memory: these photos fail, not the run
             restored, error = None, exc
-        for completed in gatherer.deliver(batch, restored, error):
-            self._pass_on(completed)
-
-    def _pass_on(self, completed: Completed[steps.Prepared]) -> None:
-        if completed.error is not None:
-            item = completed.item
-            self.results.put(steps.failed_entry(item.task, completed.error, item.started))
-        else:
-            self._put(self.restored, completed)
-
-    def finish(self, last_one_out: _Countdown) -> None:
-        while (completed := self._get(self.restored)) is not _DONE:
-            entry = steps.finish(
-                self.restorer, completed.item, completed.restored, self.write_options
+        completed = gatherer.deliver(batch, restored, error)
+        if error is None:
+            self.shared.post(
+                *(
+                    PhotoProgress(str(item.task.source), "restored", total, done)
+                    for item, done, total in batch.photos()
+                )
             )
-            self.results.put(entry)
-        if last_one_out.done():
-            self.results.put(_DONE)
+        self._pass_on(completed)
 
-    # ------------------------------------------------------------------ the run
+    def _pass_on(self, completed: list[Completed[steps.Prepared]]) -> None:
+        for photo in completed:
+            if photo.error is None:
+                self._submit(self.finishers, self._finish, photo)
+            else:
+                item = photo.item
+                failed = steps.failed_entry(item.task, photo.error, item.started)
+                self.shared.post(failed, leaving=1)
 
-    def run(
-        self,
-        items: Iterable[Task | ReportEntry],
-        on_entry: Callable[[ReportEntry], None] | None,
-    ) -> list[ReportEntry]:
-        workers = self.options.workers
-        preparing, finishing = _Countdown(workers), _Countdown(workers)
-        threads = [self._thread(self.feed, "scan", items)]
-        threads += [self._thread(self.prepare, f"prepare{i}", preparing) for i in range(workers)]
-        threads.append(self._thread(self.forward, "forward"))
-        threads += [self._thread(self.finish, f"finish{i}", finishing) for i in range(workers)]
-        entries: list[ReportEntry] = []
-        completed = False
-        try:
-            while (entry := self._get(self.results)) is not _DONE:
-                entries.append(entry)
-                self.faces += steps.faces_restored(entry, self.options.aligned)
-                if on_entry is not None:
-                    on_entry(entry)
-            completed = True
-        except _Aborted:
-            pass  # a stage failed: its error is raised below
-        finally:
-            if not completed:
-                self.abort.set()
-            for thread in threads:
-                thread.join(timeout=None if completed else 5)
-        if self.failure is not None:
-            raise self.failure
-        return entries
-
-
-class _Countdown:
-    """Tells the last of N workers that it is the last one to leave."""
-
-    def __init__(self, count: int) -> None:
-        self._count = count
-        self._lock = threading.Lock()
-
-    def done(self) -> bool:
-        with self._lock:
-            self._count -= 1
-            return self._count == 0
+    def _finish(self, photo: Completed[steps.Prepared]) -> None:
+        entry = steps.finish(self.restorer, photo.item, photo.restored, self.write_options)
+        self.shared.post(entry, leaving=1)
 
 
 def run_batch(
@@ -277,22 +406,23 @@ def run_batch(
     *,
     stop: threading.Event | None = None,
     on_entry: Callable[[ReportEntry], None] | None = None,
+    on_progress: Callable[[PhotoProgress], None] | None = None,
 ) -> BatchOutcome:
     """Restore every Task of `items` (entries in it are passed through as they are).
 
-    `on_entry` sees each entry as it completes, in completion order, in this thread;
-    the outcome's entries are sorted by input path.
+    `on_entry` sees each entry as it completes, in completion order, and `on_progress` each
+    step of each photo, both in this thread; the outcome's entries are sorted by input path.
     """
     options = options or BatchOptions()
     stop = stop or threading.Event()
     started = time.perf_counter()
-    pipeline = _Pipeline(restorer, options, stop)
-    entries = pipeline.run(items, on_entry)
+    engine = _Engine(restorer, options, stop, on_entry, on_progress)
+    entries = engine.run(items)
     return BatchOutcome(
         entries=sorted(entries, key=lambda entry: entry.input),
-        interrupted=stop.is_set(),
+        interrupted=engine.left_undone,
         seconds=time.perf_counter() - started,
-        faces=pipeline.faces,
+        faces=engine.tally.faces,
     )
 
 
@@ -303,6 +433,7 @@ def restore_folder(
     *,
     stop: threading.Event | None = None,
     on_entry: Callable[[ReportEntry], None] | None = None,
+    on_progress: Callable[[PhotoProgress], None] | None = None,
 ) -> BatchOutcome:
     """Restore the photos of `layout.input_dir` into `layout.output_dir`, mirroring the tree.
 
@@ -320,4 +451,6 @@ def restore_folder(
             pattern=options.pattern,
             overwrite=options.overwrite,
         )
-        return run_batch(restorer, items, options, stop=stop, on_entry=on_entry)
+        return run_batch(
+            restorer, items, options, stop=stop, on_entry=on_entry, on_progress=on_progress
+        )

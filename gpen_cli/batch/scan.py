@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from gpen_cli.batch.layout import READABLE_EXTENSIONS, BatchLayout
 from gpen_cli.report import ReportEntry
 
-ALREADY_DONE = "already done"
+ALREADY_DONE = "already done"  # the `error` text of a skip with reason "already_done"
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,14 @@ def plan_items(
             continue
         suffix = found.relative.suffix.lower()
         if suffix not in READABLE_EXTENSIONS:
-            reason = f"{source}: not an image ({suffix or 'no'} extension)"
-            yield ReportEntry(input=str(source), output=None, status="skipped", error=reason)
+            message = f"{source}: not an image ({suffix or 'no'} extension)"
+            yield ReportEntry(
+                input=str(source),
+                output=None,
+                status="skipped",
+                error=message,
+                reason="not_an_image",
+            )
             continue
         output = layout.output_for(found.relative, ext)
         # A folder's files come together, so output clashes only need checking within one.
@@ -118,7 +124,11 @@ def plan_items(
         claimed[output] = source
         if output.exists() and not overwrite:
             yield ReportEntry(
-                input=str(source), output=str(output), status="skipped", error=ALREADY_DONE
+                input=str(source),
+                output=str(output),
+                status="skipped",
+                error=ALREADY_DONE,
+                reason="already_done",
             )
             continue
         yield Task(source, output)

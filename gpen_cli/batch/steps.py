@@ -1,13 +1,14 @@
 """One photo's work before and after the generator; every failure becomes a report entry.
 
-These are the steps of `gpen restore`'s `restore_file`, cut where the generator runs so
-the batch runner can give the generator faces from several photos at once.
+`FaceRestorer.restore` cut where the generator runs, so the engine can give the generator
+faces from several photos at once.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gpen_cli.batch.scan import Task
 from gpen_cli.errors import GpenError
@@ -33,6 +34,7 @@ class WriteOptions:
     aligned: bool = False
     save_faces: bool = False
     compare: bool = False
+    protected: tuple[Path, ...] = ()  # inputs never written, besides each photo's own
 
 
 def failed_entry(task: Task, exc: BaseException, started: float) -> ReportEntry:
@@ -75,7 +77,7 @@ def finish(
             result,
             task.output,
             overwrite=options.overwrite,
-            protected=[task.source],
+            protected=[task.source, *options.protected],
             save_faces=options.save_faces,
             compare=options.compare,
             aligned=options.aligned,

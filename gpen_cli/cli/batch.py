@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -27,12 +28,15 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
+from gpen_cli.cli.runs import conclude, stop_handlers
 from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
-from gpen_cli.report import ReportEntry, summarize, upscale_settings, write_report
+from gpen_cli.report import summarize, upscale_settings
 
 if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOptions, BatchOutcome
+    from gpen_cli.batch.runner import PhotoProgress
+
+    OnProgress = Callable[[PhotoProgress], None]
 
 SCAN = "Folder scan"
 RAY = "Ray engine"
@@ -90,6 +94,32 @@ def _ray_options(
     )
 
 
+def _run_with_progress(
+    run: Callable[[threading.Event, OnProgress], BatchOutcome],
+    stopping: str,
+    layout: BatchLayout,
+    options: BatchOptions,
+    quiet: bool,
+) -> BatchOutcome:
+    """`run(stop, on_progress)` under the progress bar, with Ctrl-C setting `stop`."""
+    from gpen_cli.batch.signals import graceful_stop
+
+    stop = threading.Event()
+    progress = _progress(quiet)
+    task = progress.add_task("Restoring", total=None, faces=0, rate=0.0)
+
+    def on_progress(event: PhotoProgress) -> None:
+        if event.stage != "done":
+            return
+        elapsed = progress.tasks[0].elapsed or 0.0
+        rate = event.faces_done / elapsed if elapsed > 0 else 0.0
+        progress.update(task, completed=event.photos_done, faces=event.faces_done, rate=rate)
+
+    with progress, graceful_stop(stop, *stop_handlers(stopping)):
+        _count_in_background(progress, task, layout, options)
+        return run(stop, on_progress)
+
+
 def print_summary(outcome: BatchOutcome) -> None:
     counts = summarize(outcome.entries)
     title = "gpen batch" + (" (interrupted)" if outcome.interrupted else "")
@@ -106,27 +136,6 @@ def print_summary(outcome: BatchOutcome) -> None:
         f"{outcome.faces_per_second:.2f}",
     )
     console.print(table)
-
-
-def print_problems(entries: list[ReportEntry], quiet: bool) -> None:
-    """Failures always, one line each; skips unless --quiet, those already done as a count."""
-    from gpen_cli.batch.scan import ALREADY_DONE
-
-    done = 0
-    for entry in entries:
-        if entry.status == "failed":
-            say("[bold red]error:[/]", entry.error or "")
-        elif entry.status == "skipped" and entry.error == ALREADY_DONE:
-            done += 1
-        elif entry.status == "skipped" and not quiet:
-            say("[cyan]skipped:[/]", entry.error or "")
-        if entry.note and not quiet:
-            say("[yellow]note:[/]", entry.note)
-    if done and not quiet:
-        err_console.print(
-            f"[cyan]skipped:[/] {done} already done (output exists; --overwrite redoes them)",
-            highlight=False,
-        )
 
 
 @one_line_errors
@@ -243,9 +252,7 @@ def batch(
     """
     # The pipeline imports torch: only when the command runs, so `gpen --help` stays quick.
     from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
-    from gpen_cli.batch.runner import default_workers
-    from gpen_cli.batch.signals import graceful_stop
-    from gpen_cli.batch.steps import faces_restored
+    from gpen_cli.batch.runner import default_workers, progress_from_entries
     from gpen_cli.preflight import check_report_path, check_writable_folder
     from gpen_cli.restorer import FaceRestorer
 
@@ -279,77 +286,36 @@ def batch(
     except ValueError as exc:  # e.g. --device cuda on a machine without CUDA
         raise fail(str(exc)) from None
 
-    stop = threading.Event()
-    progress = _progress(quiet)
-
-    def on_entry(entry: ReportEntry) -> None:
-        fields = progress.tasks[0].fields
-        fields["faces"] += faces_restored(entry, config.aligned)
-        elapsed = progress.tasks[0].elapsed or 0.0
-        rate = fields["faces"] / elapsed if elapsed > 0 else 0.0
-        progress.update(task, advance=1, rate=rate)
-
-    def on_first() -> None:
-        err_console.print(
-            "[yellow]stopping:[/] "
-            + (
-                "finishing the photos in flight; press Ctrl-C again to stop now"
-                if engine == "thread"
-                else "cancelling the Ray job; press Ctrl-C again to stop now"
-            ),
-            highlight=False,
-        )
-
-    def on_second() -> None:
-        err_console.show_cursor(True)
-        err_console.print("\n[red]stopped[/]", highlight=False)
-
-    def run() -> BatchOutcome:
+    def run(stop: threading.Event, on_progress: OnProgress) -> BatchOutcome:
         if engine == "thread":
-            return restore_folder(restorer, layout, options, stop=stop, on_entry=on_entry)
+            return restore_folder(restorer, layout, options, stop=stop, on_progress=on_progress)
         from gpen_cli.batch.ray_engine import restore_folder_ray
 
         ray_options = _ray_options(
             address, workers, model_actors, gpus_per_worker, config.batch_size
         )
+        on_entry = progress_from_entries(on_progress, config.aligned)
         return restore_folder_ray(
             config, layout, options, ray_options, stop=stop, on_entry=on_entry
         )
 
-    with progress, graceful_stop(stop, on_first, on_second):
-        task = progress.add_task("Restoring", total=None, faces=0, rate=0.0)
-        _count_in_background(progress, task, layout, options)
-        outcome = run()
-
-    report_error = None
-    if report is not None:
-        try:
-            write_report(
-                report,
-                outcome.entries,
-                {
-                    "command": "batch",
-                    "model": config.model,
-                    **upscale_settings(restorer),
-                    "input_dir": str(input_dir),
-                    "output_dir": str(output),
-                    "interrupted": outcome.interrupted,
-                    "seconds": round(outcome.seconds, 3),
-                    "faces_restored": outcome.faces,
-                    "faces_per_second": round(outcome.faces_per_second, 3),
-                },
-            )
-        except OutputError as exc:  # e.g. the disk filled up: the outputs are written
-            report_error = str(exc)
-    print_problems(outcome.entries, quiet)
-    if not quiet:
-        print_summary(outcome)
-    if report_error:
-        say("[bold red]error:[/]", report_error)
-    if outcome.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    failed = report_error or any(entry.status == "failed" for entry in outcome.entries)
-    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+    stopping = "finishing the photos in flight" if engine == "thread" else "cancelling the Ray job"
+    outcome = _run_with_progress(run, stopping, layout, options, quiet)
+    raise conclude(
+        outcome,
+        report=report,
+        extra={
+            "command": "batch",
+            "model": config.model,
+            **upscale_settings(restorer),
+            "input_dir": str(input_dir),
+            "output_dir": str(output),
+        },
+        quiet=quiet,
+        summary=lambda: print_summary(outcome),
+        outputs=str(output),
+        overwrite=overwrite,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -2,90 +2,25 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from gpen_cli.cli import options as opt
-from gpen_cli.cli.common import (
-    console,
-    err_console,
-    one_line_errors,
-    say,
-    setup_logging,
-)
+from gpen_cli.cli.common import console, one_line_errors, setup_logging
+from gpen_cli.cli.runs import PhotoRows, conclude, photo_progress, stop_handlers
 from gpen_cli.cli.tiles import TileProgress
 from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError, OutputError
-from gpen_cli.report import (
-    FacesSummary,
-    ReportEntry,
-    naming,
-    summarize,
-    upscale_settings,
-    write_report,
-)
+from gpen_cli.errors import GpenError
+from gpen_cli.report import Reason, ReportEntry, summarize, upscale_settings
 
-
-def restore_file(
-    restorer,
-    source: Path,
-    output: Path,
-    *,
-    overwrite: bool,
-    protected: list[Path],
-    save_faces: bool,
-    compare: bool,
-) -> ReportEntry:
-    """Restore one photo and write its outputs; every failure becomes a report entry."""
-    from gpen_cli.outputs import remove_stale_partials, write_outputs
-    from gpen_cli.stages.load import load_image
-
-    started = time.perf_counter()
-    entry = ReportEntry(input=str(source), output=None, status="failed")
-    try:
-        remove_stale_partials(output)  # what a killed run left, as `gpen batch` does
-        if output.exists() and not overwrite:
-            entry.status, entry.error = (
-                "skipped",
-                f"{output} exists; pass --overwrite to replace it",
-            )
-            return entry
-        loaded = load_image(source)
-        entry.note = loaded.frames_note
-        result = restorer.restore(loaded.pixels)
-        entry.faces = FacesSummary(
-            count=len(result.faces),
-            boxes=[face.box for face in result.faces],
-            scores=[face.score for face in result.faces],
-        )
-        write_outputs(
-            loaded,
-            result,
-            output,
-            overwrite=overwrite,
-            protected=protected,
-            save_faces=save_faces,
-            compare=compare,
-            aligned=restorer.aligned,
-        )
-        entry.output = str(output)
-        entry.output_size = [int(result.image.shape[1]), int(result.image.shape[0])]
-        entry.status = "ok" if result.faces or restorer.aligned else "no_face"
-    except GpenError as exc:
-        entry.error = naming(source, str(exc))
-    except Exception as exc:  # one bad photo must not take the others down
-        entry.error = f"{source}: unexpected {type(exc).__name__}: {exc}"
-    finally:
-        entry.seconds = round(time.perf_counter() - started, 3)
-    return entry
+if TYPE_CHECKING:
+    from gpen_cli.batch.scan import Task
 
 
 def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path]:
@@ -157,6 +92,59 @@ def _refuse_input_as_output(path: Path, inputs: list[Path]) -> None:
             )
 
 
+def planned_items(
+    inputs: list[Path], outputs: list[Path], made_before: dict[Path, Path], overwrite: bool
+) -> list[Task | ReportEntry]:
+    """The engine's list: a Task for each input to restore, in the order given, and an entry
+    for each one skipped (its output exists and --overwrite is off, or it is an earlier
+    output). What a killed run left for an output is removed first, as `gpen batch` does."""
+    from gpen_cli.batch.scan import Task
+    from gpen_cli.outputs import remove_stale_partials
+
+    items: list[Task | ReportEntry] = []
+    for source, target in zip(inputs, outputs, strict=True):
+        remove_stale_partials(target)
+        if target.exists() and not overwrite:
+            message = f"{target} exists; pass --overwrite to replace it"
+            items.append(skipped(source, message, "exists"))
+        else:
+            items.append(Task(source, target))
+    for path, source in made_before.items():
+        message = f"{path}: the output of {source} from an earlier run; not restored again"
+        items.append(skipped(path, message, "earlier_output"))
+    return items
+
+
+def skipped(source: Path, message: str, reason: Reason) -> ReportEntry:
+    return ReportEntry(
+        input=str(source), output=None, status="skipped", error=message, reason=reason
+    )
+
+
+def in_given_order(
+    entries: list[ReportEntry], items: list[Task | ReportEntry]
+) -> list[ReportEntry]:
+    """The engine's entries (sorted by path) in the order of the command line."""
+
+    def input_of(item: Task | ReportEntry) -> str:
+        return item.input if isinstance(item, ReportEntry) else str(item.source)
+
+    position = {input_of(item): index for index, item in enumerate(items)}
+    return sorted(entries, key=lambda entry: position[entry.input])
+
+
+def describe_outputs(output: Path | None, outputs: list[Path]) -> str:
+    """Where `gpen restore` writes: -o as given, the one output file, or the folder(s)."""
+    if output is not None:
+        return str(output)
+    if len(outputs) == 1:
+        return str(outputs[0])
+    folders = {path.parent for path in outputs}
+    if len(folders) == 1:
+        return f"{folders.pop()}, as NAME_gpen.EXT"
+    return "beside each input, as NAME_gpen.EXT" if outputs else "none (nothing to restore)"
+
+
 def print_results(entries: list[ReportEntry], seconds: float) -> None:
     table = Table(title="gpen restore", show_edge=False)
     for column in ("input", "status", "faces", "seconds", "output / error"):
@@ -208,9 +196,16 @@ def restore(
 
     $ gpen restore scan.tif --fidelity-weight 0.7 --mask rect
 
+    The first Ctrl-C finishes the photos in flight and writes the report, a second one
+    stops at once.
+
     Exit codes: 0 every input was restored or had no face; 1 some inputs failed;
-    2 usage or set-up error (bad option, missing weights), found before any output is written.
+    2 usage or set-up error (bad option, missing weights), found before any output is written;
+    130 interrupted.
     """
+    from gpen_cli.batch import BatchOptions, run_batch
+    from gpen_cli.batch.runner import default_workers
+    from gpen_cli.batch.signals import graceful_stop
     from gpen_cli.preflight import check_report_path, check_writable_folder
     from gpen_cli.restorer import FaceRestorer
 
@@ -223,75 +218,37 @@ def restore(
     for folder in dict.fromkeys(path.parent for path in outputs):
         check_writable_folder(folder, "-o" if output is not None else "output folder")
     check_report_path(report)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet,
-        transient=True,
-    )
+    progress = photo_progress(quiet)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = FaceRestorer(config=config, on_tile=TileProgress(progress))
 
-    started = time.perf_counter()
-    entries: list[ReportEntry] = []
-    with progress:
-        task = progress.add_task("Restoring", total=len(inputs), visible=len(inputs) >= 2)
-        for source, target in zip(inputs, outputs, strict=True):
-            progress.update(task, description=f"Restoring {escape(source.name)}")
-            entries.append(
-                restore_file(
-                    restorer,
-                    source,
-                    target,
-                    overwrite=overwrite,
-                    protected=inputs,
-                    save_faces=save_faces,
-                    compare=compare,
-                )
-            )
-            progress.advance(task)
-    elapsed = time.perf_counter() - started
-    entries += [
-        ReportEntry(
-            input=str(path),
-            output=None,
-            status="skipped",
-            error=f"{path}: the output of {source} from an earlier run; not restored again",
-        )
-        for path, source in made_before.items()
-    ]
-
-    report_error = None
-    if report is not None:
-        try:
-            write_report(
-                report,
-                entries,
-                {
-                    "command": "restore",
-                    "model": config.model,
-                    **upscale_settings(restorer),
-                    "seconds": round(elapsed, 3),
-                },
-            )
-        except OutputError as exc:  # e.g. the disk filled up: the outputs are written
-            report_error = str(exc)
-    for entry in entries:
-        if entry.status == "failed":
-            say("[bold red]error:[/]", entry.error or "")
-        elif entry.status == "skipped" and not quiet:
-            say("[cyan]skipped:[/]", entry.error or "")
-        if entry.note and not quiet:
-            say("[yellow]note:[/]", entry.note)
-    if not quiet:
-        print_results(entries, elapsed)
-    if report_error:
-        say("[bold red]error:[/]", report_error)
-    failed = report_error or any(entry.status == "failed" for entry in entries)
-    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+    items = planned_items(inputs, outputs, made_before, overwrite)
+    options = BatchOptions(
+        overwrite=overwrite,
+        aligned=config.aligned,
+        save_faces=save_faces,
+        compare=compare,
+        workers=default_workers(),
+        protected=tuple(inputs),
+    )
+    stop = threading.Event()
+    with progress, graceful_stop(stop, *stop_handlers("finishing the photos in flight")):
+        rows = PhotoRows(progress, len(items))
+        outcome = run_batch(restorer, items, options, stop=stop, on_progress=rows)
+    outcome.entries = in_given_order(outcome.entries, items)
+    raise conclude(
+        outcome,
+        report=report,
+        extra={
+            "command": "restore",
+            "model": config.model,
+            **upscale_settings(restorer),
+        },
+        quiet=quiet,
+        summary=lambda: print_results(outcome.entries, outcome.seconds),
+        outputs=describe_outputs(output, outputs),
+        overwrite=overwrite,
+    )
 
 
 def register(app: typer.Typer) -> None:

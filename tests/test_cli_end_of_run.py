@@ -1,0 +1,172 @@
+"""How `gpen restore` and `gpen batch` end: where the outputs and the report are, and after
+a first Ctrl-C (which finishes the photos in flight) the command that resumes the run.
+
+They run with `--aligned` and the tiny random checkpoint, so no detector weights are needed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rich.console import Console
+from rich.progress import Progress
+from typer.testing import CliRunner
+
+from gpen_cli.atomic import is_partial_file
+from gpen_cli.cli import app
+
+PHOTOS = 24  # more than the engine admits at once: a stop leaves some undone
+
+
+def write_photos(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = []
+    for index in range(count):
+        path = folder / f"p{index:02d}.png"
+        pixels = np.random.default_rng(index).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        cv2.imwrite(str(path), pixels)
+        paths.append(path)
+    return paths
+
+
+def aligned(checkpoint: Path) -> list[str]:
+    return ["--model", str(checkpoint), "--aligned", "--device", "cpu", "--batch-size", "1"]
+
+
+def invoke_as_typed(monkeypatch, *args: str):
+    """Run `gpen ARGS` with sys.argv as a shell would set it (the resume line reads it)."""
+    monkeypatch.setattr(sys, "argv", ["gpen", *args])
+    return CliRunner().invoke(app, list(args))
+
+
+def interrupt_after_first_photo(monkeypatch) -> None:
+    """A Ctrl-C arrives as soon as the first photo is written."""
+    from gpen_cli.batch import steps
+
+    real_finish, sent = steps.finish, threading.Event()
+
+    def finish(*args):
+        entry = real_finish(*args)
+        if not sent.is_set():
+            sent.set()
+            os.kill(os.getpid(), signal.SIGINT)
+        return entry
+
+    monkeypatch.setattr(steps, "finish", finish)
+
+
+def resume_line(output: str, argv: list[str]) -> None:
+    """The resume hint, then the command on a line of its own, whole."""
+    lines = output.splitlines()
+    hint = lines.index("resume: run the same command again (it skips the photos already written):")
+    assert lines[hint + 1] == "  " + shlex.join(argv)
+
+
+@pytest.mark.parametrize("command", ["restore", "batch"])
+def test_first_ctrl_c_finishes_in_flight_exits_130_and_the_same_command_resumes(
+    tmp_path, monkeypatch, tiny_checkpoint, command
+):
+    from gpen_cli.batch import steps
+
+    photos = write_photos(tmp_path / "in", PHOTOS)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    targets = [str(path) for path in photos] if command == "restore" else [str(tmp_path / "in")]
+    args = [command, *targets, "-o", str(out), *aligned(tiny_checkpoint), "--report", str(report)]
+    real_finish = steps.finish
+    interrupt_after_first_photo(monkeypatch)
+
+    first = invoke_as_typed(monkeypatch, *args)
+
+    assert first.exit_code == 130, first.output
+    assert (
+        "stopping: finishing the photos in flight; press Ctrl-C again to stop now" in first.output
+    )
+    lines = first.output.splitlines()
+    assert f"outputs: {out}" in lines and f"report: {report}" in lines
+    resume_line(first.output, ["gpen", *args])
+    written = {path.name for path in out.iterdir()}
+    assert 1 <= len(written) < PHOTOS
+    assert not any(is_partial_file(path) for path in out.iterdir())
+    payload = json.loads(report.read_text())
+    assert payload["interrupted"] is True
+    assert {Path(r["output"]).name for r in payload["results"] if r["status"] == "ok"} == written
+
+    monkeypatch.setattr(steps, "finish", real_finish)
+    again = invoke_as_typed(monkeypatch, *args)
+
+    assert again.exit_code == 0, again.output
+    assert "resume:" not in again.output
+    assert {path.name for path in out.iterdir()} == {path.name for path in photos}
+    results = json.loads(report.read_text())["results"]
+    reason = "exists" if command == "restore" else "already_done"
+    assert {Path(r["input"]).name for r in results if r["reason"] == reason} == written
+    assert sum(r["status"] == "ok" for r in results) == PHOTOS - len(written)
+
+
+def test_restore_says_where_its_outputs_and_report_are(tmp_path, monkeypatch, tiny_checkpoint):
+    (photo,) = write_photos(tmp_path / "in", 1)
+    report = tmp_path / "report.json"
+
+    result = invoke_as_typed(
+        monkeypatch, "restore", str(photo), *aligned(tiny_checkpoint), "--report", str(report)
+    )
+
+    assert result.exit_code == 0, result.output
+    output = photo.with_name("p00_gpen.png")
+    assert output.is_file()
+    lines = result.output.splitlines()
+    assert lines[-2:] == [f"outputs: {output}", f"report: {report}"]
+    entry = json.loads(report.read_text())["results"][0]
+    assert (entry["status"], entry["reason"]) == ("ok", None)
+
+    again = invoke_as_typed(monkeypatch, "restore", str(photo), *aligned(tiny_checkpoint))
+    assert again.exit_code == 0, again.output
+    assert f"skipped: {output} exists; pass --overwrite to replace it" in again.output
+    assert again.output.splitlines()[-1] == f"outputs: {output}"
+
+
+def test_batch_says_where_its_outputs_are_and_counts_what_is_done(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
+    write_photos(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    args = ["batch", str(tmp_path / "in"), "-o", str(out), *aligned(tiny_checkpoint)]
+
+    first = invoke_as_typed(monkeypatch, *args)
+    second = invoke_as_typed(monkeypatch, *args)
+
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    assert first.output.splitlines()[-1] == f"outputs: {out}"
+    assert "skipped: 3 already done (output exists; --overwrite redoes them)" in second.output
+    quiet = invoke_as_typed(monkeypatch, *args, "-q")
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_restore_progress_rows_say_faces_found_and_restored():
+    from gpen_cli.batch.runner import PhotoProgress
+    from gpen_cli.cli.runs import PhotoRows
+
+    progress = Progress(console=Console(file=io.StringIO()), auto_refresh=False)
+    rows = PhotoRows(progress, photos=1)
+    source = "/photos/group [draft].jpg"
+
+    rows(PhotoProgress(source, "started"))
+    overall, row = progress.tasks
+    assert not overall.visible  # one photo: its row says it all
+    assert row.description == "group \\[draft].jpg: finding faces" and row.total is None
+    rows(PhotoProgress(source, "found", faces_found=3))
+    assert row.description == "group \\[draft].jpg: 3 faces, restored" and row.total == 3
+    rows(PhotoProgress(source, "restored", faces_found=3, faces_restored=2))
+    assert row.completed == 2
+    rows(PhotoProgress(source, "done", photos_done=1, faces_done=3))
+    assert progress.tasks == [overall] and overall.completed == 1
