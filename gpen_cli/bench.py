@@ -758,8 +758,7 @@ def describe(report: BenchReport) -> list[str]:
         f"opencv {s['opencv']}, gpen-cli {s['gpen_cli']}",
         f"workload: {report.mode}, {first.faces} faces, "
         f"median of {report.repeats} runs after a warm-up",
-        "×: faces/s over the first row's, the faithful baseline (official layers, FP32, "
-        "batch 1)",
+        "×: faces/s over the first row's, the faithful baseline (official layers, FP32, batch 1)",
     ]
     if report.gflop_per_face:
         cost = f"cost: GPEN {report.gflop_per_face:.1f} GFLOP a face"

@@ -93,3 +93,33 @@ def write_report(path: Path, entries: list[ReportEntry], extra: dict | None = No
         raise OutputError(f"cannot write report {path}: {exc.strerror or exc}") from None
     remove_partials_of(path)
     write_atomically(path, data, overwrite=True)
+
+
+def with_earlier_results(path: Path | None, entries: list[ReportEntry]) -> list[ReportEntry]:
+    """A resumed run's entries, with each photo it found already done replaced by what the
+    earlier run's report at `path` said of it, so the report describes the whole job.
+
+    Only a readable report of this schema counts, and only for a photo it says was restored
+    to the same output; anything else keeps its "already done" entry.
+    """
+    if path is None or not Path(path).is_file():
+        return entries
+    try:
+        earlier = json.loads(Path(path).read_text(encoding="utf-8"))
+        if earlier.get("schema_version") != REPORT_SCHEMA_VERSION:
+            return entries
+        done = {row["input"]: row for row in earlier["results"] if row["status"] != "failed"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return entries
+    return [_earlier(entry, done.get(entry.input)) for entry in entries]
+
+
+def _earlier(entry: ReportEntry, row: dict | None) -> ReportEntry:
+    if entry.reason != "already_done" or row is None or row.get("output") is None:
+        return entry
+    try:
+        faces = FacesSummary(**row["faces"])
+        earlier = ReportEntry(**{**row, "faces": faces})
+    except (KeyError, TypeError):
+        return entry
+    return earlier if earlier.status in ("ok", "no_face") else entry

@@ -27,3 +27,29 @@ def test_the_report_is_versioned_and_carries_the_documented_keys(tmp_path):
     x1, y1, x2, y2 = result["faces"]["boxes"][0]  # left, top, right, bottom
     assert x1 < x2 and y1 < y2
     assert [path.name for path in tmp_path.iterdir()] == ["r.json"]  # nothing left beside it
+
+
+def test_a_resumed_batch_reports_the_whole_job(tmp_path, tiny_checkpoint):
+    """The second run finds a.png done: its report keeps what the first run said of it."""
+    import cv2
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from gpen_cli.cli import app
+
+    source, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(source / "a.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    args = ["batch", str(source), "-o", str(out), "--report", str(report)]
+    args += ["--model", str(tiny_checkpoint), "--aligned", "--device", "cpu"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    first = json.loads(report.read_text())["results"][0]
+    cv2.imwrite(str(source / "b.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    assert CliRunner().invoke(app, args).exit_code == 0
+    second = json.loads(report.read_text())
+    assert second["summary"]["ok"] == 2 and second["summary"]["skipped"] == 0
+    assert second["results"][0] == first  # a.png, as the first run reported it
+    assert second["results"][1]["input"].endswith("b.png")
+    assert second["results"][1]["status"] == "ok"
+    assert second["faces_restored"] == 1  # this run's own work

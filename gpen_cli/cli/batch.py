@@ -9,53 +9,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
     console,
-    err_console,
-    fail,
     one_line_errors,
+    rate_progress,
     say,
     setup_logging,
 )
 from gpen_cli.cli.runs import conclude, stop_handlers
 from gpen_cli.config import RestoreConfig
-from gpen_cli.report import summarize, upscale_settings
+from gpen_cli.errors import GpenError
+from gpen_cli.report import summarize, upscale_settings, with_earlier_results
 
 if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOptions, BatchOutcome
     from gpen_cli.batch.runner import PhotoProgress
+    from gpen_cli.restorer import FaceRestorer
 
     OnProgress = Callable[[PhotoProgress], None]
 
 SCAN = "Folder scan"
 RAY = "Ray engine"
 ENGINES = ("thread", "ray")
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("images, {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet,
-        transient=True,
-    )
 
 
 def _count_in_background(
@@ -105,7 +84,7 @@ def _run_with_progress(
     from gpen_cli.batch.signals import graceful_stop
 
     stop = threading.Event()
-    progress = _progress(quiet)
+    progress = rate_progress("images", quiet)
     task = progress.add_task("Restoring", total=None, faces=0, rate=0.0)
 
     def on_progress(event: PhotoProgress) -> None:
@@ -138,102 +117,136 @@ def print_summary(outcome: BatchOutcome) -> None:
     console.print(table)
 
 
+BatchOutputOption = Annotated[
+    Path,
+    typer.Option(
+        "--output",
+        "-o",
+        show_default=False,
+        help="Output folder: the input tree is mirrored there.",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-j",
+        min=1,
+        show_default=False,
+        help="Threads decoding, detecting and writing beside the generator "
+        "(default: min(4, CPU count)); with --engine ray, the CPUs of the local Ray "
+        "(default: all).",
+        rich_help_panel=opt.SPEED,
+    ),
+]
+RecursiveOption = Annotated[
+    bool,
+    typer.Option(
+        "--recursive/--no-recursive",
+        help="Also restore the photos of sub-folders.",
+        rich_help_panel=SCAN,
+    ),
+]
+GlobOption = Annotated[
+    str | None,
+    typer.Option(
+        "--glob",
+        show_default=False,
+        help="Only files whose name matches (e.g. '*.jpg'; with a '/', the path relative "
+        "to INPUT_DIR). Case-insensitive.",
+        rich_help_panel=SCAN,
+    ),
+]
+RedoOption = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Redo every photo, replacing outputs that exist (default: skip them as done).",
+        rich_help_panel=opt.OUTPUT,
+    ),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="thread: this process's threads; ray: Ray Data, on this machine or a cluster "
+        "(pip install 'gpen-cli[ray]').",
+        rich_help_panel=RAY,
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        show_default=False,
+        help="Ray cluster to run on ('auto': the one `ray start` began here). "
+        "Default: start a local Ray with --workers CPUs.",
+        rich_help_panel=RAY,
+    ),
+]
+GpusOption = Annotated[
+    float,
+    typer.Option(
+        "--gpus-per-worker",
+        min=0.0,
+        help="GPUs each model actor claims (0.5: two actors share a GPU); 0: CPU actors.",
+        rich_help_panel=RAY,
+    ),
+]
+ActorsOption = Annotated[
+    int,
+    typer.Option(
+        "--model-actors",
+        min=1,
+        help="Model actors, each holding its own copy of the models.",
+        rich_help_panel=RAY,
+    ),
+]
+
+
+def check_engine(engine: str, address: str | None, gpus: float, actors: int) -> None:
+    """The Ray options make sense only with the Ray engine."""
+    if engine not in ENGINES:
+        raise GpenError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "thread" and (address or gpus or actors != 1):
+        raise GpenError("--address, --gpus-per-worker and --model-actors need --engine ray")
+
+
+def plan_folders(input_dir: Path, output: Path, report: Path | None, quiet: bool) -> BatchLayout:
+    """Which folders are read and written; refused before any model loads when unusable."""
+    from gpen_cli.batch import plan_layout
+    from gpen_cli.preflight import check_report_path, check_writable_folder
+
+    layout = plan_layout(input_dir, output, report)
+    check_writable_folder(output, "-o")
+    check_report_path(report)
+    if layout.excluded and not quiet:
+        say(
+            "note:", f"the output folder {output} is inside {input_dir}: it is left out of the scan"
+        )
+    return layout
+
+
 @one_line_errors
 @opt.pipeline_options()
 def batch(
     input_dir: Annotated[
         Path, typer.Argument(help="Folder of photos to restore.", show_default=False)
     ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output",
-            "-o",
-            show_default=False,
-            help="Output folder: the input tree is mirrored there.",
-        ),
-    ],
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            "-j",
-            min=1,
-            show_default=False,
-            help="Threads decoding, detecting and writing beside the generator "
-            "(default: min(4, CPU count)); with --engine ray, the CPUs of the local Ray "
-            "(default: all).",
-            rich_help_panel=opt.SPEED,
-        ),
-    ] = None,
-    recursive: Annotated[
-        bool,
-        typer.Option(
-            "--recursive/--no-recursive",
-            help="Also restore the photos of sub-folders.",
-            rich_help_panel=SCAN,
-        ),
-    ] = True,
-    pattern: Annotated[
-        str | None,
-        typer.Option(
-            "--glob",
-            show_default=False,
-            help="Only files whose name matches (e.g. '*.jpg'; with a '/', the path relative "
-            "to INPUT_DIR). Case-insensitive.",
-            rich_help_panel=SCAN,
-        ),
-    ] = None,
+    output: BatchOutputOption,
+    workers: WorkersOption = None,
+    recursive: RecursiveOption = True,
+    pattern: GlobOption = None,
     save_faces: opt.SaveFacesOption = False,
     compare: opt.CompareOption = False,
     ext: opt.ExtOption = "same",
     report: opt.ReportOption = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Redo every photo, replacing outputs that exist (default: skip them as done).",
-            rich_help_panel=opt.OUTPUT,
-        ),
-    ] = False,
+    overwrite: RedoOption = False,
     quiet: opt.QuietOption = False,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help="thread: this process's threads; ray: Ray Data, on this machine or a cluster "
-            "(pip install 'gpen-cli[ray]').",
-            rich_help_panel=RAY,
-        ),
-    ] = "thread",
-    address: Annotated[
-        str | None,
-        typer.Option(
-            "--address",
-            show_default=False,
-            help="Ray cluster to run on ('auto': the one `ray start` began here). "
-            "Default: start a local Ray with --workers CPUs.",
-            rich_help_panel=RAY,
-        ),
-    ] = None,
-    gpus_per_worker: Annotated[
-        float,
-        typer.Option(
-            "--gpus-per-worker",
-            min=0.0,
-            help="GPUs each model actor claims (0.5: two actors share a GPU); 0: CPU actors.",
-            rich_help_panel=RAY,
-        ),
-    ] = 0.0,
-    model_actors: Annotated[
-        int,
-        typer.Option(
-            "--model-actors",
-            min=1,
-            help="Model actors, each holding its own copy of the models.",
-            rich_help_panel=RAY,
-        ),
-    ] = 1,
+    engine: EngineOption = "thread",
+    address: AddressOption = None,
+    gpus_per_worker: GpusOption = 0.0,
+    model_actors: ActorsOption = 1,
     *,
     config: RestoreConfig,
 ) -> None:
@@ -244,31 +257,21 @@ def batch(
     $ gpen batch ./scans -o ./out --glob "*.tif" --batch-size 8 --half
 
     Outputs are written atomically; run the same command again after a stop and it skips
-    what is done. The first Ctrl-C finishes the photos in flight and writes the report,
-    a second one stops at once.
+    what is done (its report still describes the whole job). The first Ctrl-C finishes the
+    photos in flight and writes the report, a second one stops at once.
 
     Exit codes: 0 nothing failed; 1 some inputs failed; 2 usage or set-up error (bad option,
     missing weights), found before any output is written; 130 interrupted.
     """
     # The pipeline imports torch: only when the command runs, so `gpen --help` stays quick.
-    from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
-    from gpen_cli.batch.runner import default_workers, progress_from_entries
-    from gpen_cli.preflight import check_report_path, check_writable_folder
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli import restorer as pipeline
+    from gpen_cli.batch import BatchOptions
+    from gpen_cli.batch.runner import default_workers
 
     setup_logging(quiet)
-    if engine not in ENGINES:
-        raise fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "thread" and (address or gpus_per_worker or model_actors != 1):
-        raise fail("--address, --gpus-per-worker and --model-actors need --engine ray")
+    check_engine(engine, address, gpus_per_worker, model_actors)
     opt.check_ext(ext)
-    layout = plan_layout(input_dir, output, report)
-    check_writable_folder(output, "-o")
-    check_report_path(report)
-    if layout.excluded and not quiet:
-        say(
-            "note:", f"the output folder {output} is inside {input_dir}: it is left out of the scan"
-        )
+    layout = plan_folders(input_dir, output, report, quiet)
     options = BatchOptions(
         ext=ext,
         recursive=recursive,
@@ -280,42 +283,67 @@ def batch(
         workers=workers or default_workers(),
     )
     # Everything that can be missing (weights, device) is found before any file is touched.
-    try:
-        with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-            restorer = FaceRestorer(config=config)
-    except ValueError as exc:  # e.g. --device cuda on a machine without CUDA
-        raise fail(str(exc)) from None
+    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
+        restorer = pipeline.FaceRestorer(config=config)
+
+    ray_args = (address, workers, model_actors, gpus_per_worker)
+    outcome = run_engine(engine, restorer, layout, options, ray_args, quiet)
+    raise conclude_batch(outcome, restorer, input_dir, output, report, quiet, overwrite)
+
+
+def run_engine(
+    engine: str,
+    restorer: FaceRestorer,
+    layout: BatchLayout,
+    options: BatchOptions,
+    ray_args: tuple,
+    quiet: bool,
+) -> BatchOutcome:
+    """The job on the chosen engine, under the progress bar, Ctrl-C finishing it cleanly."""
+    from gpen_cli.batch import restore_folder
 
     def run(stop: threading.Event, on_progress: OnProgress) -> BatchOutcome:
         if engine == "thread":
             return restore_folder(restorer, layout, options, stop=stop, on_progress=on_progress)
-        from gpen_cli.batch.ray_engine import restore_folder_ray
-
-        ray_options = _ray_options(
-            address, workers, model_actors, gpus_per_worker, config.batch_size
-        )
-        on_entry = progress_from_entries(on_progress, config.aligned)
-        return restore_folder_ray(
-            config, layout, options, ray_options, stop=stop, on_entry=on_entry
-        )
+        ray = _ray_options(*ray_args, restorer.config.batch_size)
+        return run_on_ray(restorer.config, layout, options, ray, stop, on_progress)
 
     stopping = "finishing the photos in flight" if engine == "thread" else "cancelling the Ray job"
-    outcome = _run_with_progress(run, stopping, layout, options, quiet)
-    raise conclude(
+    return _run_with_progress(run, stopping, layout, options, quiet)
+
+
+def conclude_batch(
+    outcome: BatchOutcome,
+    restorer: FaceRestorer,
+    input_dir: Path,
+    output: Path,
+    report: Path | None,
+    quiet: bool,
+    overwrite: bool,
+) -> typer.Exit:
+    """Report the whole job (a resumed run keeps what the earlier one said of the photos it
+    did), say how it went; the Exit to raise."""
+    outcome.entries = with_earlier_results(report, outcome.entries)
+    folders = {"input_dir": str(input_dir), "output_dir": str(output)}
+    return conclude(
         outcome,
         report=report,
-        extra={
-            "command": "batch",
-            "model": config.model,
-            **upscale_settings(restorer),
-            "input_dir": str(input_dir),
-            "output_dir": str(output),
-        },
+        extra={"command": "batch", "model": restorer.config.model, **upscale_settings(restorer)}
+        | folders,
         quiet=quiet,
         summary=lambda: print_summary(outcome),
         outputs=str(output),
         overwrite=overwrite,
     )
+
+
+def run_on_ray(config, layout, options, ray_options, stop, on_progress) -> BatchOutcome:
+    """The same job on Ray Data (`--engine ray`)."""
+    from gpen_cli.batch.ray_engine import restore_folder_ray
+    from gpen_cli.batch.runner import progress_from_entries
+
+    on_entry = progress_from_entries(on_progress, config.aligned)
+    return restore_folder_ray(config, layout, options, ray_options, stop=stop, on_entry=on_entry)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,11 @@ from gpen_cli.errors import GpenError
 from gpen_cli.report import Reason, ReportEntry, summarize, upscale_settings
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from gpen_cli.batch import BatchOptions, BatchOutcome
     from gpen_cli.batch.scan import Task
+    from gpen_cli.restorer import FaceRestorer
 
 
 def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path]:
@@ -166,19 +170,39 @@ def print_results(entries: list[ReportEntry], seconds: float) -> None:
     )
 
 
+RestoreOutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        show_default=False,
+        help="Output file (one input) or folder. Default: beside each input, as NAME_gpen.EXT.",
+    ),
+]
+
+
+def plan_run(
+    inputs: list[Path], output: Path | None, ext: str, report: Path | None
+) -> tuple[list[Path], list[Path], dict[Path, Path]]:
+    """The inputs to restore, their outputs, and the inputs left out as earlier outputs;
+    every folder written to is checked before any model loads."""
+    from gpen_cli.preflight import check_report_path, check_writable_folder
+
+    # A rerun over the same files must not restore its own earlier outputs.
+    made_before = earlier_outputs(inputs, output, ext)
+    inputs = [source for source in inputs if source not in made_before]
+    outputs = plan_outputs(inputs, output, ext)
+    for folder in dict.fromkeys(path.parent for path in outputs):
+        check_writable_folder(folder, "-o" if output is not None else "output folder")
+    check_report_path(report)
+    return inputs, outputs, made_before
+
+
 @one_line_errors
 @opt.pipeline_options()
 def restore(
     inputs: Annotated[list[Path], typer.Argument(help="Photos to restore.", show_default=False)],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            show_default=False,
-            help="Output file (one input) or folder. Default: beside each input, as NAME_gpen.EXT.",
-        ),
-    ] = None,
+    output: RestoreOutputOption = None,
     save_faces: opt.SaveFacesOption = False,
     compare: opt.CompareOption = False,
     ext: opt.ExtOption = "same",
@@ -203,52 +227,51 @@ def restore(
     2 usage or set-up error (bad option, missing weights), found before any output is written;
     130 interrupted.
     """
-    from gpen_cli.batch import BatchOptions, run_batch
-    from gpen_cli.batch.runner import default_workers
-    from gpen_cli.batch.signals import graceful_stop
-    from gpen_cli.preflight import check_report_path, check_writable_folder
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli import restorer as pipeline
+    from gpen_cli.batch import runner
 
     setup_logging(quiet)
     opt.check_ext(ext)
-    # A rerun over the same files must not restore its own earlier outputs.
-    made_before = earlier_outputs(inputs, output, ext)
-    inputs = [source for source in inputs if source not in made_before]
-    outputs = plan_outputs(inputs, output, ext)
-    for folder in dict.fromkeys(path.parent for path in outputs):
-        check_writable_folder(folder, "-o" if output is not None else "output folder")
-    check_report_path(report)
+    inputs, outputs, made_before = plan_run(inputs, output, ext, report)
     progress = photo_progress(quiet)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-        restorer = FaceRestorer(config=config, on_tile=TileProgress(progress))
+        restorer = pipeline.FaceRestorer(config=config, on_tile=TileProgress(progress))
 
     items = planned_items(inputs, outputs, made_before, overwrite)
-    options = BatchOptions(
+    options = runner.BatchOptions(
         overwrite=overwrite,
         aligned=config.aligned,
         save_faces=save_faces,
         compare=compare,
-        workers=default_workers(),
+        workers=runner.default_workers(),
         protected=tuple(inputs),
     )
-    stop = threading.Event()
-    with progress, graceful_stop(stop, *stop_handlers("finishing the photos in flight")):
-        rows = PhotoRows(progress, len(items))
-        outcome = run_batch(restorer, items, options, stop=stop, on_progress=rows)
-    outcome.entries = in_given_order(outcome.entries, items)
+    outcome = run_items(restorer, items, options, progress)
     raise conclude(
         outcome,
         report=report,
-        extra={
-            "command": "restore",
-            "model": config.model,
-            **upscale_settings(restorer),
-        },
+        extra={"command": "restore", "model": config.model, **upscale_settings(restorer)},
         quiet=quiet,
         summary=lambda: print_results(outcome.entries, outcome.seconds),
         outputs=describe_outputs(output, outputs),
         overwrite=overwrite,
     )
+
+
+def run_items(
+    restorer: FaceRestorer, items: list, options: BatchOptions, progress: Progress
+) -> BatchOutcome:
+    """The photos through the engine, a progress row each; Ctrl-C finishes those in flight.
+    The entries come back in the order the photos were given."""
+    from gpen_cli.batch import run_batch
+    from gpen_cli.batch.signals import graceful_stop
+
+    stop = threading.Event()
+    with progress, graceful_stop(stop, *stop_handlers("finishing the photos in flight")):
+        rows = PhotoRows(progress, len(items))
+        outcome = run_batch(restorer, items, options, stop=stop, on_progress=rows)
+    outcome.entries = in_given_order(outcome.entries, items)
+    return outcome
 
 
 def register(app: typer.Typer) -> None:
