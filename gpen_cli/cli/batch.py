@@ -68,14 +68,11 @@ def _count_in_background(
 
 
 def _ray_options(
-    address: str | None,
-    workers: int | None,
-    model_actors: int,
-    gpus_per_worker: float,
-    batch_size: int | None,
+    address: str | None, workers: int | None, model_actors: int, gpus_per_worker: float
 ):
-    """Where the Ray engine runs: a local Ray gets --workers CPUs (default: all) and the
-    torch threads the thread engine would use here, so both give the same bytes."""
+    """Where the Ray engine runs: a local Ray gets --workers CPUs (default: all). Every model
+    actor, here or on a cluster, uses the torch threads the thread engine would use here: the
+    same bytes as the thread engine, whichever node restored a photo."""
     import torch
 
     from gpen_cli.batch.ray_engine import RayOptions
@@ -85,8 +82,7 @@ def _ray_options(
         cpus=workers,
         model_actors=model_actors,
         gpus_per_actor=gpus_per_worker,
-        photos_per_call=max(8, batch_size or 0),
-        torch_threads=None if address else torch.get_num_threads(),
+        torch_threads=torch.get_num_threads(),
     )
 
 
@@ -332,7 +328,7 @@ def batch(
             return restore_folder(restorer, layout, options, stop=stop, on_entry=on_entry)
         from gpen_cli.batch.ray_engine import restore_folder_ray
 
-        ray_options = _ray_options(address, workers, model_actors, gpus_per_worker, batch_size)
+        ray_options = _ray_options(address, workers, model_actors, gpus_per_worker)
         return restore_folder_ray(
             settings, layout, options, ray_options, stop=stop, on_entry=on_entry
         )
