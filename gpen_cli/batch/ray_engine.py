@@ -11,11 +11,11 @@ same bytes. Only paths and report entries cross process boundaries, and only the
 models: Ray adds one process per actor, not a process per step.
 
 Why one process does every step of a photo: oneDNN's CPU convolutions round differently with
-different thread counts (a 1x1 convolution in RetinaFace moves by 1 ulp between 1 and 2
-threads), so each step that runs a model must run with the thread engine's torch thread
-count to give its bytes. Separate Ray workers for detection, each with that many threads,
-oversubscribed the cores and loaded the models once per worker; this runs no more threads
-than the thread engine does.
+different thread counts (a 1x1 convolution in RetinaFace moves by about 1e-6 between 1 and 2
+threads, which changes the face crops), so every step that runs a model must use the thread
+engine's torch thread count to give its bytes. Separate Ray workers for detection, each with
+that many threads, oversubscribed the cores and each loaded the models; an actor running the
+thread engine runs no more threads than the thread engine does.
 """
 
 from __future__ import annotations
@@ -113,11 +113,13 @@ class GpenActor:
                 future.set_exception(exc)
 
     def _deliver(self, entry: ReportEntry) -> None:
+        """Hand a finished photo's entry to the call that brought the photo in."""
         with self._lock:
             future = self._waiting.pop(entry.input)
         future.set_result(entry)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[ReportEntry]]:
+        """Queue the call's photos behind those of the other calls; wait for their entries."""
         futures: list[Future[ReportEntry]] = []
         for task in batch["task"]:
             future: Future[ReportEntry] = Future()
