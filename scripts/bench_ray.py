@@ -1,6 +1,6 @@
 """`gpen batch`: the Ray engine against the thread engine on real photos, 1 and 2 model actors.
 
-    python scripts/bench_ray.py [--copies 3] [--rounds 2] [--cluster]
+    python scripts/bench_ray.py [--copies 3] [--rounds 2] [--glob '*.jpg'] [--cluster]
 
 Input: `--copies` copies of every photo in ../shared/assets/images (portraits, a group, the
 1927 Solvay photo with 29 faces). Models: the official-pipeline fixture GPEN-BFR-256 (random
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -35,12 +36,12 @@ GPEN = Path(sys.executable).with_name("gpen")
 RAY = Path(sys.executable).with_name("ray")
 
 
-def make_inputs(work: Path, copies: int) -> tuple[Path, Path]:
+def make_inputs(work: Path, copies: int, pattern: str) -> tuple[Path, Path]:
     """The photo folder and a weights folder linking the shared detector and ParseNet."""
     source, weights = work / "in", work / "weights"
     source.mkdir()
     weights.mkdir()
-    photos = sorted((SHARED / "assets/images").glob("*.[pj][np]g"))
+    photos = sorted((SHARED / "assets/images").glob(pattern))
     for copy in range(copies):
         for photo in photos:
             shutil.copy(photo, source / f"{photo.stem}-{copy}{photo.suffix}")
@@ -78,6 +79,13 @@ def start_cluster(work: Path, cpus: int) -> tuple[subprocess.Popen, str, float]:
     return head, address, time.perf_counter() - started
 
 
+def children_cpu() -> float:
+    """CPU seconds of the processes this one waited for, theirs included (Ray's processes are
+    reaped by the `gpen batch` that started them): what a run cost, whatever else ran."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_gpen(source: Path, weights: Path, out: Path, extra: list[str]) -> dict:
     """One `gpen batch` command; its wall time and what its report says."""
     report = out.with_suffix(".json")
@@ -87,13 +95,13 @@ def run_gpen(source: Path, weights: Path, out: Path, extra: list[str]) -> dict:
         "--weights-dir", str(weights), "--detector", "retinaface-mobile", "--device", "cpu",
         "--batch-size", "1", *extra,
     ]  # fmt: skip
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
     data = json.loads(report.read_text())
-    return {"wall": wall, "job": data["seconds"], "faces": data["faces_restored"]}
+    return {"wall": wall, "cpu": cpu, "job": data["seconds"], "faces": data["faces_restored"]}
 
 
 def same_bytes(one: Path, other: Path) -> bool:
@@ -125,11 +133,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--glob", default="*.[pj][np]g", help="which shared photos to copy")
     parser.add_argument("--cpus", type=int, default=os.cpu_count())
     parser.add_argument("--cluster", action="store_true", help="Ray runs on one `ray start`")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gpen-bench-ray-"))
-    source, weights = make_inputs(work, args.copies)
+    source, weights = make_inputs(work, args.copies, args.glob)
     head, where = None, ["--workers", str(args.cpus)]
     if args.cluster:
         head, address, seconds = start_cluster(work, args.cpus)
@@ -158,14 +167,18 @@ def summarize(results: dict[str, list[dict]]) -> None:
     thread_job = statistics.median(r["job"] for r in results["thread"])
     thread_wall = statistics.median(r["wall"] for r in results["thread"])
     print(
-        "\n| engine | faces | job s (median) | faces/s | wall s | job vs thread | wall vs thread |"
+        "\n| engine | faces | job s | faces/s | wall s | CPU s | job vs thread | wall vs thread |"
     )
     for name, runs in results.items():
         job = statistics.median(r["job"] for r in runs)
         wall = statistics.median(r["wall"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
         faces = runs[0]["faces"]
-        print(f"| {name} | {faces} | {job:.1f} | {faces / job:.2f} | {wall:.1f} | "
+        print(f"| {name} | {faces} | {job:.1f} | {faces / job:.2f} | {wall:.1f} | {cpu:.0f} | "
               f"{job / thread_job:.2f}x | {wall / thread_wall:.2f}x |")  # fmt: skip
+    for name, runs in results.items():
+        if name != "thread":
+            print(f"{name}: the thread engine's bytes in {[r['same bytes'] for r in runs]}")
 
 
 if __name__ == "__main__":
