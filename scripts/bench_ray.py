@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -79,13 +78,6 @@ def start_cluster(work: Path, cpus: int) -> tuple[subprocess.Popen, str, float]:
     return head, address, time.perf_counter() - started
 
 
-def children_cpu() -> float:
-    """CPU seconds of the processes this one waited for, theirs included (Ray's processes are
-    reaped by the `gpen batch` that started them): what a run cost, whatever else ran."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_gpen(source: Path, weights: Path, out: Path, extra: list[str]) -> dict:
     """One `gpen batch` command; its wall time and what its report says."""
     report = out.with_suffix(".json")
@@ -95,13 +87,13 @@ def run_gpen(source: Path, weights: Path, out: Path, extra: list[str]) -> dict:
         "--weights-dir", str(weights), "--detector", "retinaface-mobile", "--device", "cpu",
         "--batch-size", "1", *extra,
     ]  # fmt: skip
-    started, cpu = time.perf_counter(), children_cpu()
+    started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
-    wall, cpu = time.perf_counter() - started, children_cpu() - cpu
+    wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
     data = json.loads(report.read_text())
-    return {"wall": wall, "cpu": cpu, "job": data["seconds"], "faces": data["faces_restored"]}
+    return {"wall": wall, "job": data["seconds"], "faces": data["faces_restored"]}
 
 
 def same_bytes(one: Path, other: Path) -> bool:
@@ -166,15 +158,12 @@ def summarize(results: dict[str, list[dict]]) -> None:
     """Medians per engine, and each Ray engine's job time against the thread engine's."""
     thread_job = statistics.median(r["job"] for r in results["thread"])
     thread_wall = statistics.median(r["wall"] for r in results["thread"])
-    print(
-        "\n| engine | faces | job s | faces/s | wall s | CPU s | job vs thread | wall vs thread |"
-    )
+    print("\n| engine | faces | job s | faces/s | wall s | job vs thread | wall vs thread |")
     for name, runs in results.items():
         job = statistics.median(r["job"] for r in runs)
         wall = statistics.median(r["wall"] for r in runs)
-        cpu = statistics.median(r["cpu"] for r in runs)
         faces = runs[0]["faces"]
-        print(f"| {name} | {faces} | {job:.1f} | {faces / job:.2f} | {wall:.1f} | {cpu:.0f} | "
+        print(f"| {name} | {faces} | {job:.1f} | {faces / job:.2f} | {wall:.1f} | "
               f"{job / thread_job:.2f}x | {wall / thread_wall:.2f}x |")  # fmt: skip
     for name, runs in results.items():
         if name != "thread":
