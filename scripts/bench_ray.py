@@ -58,24 +58,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_cluster(work: Path, cpus: int) -> tuple[subprocess.Popen, str, float]:
+def start_cluster(work: Path, cpus: int) -> tuple[subprocess.Popen, str]:
     """`ray start --head --block` in a private temp dir; ends with the process it returns.
 
     Workers at normal priority (RAY_worker_niceness=0), as `gpen batch` gives a local Ray:
     on a shared machine Ray's default nice 15 would lose the cores to other jobs.
     """
     port = free_port()
-    started = time.perf_counter()
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", f"--port={port}", f"--num-cpus={cpus}",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={work / 'ray'}"],
         env={**os.environ, "RAY_worker_niceness": "0"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    probe = "import ray; ray.init(address='{}', log_to_driver=False); ray.shutdown()"
-    subprocess.run([sys.executable, "-c", probe.format(address)], check=True, capture_output=True)
-    return head, address, time.perf_counter() - started
+    return head, f"127.0.0.1:{port}"
+
+
+def wait_for_cluster(address: str, timeout: float = 120) -> None:
+    """Until a driver can connect: `ray start --block` does not say when the head is up."""
+    probe = f"import ray; ray.init(address='{address}', log_to_driver=False); ray.shutdown()"
+    deadline = time.monotonic() + timeout
+    while subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no Ray cluster answered at {address} within {timeout:.0f} s")
+        time.sleep(1)
 
 
 def run_gpen(source: Path, weights: Path, out: Path, extra: list[str]) -> dict:
@@ -133,9 +139,12 @@ def main() -> None:
     source, weights = make_inputs(work, args.copies, args.glob)
     head, where = None, ["--workers", str(args.cpus)]
     if args.cluster:
-        head, address, seconds = start_cluster(work, args.cpus)
+        # Ray 2.60's `ray start` turns token authentication on (the token in ~/.ray); a driver
+        # presents it only when told to, as `gpen batch --address` must be.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        started = time.perf_counter()
+        head, address = start_cluster(work, args.cpus)
         where = ["--address", address]
-        print(f"ray start --head: the cluster answered after {seconds:.1f} s")
     engines = {
         "thread": ["--engine", "thread"],
         "ray, 1 model actor": ["--engine", "ray", "--model-actors", "1", *where],
@@ -144,6 +153,11 @@ def main() -> None:
     print(f"{len(list(source.iterdir()))} photos, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     rounds = []
     try:
+        if head is not None:
+            wait_for_cluster(where[1])
+            print(
+                f"ray start --head: a driver connected after {time.perf_counter() - started:.1f} s"
+            )
         for round_ in range(args.rounds):
             rounds.append(run_round(round_, engines, work, source, weights))
     finally:
