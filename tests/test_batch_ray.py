@@ -266,3 +266,22 @@ def test_an_address_nobody_answers_at_is_one_line_at_once():
     with pytest.raises(GpenError, match="no Ray cluster answers there"):
         check_reachable("127.0.0.1:1", timeout=2)
     check_reachable("auto")  # left to Ray
+
+
+def test_a_cluster_wanting_a_token_says_how_to_present_it():
+    from ray.exceptions import AuthenticationError
+
+    from gpen_cli.batch.ray_engine import start_error
+
+    try:
+        try:
+            raise AuthenticationError("Authentication token is missing or incorrect")
+        except AuthenticationError as auth:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from auth
+    except ConnectionError as exc:
+        error = start_error("--address 10.0.0.1:6379", exc)
+    assert str(error) == (
+        "--address 10.0.0.1:6379: cannot start Ray: Failed to connect to Ray cluster at "
+        "10.0.0.1:6379; the cluster wants its token: set RAY_AUTH_MODE=token"
+    )
+    assert "RAY_AUTH_MODE" not in str(start_error("a local Ray", RuntimeError("no room")))

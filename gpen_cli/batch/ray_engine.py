@@ -152,6 +152,18 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
         raise GpenError(f"--address {address}: no Ray cluster answers there ({exc})") from None
 
 
+def start_error(where: str, exc: BaseException) -> GpenError:
+    """Why Ray did not start, in one line; how to present the token where that was why (Ray
+    2.60's `ray start` turns token authentication on, and a driver must be told to use it)."""
+    message = f"{where}: cannot start Ray: {str(exc).strip().splitlines()[0]}"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if type(cause).__name__ == "AuthenticationError":
+            return GpenError(f"{message}; the cluster wants its token: set RAY_AUTH_MODE=token")
+        cause = cause.__cause__
+    return GpenError(message)
+
+
 @contextmanager
 def ray_session(options: RayOptions) -> Iterator[Any]:
     """Connect to the cluster at `options.address`, or start a quiet local Ray; a session
@@ -179,7 +191,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"--address {options.address}" if options.address else "a local Ray"
-        raise GpenError(f"{where}: cannot start Ray: {str(exc).strip().splitlines()[0]}") from None
+        raise start_error(where, exc) from None
     try:
         yield ray
     finally:
@@ -217,6 +229,30 @@ def build_dataset(
         num_cpus=ACTOR_CPUS,
         num_gpus=ray_options.gpus_per_actor or None,
     )
+
+
+def run_job(
+    tasks: list[Task],
+    settings: RestoreSettings,
+    options: BatchOptions,
+    ray_options: RayOptions,
+    stop: threading.Event,
+    record: Callable[[ReportEntry], None],
+) -> None:
+    """Restore `tasks` on Ray, recording each entry as it arrives, until done or `stop`."""
+    with ray_session(ray_options) as ray:
+        rows = iter(build_dataset(ray, tasks, settings, options, ray_options).iter_rows())
+        try:
+            for row in rows:
+                record(row["entry"])
+                if stop.is_set():
+                    break
+        except ray.exceptions.RayError as exc:
+            if not stop.is_set():  # a terminal's Ctrl-C also reaches Ray's processes
+                first = str(exc).strip().splitlines()[0]
+                raise GpenError(f"the Ray job failed: {first}") from None
+        finally:
+            rows.close()  # ends the job, cancelling what is still in flight
 
 
 def restore_folder_ray(
@@ -260,20 +296,7 @@ def restore_folder_ray(
             else:
                 record(item)
         if tasks and not stop.is_set():
-            with ray_session(ray_options) as ray:
-                dataset = build_dataset(ray, tasks, settings, options, ray_options)
-                rows = iter(dataset.iter_rows())
-                try:
-                    for row in rows:
-                        record(row["entry"])
-                        if stop.is_set():
-                            break
-                except ray.exceptions.RayError as exc:
-                    if not stop.is_set():  # a terminal's Ctrl-C also reaches Ray's processes
-                        first = str(exc).strip().splitlines()[0]
-                        raise GpenError(f"the Ray job failed: {first}") from None
-                finally:
-                    rows.close()  # ends the job, cancelling what is still in flight
+            run_job(tasks, settings, options, ray_options, stop, record)
     return BatchOutcome(
         entries=sorted(entries, key=lambda entry: entry.input),
         interrupted=stop.is_set(),
