@@ -1,26 +1,35 @@
-"""`gpen batch --engine ray`: the batch steps as a Ray Data pipeline, from one machine to a cluster.
+"""`gpen batch --engine ray`: the thread engine on every model actor, fed by Ray Data.
 
-    plan_items ─▶ prepare ─────────▶ GpenActor pool ──────────▶ finish ──────────▶ driver
-    (driver:      (CPU tasks:        (one model per actor:      (CPU tasks:        report entries,
-    skip done)    decode, detect,    GPEN + parsing mask on     paste back,        progress
-                  align, crop)       the faces of many photos)  atomic write)
+    driver: plan_items ──▶ Ray Data: photo paths, a few per call ──▶ GpenActor pool ──▶ driver
+    (list the tree,        (streamed, retried on a fault)           (each one process:   report
+     skip done outputs)                                              the thread engine)   entries
 
-The work of each photo is the thread engine's (`steps.prepare`, `FaceRestorer.forward`,
-`steps.finish`), so the outputs are the same bytes; Ray only decides where each step runs.
-Each row is one photo, held in a single object column: Ray pickles it, numpy arrays and all.
-Ray Data streams the rows with bounded memory between the steps and, by its defaults, retries
-the tasks of a worker that dies and restarts a killed actor, which then redoes its calls.
+Each model actor loads the models once and runs the thread engine (`run_batch`) for the
+whole job, fed by Ray Data's calls: decoding, detection, the generator, pasting and writing
+overlap in its threads exactly as in `gpen batch --engine thread`, so the outputs are the
+same bytes. Only paths and report entries cross process boundaries, and only the actors load
+models: Ray adds one process per actor, not a process per step.
+
+Why one process does every step of a photo: oneDNN's CPU convolutions round differently with
+different thread counts (a 1x1 convolution in RetinaFace moves by about 1e-6 between 1 and 2
+threads, which changes the face crops), so every step that runs a model must use the thread
+engine's torch thread count to give its bytes. Separate Ray workers for detection, each with
+that many threads, oversubscribed the cores and each loaded the models; an actor running the
+thread engine runs no more threads than the thread engine does.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
+import math
 import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,22 +39,20 @@ import numpy as np
 from gpen_cli.batch import steps
 from gpen_cli.batch.layout import BatchLayout, remove_stale_partials
 from gpen_cli.batch.lock import output_folder_lock
-from gpen_cli.batch.runner import BatchOptions, BatchOutcome
+from gpen_cli.batch.runner import BatchOptions, BatchOutcome, run_batch
 from gpen_cli.batch.scan import Task, plan_items
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.report import ReportEntry
-from gpen_cli.restorer import FaceRestorer, RestoredFace
 
 INSTALL_HINT = "pip install 'gpen-cli[ray]'"
-# What a decode/detect or paste/encode step claims: its work is short and partly I/O, so two
-# share a core. A claim unlike the model actor's also keeps Ray Data from fusing these steps
-# into the actor (it fuses neighbouring steps whose claims match), so they stay CPU tasks.
-CPU_STEP_CPUS = 0.5
-# What a model actor without a GPU claims: a token for placement. Its torch threads use the
-# cores the other steps leave; a whole core each would leave none for the CPU steps (and so
-# stall the job) as soon as there are as many actors as CPUs.
-CPU_ACTOR_CPUS = 0.25
+# What a model actor claims besides its GPU: a token for placement. Its threads use the cores
+# the node has, as the thread engine's do; a whole core each would refuse a second actor on a
+# machine with one core.
+ACTOR_CPUS = 0.25
+# Calls Ray Data keeps running on each actor at once. They wait in the actor's threads while
+# its pipeline works through their photos, so the pipeline never runs dry between calls.
+CALLS_PER_ACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,8 @@ class RayOptions:
     cpus: int | None = None  # CPUs of a local Ray; None: all of this machine's
     model_actors: int = 1  # GpenActor processes, each with its own copy of the models
     gpus_per_actor: float = 0.0
-    photos_per_call: int = 8  # photos whose faces one actor call runs together
-    # torch threads of every worker; None keeps Ray's (the worker's CPU claim). A CPU forward's
+    photos_per_call: int = 2  # photos of one Ray Data call (its report entries come together)
+    # torch threads of every actor; None keeps Ray's (the actor's CPU claim). A CPU forward's
     # float sums depend on the thread count, so equal counts give the thread engine's bytes.
     torch_threads: int | None = None
 
@@ -70,80 +77,59 @@ class RayOptions:
             raise GpenError("--workers sets a local Ray's CPUs; a cluster (--address) has its own")
 
 
-@dataclass
-class Photo:
-    """One row of the pipeline: a photo and how far it got (`entry` once it is finished)."""
-
-    task: Task
-    prepared: steps.Prepared | None = None
-    restored: list[RestoredFace] | None = None
-    entry: ReportEntry | None = None
-
-
-def _set_torch_threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_restorer(settings: RestoreConfig, threads: int | None) -> FaceRestorer:
-    """The restorer of the CPU steps, built once per worker process (Ray reuses them)."""
-    _set_torch_threads(threads)
-    return FaceRestorer(config=settings.but(device="cpu"))
-
-
-def prepare_row(
-    row: dict[str, Any], settings: RestoreConfig, threads: int | None
-) -> dict[str, Any]:
-    """Decode and detect one photo (CPU task); a failure finishes the photo."""
-    photo: Photo = row["photo"]
-    started = time.perf_counter()
-    try:
-        photo.prepared = steps.prepare(cpu_restorer(settings, threads), photo.task)
-    except Exception as exc:  # one bad photo must not take the others down
-        photo.entry = steps.failed_entry(photo.task, exc, started)
-    return {"photo": photo}
-
-
 class GpenActor:
-    """The generator and the parsing mask, loaded once; each call restores the faces of a
-    batch of photos together, in forward batches of the restorer's batch size."""
+    """The models, loaded once, and the thread engine running over every photo this actor
+    is given; each call hands in a few photos and returns their report entries."""
 
-    def __init__(self, settings: RestoreConfig, threads: int | None) -> None:
-        _set_torch_threads(threads)
-        self.restorer = FaceRestorer(config=settings)
+    def __init__(self, settings: RestoreConfig, options: BatchOptions, threads: int | None) -> None:
+        if threads is not None:
+            import torch
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        waiting = [photo for photo in batch["photo"] if photo.entry is None]
-        crops = [crop for photo in waiting for crop in photo.prepared.prepared.model_inputs]
+            torch.set_num_threads(threads)
+        self._tasks: queue.Queue[Task] = queue.Queue()
+        self._waiting: dict[str, Future[ReportEntry]] = {}
+        self._lock = threading.Lock()
+        self._failure: BaseException | None = None
+        from gpen_cli.restorer import FaceRestorer  # here: only actors import torch
+
+        restorer = FaceRestorer(config=settings)
+        # The driver sent only photos without an output (the output folder is locked): one
+        # that exists now was written by this job, before a fault made Ray run its call
+        # again. Writing it again replaces it with the same bytes and reports it "ok".
+        rerun_safe = dataclasses.replace(options, overwrite=True)
+        threading.Thread(
+            target=self._serve, args=(restorer, rerun_safe), name="gpen-ray-engine", daemon=True
+        ).start()
+
+    def _serve(self, restorer: Any, options: BatchOptions) -> None:
+        """Run the thread engine for the actor's lifetime; a failure fails every call."""
         try:
-            restored = self.restorer.forward(crops) if crops else []
-        except Exception as exc:  # e.g. out of device memory: these photos fail, not the run
-            for photo in waiting:
-                photo.entry = steps.failed_entry(photo.task, exc, photo.prepared.started)
-        else:
-            start = 0
-            for photo in waiting:
-                count = len(photo.prepared.prepared.model_inputs)
-                photo.restored = restored[start : start + count]
-                start += count
-        return {"photo": batch["photo"]}
+            run_batch(restorer, iter(self._tasks.get, None), options, on_entry=self._deliver)
+        except BaseException as exc:  # a bug in the machinery: every call raises it
+            with self._lock:
+                self._failure = exc
+                waiting, self._waiting = self._waiting, {}
+            for future in waiting.values():
+                future.set_exception(exc)
 
+    def _deliver(self, entry: ReportEntry) -> None:
+        """Hand a finished photo's entry to the call that brought the photo in."""
+        with self._lock:
+            future = self._waiting.pop(entry.input)
+        future.set_result(entry)
 
-def finish_row(
-    row: dict[str, Any],
-    settings: RestoreConfig,
-    threads: int | None,
-    write_options: steps.WriteOptions,
-) -> dict[str, Any]:
-    """Paste back and write one photo (CPU task); only its report entry goes on."""
-    photo: Photo = row["photo"]
-    if photo.entry is None:
-        restorer = cpu_restorer(settings, threads)
-        photo.entry = steps.finish(restorer, photo.prepared, photo.restored, write_options)
-    return {"entry": photo.entry}
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[ReportEntry]]:
+        """Queue the call's photos behind those of the other calls; wait for their entries."""
+        futures: list[Future[ReportEntry]] = []
+        for task in batch["task"]:
+            future: Future[ReportEntry] = Future()
+            with self._lock:
+                if self._failure is not None:
+                    raise self._failure
+                self._waiting[str(task.source)] = future
+            self._tasks.put(task)
+            futures.append(future)
+        return {"entry": [future.result() for future in futures]}
 
 
 def _import_ray() -> Any:
@@ -166,6 +152,18 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
         raise GpenError(f"--address {address}: no Ray cluster answers there ({exc})") from None
 
 
+def start_error(where: str, exc: BaseException) -> GpenError:
+    """Why Ray did not start, in one line; how to present the token where that was why (Ray
+    2.60's `ray start` turns token authentication on, and a driver must be told to use it)."""
+    message = f"{where}: cannot start Ray: {str(exc).strip().splitlines()[0]}"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if type(cause).__name__ == "AuthenticationError":
+            return GpenError(f"{message}; the cluster wants its token: set RAY_AUTH_MODE=token")
+        cause = cause.__cause__
+    return GpenError(message)
+
+
 @contextmanager
 def ray_session(options: RayOptions) -> Iterator[Any]:
     """Connect to the cluster at `options.address`, or start a quiet local Ray; a session
@@ -180,7 +178,9 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     check_reachable(options.address)
     try:
         ray.init(
-            address=options.address,
+            # "local": a new Ray of our own even where `ray start` left one running here
+            # (without an address, Ray would join that one and refuse num_cpus).
+            address=options.address or "local",
             num_cpus=None if options.address else (options.cpus or os.cpu_count()),
             include_dashboard=False,
             logging_level=logging.ERROR,
@@ -191,7 +191,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"--address {options.address}" if options.address else "a local Ray"
-        raise GpenError(f"{where}: cannot start Ray: {str(exc).strip().splitlines()[0]}") from None
+        raise start_error(where, exc) from None
     try:
         yield ray
     finally:
@@ -202,34 +202,57 @@ def build_dataset(
     ray: Any,
     tasks: list[Task],
     settings: RestoreConfig,
-    write_options: steps.WriteOptions,
-    options: RayOptions,
+    options: BatchOptions,
+    ray_options: RayOptions,
 ) -> Any:
     """The lazy Ray Data pipeline restoring `tasks`; iterating it yields report entries."""
     from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = False  # the CLI draws its own
-    worker = {"settings": settings, "threads": options.torch_threads}
-    return (
-        # One photo per block: Ray Data streams blocks, so each photo moves on to the next
-        # step as soon as it is ready (bundled again into batches for the actors).
-        ray.data.from_items(
-            [{"photo": Photo(task)} for task in tasks], override_num_blocks=len(tasks)
-        )
-        .map(prepare_row, fn_kwargs=worker, num_cpus=CPU_STEP_CPUS)
-        .map_batches(
-            GpenActor,
-            fn_constructor_kwargs=worker,
-            batch_size=options.photos_per_call,
-            batch_format="numpy",
-            compute=ActorPoolStrategy(size=options.model_actors),
-            num_cpus=0 if options.gpus_per_actor else CPU_ACTOR_CPUS,
-            num_gpus=options.gpus_per_actor or None,
-        )
-        .map(
-            finish_row, fn_kwargs={**worker, "write_options": write_options}, num_cpus=CPU_STEP_CPUS
-        )
+    per_call = ray_options.photos_per_call
+    return ray.data.from_items(
+        [{"task": task} for task in tasks], override_num_blocks=math.ceil(len(tasks) / per_call)
+    ).map_batches(
+        GpenActor,
+        fn_constructor_kwargs={
+            "settings": settings,
+            "options": options,
+            "threads": ray_options.torch_threads,
+        },
+        batch_size=per_call,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(
+            size=ray_options.model_actors,
+            max_tasks_in_flight_per_actor=CALLS_PER_ACTOR,
+            max_concurrent_calls_per_actor=CALLS_PER_ACTOR,
+        ),
+        num_cpus=ACTOR_CPUS,
+        num_gpus=ray_options.gpus_per_actor or None,
     )
+
+
+def run_job(
+    tasks: list[Task],
+    settings: RestoreConfig,
+    options: BatchOptions,
+    ray_options: RayOptions,
+    stop: threading.Event,
+    record: Callable[[ReportEntry], None],
+) -> None:
+    """Restore `tasks` on Ray, recording each entry as it arrives, until done or `stop`."""
+    with ray_session(ray_options) as ray:
+        rows = iter(build_dataset(ray, tasks, settings, options, ray_options).iter_rows())
+        try:
+            for row in rows:
+                record(row["entry"])
+                if stop.is_set():
+                    break
+        except ray.exceptions.RayError as exc:
+            if not stop.is_set():  # a terminal's Ctrl-C also reaches Ray's processes
+                first = str(exc).strip().splitlines()[0]
+                raise GpenError(f"the Ray job failed: {first}") from None
+        finally:
+            rows.close()  # ends the job, cancelling what is still in flight
 
 
 def restore_folder_ray(
@@ -248,9 +271,6 @@ def restore_folder_ray(
     """
     stop = stop or threading.Event()
     started = time.perf_counter()
-    write_options = steps.WriteOptions(
-        options.overwrite, options.aligned, options.save_faces, options.compare
-    )
     entries: list[ReportEntry] = []
     faces = 0
 
@@ -276,19 +296,7 @@ def restore_folder_ray(
             else:
                 record(item)
         if tasks and not stop.is_set():
-            with ray_session(ray_options) as ray:
-                dataset = build_dataset(ray, tasks, settings, write_options, ray_options)
-                rows = iter(dataset.iter_rows())
-                try:
-                    for row in rows:
-                        record(row["entry"])
-                        if stop.is_set():
-                            break
-                except ray.exceptions.RayError as exc:
-                    first = str(exc).strip().splitlines()[0]
-                    raise GpenError(f"the Ray job failed: {first}") from None
-                finally:
-                    rows.close()  # ends the job, cancelling what is still in flight
+            run_job(tasks, settings, options, ray_options, stop, record)
     return BatchOutcome(
         entries=sorted(entries, key=lambda entry: entry.input),
         interrupted=stop.is_set(),

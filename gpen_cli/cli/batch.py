@@ -51,14 +51,11 @@ def _count_in_background(
 
 
 def _ray_options(
-    address: str | None,
-    workers: int | None,
-    model_actors: int,
-    gpus_per_worker: float,
-    batch_size: int | None,
+    address: str | None, workers: int | None, model_actors: int, gpus_per_worker: float
 ):
-    """Where the Ray engine runs: a local Ray gets --workers CPUs (default: all) and the
-    torch threads the thread engine would use here, so both give the same bytes."""
+    """Where the Ray engine runs: a local Ray gets --workers CPUs (default: all). Every model
+    actor, here or on a cluster, uses the torch threads the thread engine would use here: the
+    same bytes as the thread engine, whichever node restored a photo."""
     import torch
 
     from gpen_cli.batch.ray_engine import RayOptions
@@ -68,8 +65,7 @@ def _ray_options(
         cpus=workers,
         model_actors=model_actors,
         gpus_per_actor=gpus_per_worker,
-        photos_per_call=max(8, batch_size or 0),
-        torch_threads=None if address else torch.get_num_threads(),
+        torch_threads=torch.get_num_threads(),
     )
 
 
@@ -305,7 +301,7 @@ def run_engine(
     def run(stop: threading.Event, on_progress: OnProgress) -> BatchOutcome:
         if engine == "thread":
             return restore_folder(restorer, layout, options, stop=stop, on_progress=on_progress)
-        ray = _ray_options(*ray_args, restorer.config.batch_size)
+        ray = _ray_options(*ray_args)
         return run_on_ray(restorer.config, layout, options, ray, stop, on_progress)
 
     stopping = "finishing the photos in flight" if engine == "thread" else "cancelling the Ray job"
