@@ -231,6 +231,59 @@ class _Shared:
             return events, until()
 
 
+_END = object()  # what _ReadAhead gives once its inputs are exhausted
+
+
+class _ReadAhead:
+    """The inputs read one ahead in a thread of their own, the caller told through
+    `changed`: listing a folder or waiting on a queue never holds up the hooks."""
+
+    def __init__(self, items: Iterable[Task | ReportEntry], changed: threading.Condition):
+        self._changed = changed
+        self._slot: list[object] = []
+        self._failure: BaseException | None = None
+        self._source = iter(items)
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, name="gpen-scan", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        item: object = _END
+        while True:
+            try:
+                item = next(self._source, _END)
+            except BaseException as exc:  # a broken scan is a machinery failure
+                self._failure, item = exc, _END
+            with self._changed:
+                self._changed.wait_for(lambda: not self._slot or self._closed)
+                if self._closed:
+                    return
+                self._slot.append(item)
+                self._changed.notify_all()
+            if item is _END:
+                return
+
+    def ready(self) -> bool:
+        """Whether the next input (or the end) is there; read under `changed`."""
+        return bool(self._slot)
+
+    def take(self) -> object:
+        with self._changed:
+            self._changed.wait_for(self.ready)
+            item = self._slot.pop()
+            self._changed.notify_all()
+        if item is _END and self._failure is not None:
+            raise self._failure
+        return item
+
+    def close(self) -> None:
+        """No more inputs are wanted (the run ended or was aborted): the reader leaves."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join(timeout=1.0)  # at once, unless it waits on a blocking source
+
+
 class _Engine:
     """One run: the pools, the forward thread, and the caller's side (scan and hooks)."""
 
@@ -283,19 +336,28 @@ class _Engine:
         return self.entries
 
     def _feed(self, items: Iterable[Task | ReportEntry]) -> None:
-        """Admit each photo when there is room for it, serving the hooks while waiting."""
-        for item in items:
-            if isinstance(item, Task):
-                self._serve(self.shared.has_room)
-            if self.stop.is_set():
-                self.scan_cut = True
-                break
-            if isinstance(item, ReportEntry):
-                self._dispatch(item)
-                continue
-            self.shared.admit()
-            self._submit(self.preparers, self._prepare, item)
+        """Admit each photo when there is room for it, serving the hooks while waiting, also
+        while the next input is awaited (a source may block: a Ray actor's task queue)."""
+        ahead = _ReadAhead(items, self.shared.changed)
+        try:
+            while (item := self._next_input(ahead)) is not _END:
+                if isinstance(item, Task):
+                    self._serve(self.shared.has_room)
+                if self.stop.is_set():
+                    self.scan_cut = True
+                    break
+                if isinstance(item, ReportEntry):
+                    self._dispatch(item)
+                    continue
+                self.shared.admit()
+                self._submit(self.preparers, self._prepare, item)
+        finally:
+            ahead.close()
         self.shared.end_feed()
+
+    def _next_input(self, ahead: _ReadAhead) -> object:
+        self._serve(ahead.ready)
+        return ahead.take()
 
     @property
     def left_undone(self) -> bool:
