@@ -252,12 +252,14 @@ def batch(
 
     $ gpen batch ./scans -o ./out --glob "*.tif" --batch-size 8 --half
 
-    Outputs are written atomically; run the same command again after a stop and it skips
-    what is done (its report still describes the whole job). The first Ctrl-C finishes the
-    photos in flight and writes the report, a second one stops at once.
+    Outputs are written atomically; run the same command again after a
+    stop and it skips what is done (its report still describes the whole
+    job). The first Ctrl-C finishes the photos in flight and writes the
+    report, a second one stops at once.
 
-    Exit codes: 0 nothing failed; 1 some inputs failed; 2 usage or set-up error (bad option,
-    missing weights), found before any output is written; 130 interrupted.
+    Exit codes: 0 nothing failed; 1 some inputs failed; 2 usage or set-up
+    error (bad option, missing weights), found before any output is
+    written; 130 interrupted.
     """
     # The pipeline imports torch: only when the command runs, so `gpen --help` stays quick.
     from gpen_cli import restorer as pipeline

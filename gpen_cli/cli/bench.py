@@ -149,9 +149,9 @@ def bench(
 
     $ gpen bench --images ./photos -b 4 --half --markdown
 
-    The faithful path (--exact, FP32, batch 1, eager) is always measured first; speed-ups
-    are relative to it. Every other configuration is the pipeline `gpen restore` runs with
-    the same options, at each batch size.
+    The faithful path (--exact, FP32, batch 1, eager) is always measured
+    first; speed-ups are relative to it. Every other configuration is the
+    pipeline `gpen restore` runs with the same options, at each batch size.
     """
     from gpen_cli.bench import markdown, run_bench
 

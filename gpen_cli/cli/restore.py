@@ -220,12 +220,12 @@ def restore(
 
     $ gpen restore scan.tif --fidelity-weight 0.7 --mask rect
 
-    The first Ctrl-C finishes the photos in flight and writes the report, a second one
-    stops at once.
+    The first Ctrl-C finishes the photos in flight and writes the report,
+    a second one stops at once.
 
-    Exit codes: 0 every input was restored or had no face; 1 some inputs failed;
-    2 usage or set-up error (bad option, missing weights), found before any output is written;
-    130 interrupted.
+    Exit codes: 0 every input was restored or had no face; 1 some inputs
+    failed; 2 usage or set-up error (bad option, missing weights), found
+    before any output is written; 130 interrupted.
     """
     from gpen_cli import restorer as pipeline
     from gpen_cli.batch import runner
