@@ -3,9 +3,9 @@
 Builds a width×height JPEG (default 12000×9000, 108 MP) of smooth noise, optionally with
 the shared portrait pasted in large, and runs `gpen restore` on it in a child process with a
 GPEN-64-shaped random generator and RetinaFace MobileNet-0.25 from shared/assets/weights.
-Prints the child's peak RSS (ru_maxrss) next to the size of the decoded photo (3 bytes a
-pixel), the figure the memory goal is stated in, and what it is above the same command's
-peak on a 640×480 photo (the interpreter, PyTorch, OpenCV and the models: about 0.7 GB).
+Prints the child's peak RSS (its VmHWM, Linux only) next to the size of the decoded photo
+(3 bytes a pixel), the figure the memory goal is stated in, and what it is above the same
+command's peak on a 640×480 photo (the interpreter, PyTorch, OpenCV and the models).
 
 With `--upscale N` the photo is also upscaled N times by a small seeded random RRDBNet
 (RealESRNet's 32 features, `--sr-blocks` blocks instead of 23, so it runs in minutes on a
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,8 @@ def main() -> None:
         torch.manual_seed(0)
         torch.save(build_gpen(64, channel_multiplier=1, narrow=0.125).state_dict(), checkpoint)
         command = [
-            sys.executable, "-m", "gpen_cli", "restore", str(photo), "-o", str(work / "out.jpg"),
+            sys.executable, "-c", _REPORTING_PEAK,
+            "restore", str(photo), "-o", str(work / "out.jpg"),
             "--model", str(checkpoint), "--detector", "retinaface-mobile", "--device", "cpu",
             "--weights-dir", str(REPO.parent / "shared/assets/weights"), "--mask", "rect",
         ]  # fmt: skip
@@ -83,12 +83,10 @@ def main() -> None:
             command += ["--upscale", str(args.upscale), "--bg-upsampler", str(sr), "-q"]
         small = work / "small.jpg"
         make_photo(small, 640, 480, face=False)
-        # ru_maxrss of children is the largest so far: the small photo's run goes first.
-        baseline = _peak_rss_of(
+        baseline, _ = _peak_rss_of(
             [*command[:4], str(small), "-o", str(work / "small_out.jpg"), *command[7:]]
         )
-        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
+        peak, done = _peak_rss_of(command)
         decoded = args.width * args.height * 3
         print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr)
         print(
@@ -101,10 +99,26 @@ def main() -> None:
         )
 
 
-def _peak_rss_of(command: list[str]) -> int:
-    """Peak RSS in bytes of the children so far, after running `command` to its end."""
-    subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
+# The child's own peak, VmHWM, written as it exits. Not ru_maxrss: a child's starts at the
+# peak of the process that forked it, and this one holds the large photo it made.
+_REPORTING_PEAK = """
+import atexit, os, re, sys
+from pathlib import Path
+from gpen_cli.cli import app
+def report():
+    status = Path("/proc/self/status").read_text()
+    Path(os.environ["PEAK_RSS_FILE"]).write_text(re.search(r"VmHWM:\\s+(\\d+)", status)[1])
+atexit.register(report)
+app(prog_name="gpen")
+"""
+
+
+def _peak_rss_of(command: list[str]) -> tuple[int, subprocess.CompletedProcess]:
+    """Peak RSS in bytes of `command`, run to its end in a child process."""
+    with tempfile.NamedTemporaryFile() as peak:
+        env = {**os.environ, "PEAK_RSS_FILE": peak.name}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        return int(Path(peak.name).read_text()) * 1024, done
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Read one input image into the pipeline's working form, refusing anything unusable.
 
-Decoding is OpenCV's (`cv2.imdecode` on the file's bytes, so unicode paths work). Pillow reads
+Decoding is OpenCV's, of the file already open (so unicode paths work). Pillow reads
 the header first, without decoding pixels: the size (so a decompression bomb is refused before
 it costs memory), whether the source is grey, and the EXIF orientation, which OpenCV's
 IMREAD_UNCHANGED ignores (TIFF excepted: its decoders apply the tag themselves). Pillow also
@@ -16,7 +16,7 @@ No file is decoded before its size is known and allowed: where Pillow cannot rea
 here, and OpenCV's own decoder limit is set to the same bound for every other format
 (by `gpen_cli/__init__.py`, as OpenCV reads it once, when it is imported).
 
-The input file is only ever opened for reading, and read once.
+The input file is only ever opened for reading, once: what is checked is what is decoded.
 """
 
 from __future__ import annotations
@@ -127,22 +127,10 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
             if size is not None:
                 _check_size(path, *size, min_size, max_pixels)
             orientation, was_gray, detected_format = 1, False, ""
-        stream.seek(0)
-        data = stream.read()
-
-    try:
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):  # the decoder's bound, before it allocated
-            raise InputError(
-                f"{path}: header claims more than the "
-                f"{int(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS']) / 1e6:.0f} MP limit; "
-                "refusing to decode"
-            ) from None
-        logger.debug("OpenCV cannot decode %s: %s", path, exc)
-        array = None
-    if array is None and header is not None:
-        array = _decode_with_pillow(data, path)
+        array = _decode_with_opencv(stream, path)
+        if array is None and header is not None:
+            stream.seek(0)
+            array = _decode_with_pillow(stream.read(), path)
     if array is None:
         raise InputError(f"cannot decode {path}: not an image or corrupt")
 
@@ -257,6 +245,32 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     elif orientation == 4:
         array = array[::-1]
     return np.ascontiguousarray(array)
+
+
+def _decode_with_opencv(stream: BinaryIO, path: Path) -> np.ndarray | None:
+    """OpenCV's decoding of the open file, or None where OpenCV cannot decode it.
+
+    Where the system names open files (/proc/self/fd on Linux), `cv2.imread` reads the file
+    already open, given no destination: it then decodes straight into the array it returns,
+    one photo's worth of memory. `cv2.imdecode` of the bytes (every other system) decodes
+    into memory of its own and the binding copies that into NumPy's: twice the photo at
+    the peak, 0.3 GB more for a 108 MP photo.
+    """
+    by_descriptor = Path(f"/proc/self/fd/{stream.fileno()}")
+    try:
+        if by_descriptor.exists():
+            return cv2.imread(str(by_descriptor), None, cv2.IMREAD_UNCHANGED)
+        stream.seek(0)
+        return cv2.imdecode(np.frombuffer(stream.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):  # the decoder's bound, before it allocated
+            raise InputError(
+                f"{path}: header claims more than the "
+                f"{int(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS']) / 1e6:.0f} MP limit; "
+                "refusing to decode"
+            ) from None
+        logger.debug("OpenCV cannot decode %s: %s", path, exc)
+        return None
 
 
 def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray | None:
