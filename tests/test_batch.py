@@ -6,6 +6,8 @@ import hashlib
 import json
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -609,3 +611,25 @@ def test_cli_exit_codes_for_failures_and_usage_errors(tmp_path, tiny_checkpoint)
     assert invoke(source, "-o", tmp_path / "out", *common).exit_code == 0
     assert invoke(source, "-o", source, *common).exit_code == 2
     assert invoke(source, "-o", tmp_path / "x", *common, "--ext", "gif").exit_code == 2
+
+
+_EXIT_WHILE_WAITING_FOR_INPUT = """
+import queue, sys, threading, time
+from types import SimpleNamespace
+from gpen_cli.batch.runner import run_batch
+tasks = queue.Queue()  # a Ray actor's input: it never ends
+threading.Thread(
+    target=run_batch, args=(SimpleNamespace(batch_size=1), iter(tasks.get, None)), daemon=True
+).start()
+time.sleep(0.5)
+sys.exit(3)
+"""
+
+
+def test_a_process_exits_while_its_engine_waits_for_input():
+    """A Ray actor's engine waits for photos until its process ends; the process must then
+    exit (a pool thread waiting for faces held actors at exit, orphaned with their models)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WHILE_WAITING_FOR_INPUT], capture_output=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr

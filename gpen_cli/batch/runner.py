@@ -313,14 +313,18 @@ class _Engine:
         self.scan_cut = False  # the scan was stopped before its end
         workers = options.workers
         self.preparers = ThreadPoolExecutor(workers, thread_name_prefix="gpen-prepare")
-        self.forwarder = ThreadPoolExecutor(1, thread_name_prefix="gpen-forward")
+        # The forward loop lives as long as the run, in a daemon thread: an exiting process
+        # joins every pool's threads, and a Ray actor's run never sees its input end.
+        self.forwarder = threading.Thread(
+            target=self._forward_loop, name="gpen-forward", daemon=True
+        )
         self.finishers = ThreadPoolExecutor(workers, thread_name_prefix="gpen-finish")
 
     # ------------------------------------------------------------------ the caller's side
 
     def run(self, items: Iterable[Task | ReportEntry]) -> list[ReportEntry]:
         try:
-            self._submit(self.forwarder, self._forward)
+            self.forwarder.start()
             self._feed(items)
             self._serve(self.shared.drained)
         except _Aborted:
@@ -329,8 +333,10 @@ class _Engine:
             self.shared.abort()
             raise
         finally:
-            for pool in (self.preparers, self.forwarder, self.finishers):
-                pool.shutdown(wait=True, cancel_futures=True)
+            self.preparers.shutdown(wait=True, cancel_futures=True)
+            if self.forwarder.is_alive():
+                self.forwarder.join()
+            self.finishers.shutdown(wait=True, cancel_futures=True)
         if self.shared.failure is not None:
             raise self.shared.failure
         return self.entries
@@ -411,6 +417,15 @@ class _Engine:
             return
         found = len(item.prepared.model_inputs)
         self.shared.end_prepare(item, PhotoProgress(str(task.source), "found", found))
+
+    def _forward_loop(self) -> None:
+        try:
+            self._forward()
+        except _Aborted:
+            pass
+        except BaseException as exc:  # a bug in the machinery: abort the run
+            logger.debug("batch engine forward loop failed", exc_info=exc)
+            self.shared.abort(exc)
 
     def _forward(self) -> None:
         """Pack the faces of the photos as they come into batches of the generator's size;
