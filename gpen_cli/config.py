@@ -100,6 +100,16 @@ class RestoreConfig:
         """A copy with `changes`, checked like any other."""
         return replace(self, **changes)
 
+    @property
+    def upsampler(self) -> str | None:
+        """The background upsampler used: None at `upscale` 1, "lanczos" for "none", else
+        `bg_upsampler` (a name or a file), by default GPEN's RealESRNet of that scale, as
+        the official `use_sr`."""
+        if self.upscale == 1:
+            return None
+        name = self.bg_upsampler or f"realesrnet_x{self.upscale}"
+        return "lanczos" if name.lower() == "none" else name
+
     def describe(self) -> dict[str, str]:
         """Each setting as text, for reports and for telling two configurations apart."""
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from gpen_cli.atomic import remove_partials_of, write_atomically
+from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import OutputError
 
 REPORT_SCHEMA_VERSION = 2
@@ -63,10 +64,9 @@ def naming(source: Path | str, message: str) -> str:
     return message if str(source) in message else f"{source}: {message}"
 
 
-def upscale_settings(restorer) -> dict:
+def upscale_settings(config: RestoreConfig) -> dict:
     """What the report says about background upscaling: the factor and the upsampler used."""
-    upscaler = restorer.upscaler
-    return {"upscale": restorer.config.upscale, "upsampler": upscaler and upscaler.name}
+    return {"upscale": config.upscale, "upsampler": config.upsampler}
 
 
 def summarize(entries: list[ReportEntry]) -> dict[str, int]:

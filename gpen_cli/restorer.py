@@ -108,15 +108,13 @@ def load_generator(config: RestoreConfig, device: Any) -> nn.Module:
 
 
 def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
-    """The background upsampler for `upscale` 2 or 4 (None at 1): `bg_upsampler` names a
-    registry entry, an SR checkpoint or "none" (Lanczos); by default GPEN's RealESRNet of
-    that scale, as the official `--use_sr`."""
+    """The background upsampler for `upscale` 2 or 4 (None at 1), `config.upsampler`."""
     from gpen_cli.weights import load_model
 
-    if config.upscale == 1:
+    name = config.upsampler
+    if name is None:
         return None
-    name = config.bg_upsampler or f"realesrnet_x{config.upscale}"
-    if name.lower() == "none":
+    if name == "lanczos":
         return Upscaler(None, config.upscale, device=device)
     try:
         network = load_model(name, "upsampler", config.weights_dir)
@@ -157,6 +155,35 @@ def load_refiner(config: RestoreConfig, device: Any) -> FanLandmarks | None:
     if config.landmarks is LandmarkSource.DETECTOR:
         return None
     return load_model("fan-2d", "landmarks", config.weights_dir, device=str(device))
+
+
+def fetch_weights(config: RestoreConfig) -> None:
+    """Download every weight file `config` names that is absent, and check the generator's
+    tensors (a GPEN layout, finite values), building no model and using no device.
+
+    What a driver that runs no model (`--engine ray`) checks before the job: a missing or
+    broken file stops it there in one line, downloaded once rather than by every actor, and
+    a head node without the workers' GPU can still start it.
+    """
+    from gpen_cli.weights import check_gpen_structure, ensure_weight, get_spec
+
+    named = [(config.detector.value, "detector")]
+    if config.mask is MaskKind.PARSING:
+        named.append(("parsenet", "parsing"))
+    if config.landmarks is not LandmarkSource.DETECTOR:
+        named.append(("fan-2d", "landmarks"))
+    if config.upsampler not in (None, "lanczos") and not Path(config.upsampler).is_file():
+        named.append((config.upsampler, "upsampler"))
+    for name, kind in named:
+        ensure_weight(get_spec(name, kind).name, config.weights_dir)
+    if Path(config.model).is_file():
+        generator, spec = Path(config.model), None
+    else:
+        spec = get_spec(config.model, "gpen")
+        generator = ensure_weight(spec.name, config.weights_dir)
+    problem = check_gpen_structure(generator, spec)
+    if problem:
+        raise GpenError(f"--model {generator}: {problem}")
 
 
 def torch_device(config: RestoreConfig) -> Any:

@@ -568,9 +568,10 @@ def verify(name: str, weights_dir: Path | None = None) -> VerifyResult:
     return VerifyResult(name, path, True, size, status, expected, actual, source, detail)
 
 
-def check_gpen_structure(path: Path, spec: ModelSpec) -> str:
+def check_gpen_structure(path: Path, spec: ModelSpec | None) -> str:
     """Why `path` is not the GPEN generator `spec` describes ("" when it is): it must load
-    as tensors of the published layout for that name, every value finite."""
+    as tensors of the published layout for that name (any GPEN layout without a spec),
+    every value finite."""
     import torch  # here only: listing and hashing weights must not cost the torch import
 
     from gpen_cli.models.loading import read_gpen
@@ -579,7 +580,8 @@ def check_gpen_structure(path: Path, spec: ModelSpec) -> str:
         state, config = read_gpen(path)
     except GpenError as exc:
         return str(exc).removeprefix(f"{path}: ")
-    different = {key: config[key] for key, value in spec.config.items() if config.get(key) != value}
+    expected = spec.config if spec is not None else {}
+    different = {key: config[key] for key, value in expected.items() if config.get(key) != value}
     if different:
         return f"a GPEN generator, but not {spec.name}: {different} instead of {dict(spec.config)}"
     damaged = [

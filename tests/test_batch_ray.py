@@ -217,7 +217,8 @@ def test_an_actor_killed_after_writing_a_photo_is_restarted_and_the_photo_report
     assert tree(out) == tree(tmp_path / "threads")
 
 
-def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings):
+def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings, monkeypatch):
+    """...and with the Ray engine no model is built in the driver (the actors build theirs)."""
     source = make_folder(tmp_path / "in")
     common = [
         "batch", str(source), "--model", settings.model, "--detector", "retinaface-mobile",
@@ -226,6 +227,10 @@ def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings):
     ]  # fmt: skip
     reports = {}
     for engine in ("ray", "thread"):
+        if engine == "ray":
+            monkeypatch.setattr(FaceRestorer, "__init__", _built_in_the_driver)
+        else:
+            monkeypatch.undo()
         result = CliRunner().invoke(
             app,
             [*common, "-o", str(tmp_path / engine), "--engine", engine,
@@ -249,6 +254,37 @@ def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings):
     assert ray_report == thread_report
     summary = reports["ray"]["summary"]
     assert summary == {"ok": 2, "no_face": 1, "skipped": 1, "failed": 1, "faces": summary["faces"]}
+
+
+def _built_in_the_driver(*args, **kwargs):
+    raise AssertionError("a FaceRestorer was built in the driver")
+
+
+def test_a_broken_generator_is_refused_by_the_driver_before_ray_starts(
+    tmp_path, settings, monkeypatch
+):
+    """The driver checks the weight files without building models; a generator with NaN
+    values stops the job at once, exit 2, one line naming the file."""
+    import torch
+
+    state = torch.load(settings.model, weights_only=True)
+    first = next(key for key, tensor in state.items() if tensor.is_floating_point())
+    state[first][...] = float("nan")
+    broken = tmp_path / "GPEN-nan.pth"
+    torch.save(state, broken)
+    monkeypatch.setattr(FaceRestorer, "__init__", _built_in_the_driver)
+    monkeypatch.setattr("gpen_cli.batch.ray_engine.ray_session", _built_in_the_driver)
+    (tmp_path / "in").mkdir()
+    shutil.copy(shared_file("assets/images/portrait_small.jpg"), tmp_path / "in")
+    result = CliRunner().invoke(
+        app,
+        ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--engine", "ray",
+         "--model", str(broken), "--weights-dir", str(settings.weights_dir),
+         "--detector", "retinaface-mobile", "--mask", "rect", "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"--model {broken}: NaN or infinite values in {first}" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_ray_options_are_refused_without_the_ray_engine(tmp_path):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from conftest import shared_file
 
+from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
@@ -202,3 +205,30 @@ def test_names_match_any_case_and_typos_get_a_suggestion(tmp_path):
     with pytest.raises(GpenError, match="unknown detector 'dlib'; known: yunet"):
         match_name("dlib", ["yunet"], "detector")
     assert not list(tmp_path.iterdir())  # refused before anything was fetched
+
+
+def test_fetch_weights_names_a_missing_file_and_builds_nothing(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    """What the Ray engine's driver checks: every file the configuration needs is there or
+    fetched; the parsing model missing, with no network, is one line naming it."""
+    from gpen_cli import weights
+    from gpen_cli.restorer import fetch_weights
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "detection_mobilenet0.25_Final.pth").symlink_to(
+        shared_file("assets/weights/detection_mobilenet0.25_Final.pth")
+    )
+    with socket.socket() as closed:  # a port nothing listens on: refused at once
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")
+    monkeypatch.setattr(FaceRestorer, "__init__", None)
+    settings = RestoreConfig(
+        model=str(tiny_checkpoint), detector="retinaface-mobile", weights_dir=folder
+    )
+    with pytest.raises(GpenError, match="parsing_parsenet.pth not found in .*download"):
+        fetch_weights(settings)
+    fetch_weights(settings.but(mask="rect"))  # all there: nothing to say
+    with pytest.raises(GpenError, match="retinaface-resnet50|Resnet50"):
+        fetch_weights(settings.but(mask="rect", detector="retinaface-resnet50"))

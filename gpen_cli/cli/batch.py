@@ -28,7 +28,6 @@ from gpen_cli.report import summarize, upscale_settings, with_earlier_results
 if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOptions, BatchOutcome
     from gpen_cli.batch.runner import PhotoProgress
-    from gpen_cli.restorer import FaceRestorer
 
     OnProgress = Callable[[PhotoProgress], None]
 
@@ -261,8 +260,7 @@ def batch(
     error (bad option, missing weights), found before any output is
     written; 130 interrupted.
     """
-    # The pipeline imports torch: only when the command runs, so `gpen --help` stays quick.
-    from gpen_cli import restorer as pipeline
+    # The engine imports torch: only when the command runs, so `gpen --help` stays quick.
     from gpen_cli.batch import BatchOptions
     from gpen_cli.batch.runner import default_workers
 
@@ -281,38 +279,48 @@ def batch(
         workers=workers or default_workers(),
     )
     # Everything that can be missing (weights, device) is found before any file is touched.
-    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-        restorer = pipeline.FaceRestorer(config=config)
+    status = "Loading models…" if engine == "thread" else "Checking the weights…"
+    with console.status(status, spinner="dots") if not quiet else nullcontext():
+        job = prepare_job(
+            engine, config, layout, options, (address, workers, model_actors, gpus_per_worker)
+        )
+    stopping = "finishing the photos in flight" if engine == "thread" else "cancelling the Ray job"
+    outcome = _run_with_progress(job, stopping, layout, options, quiet)
+    raise conclude_batch(outcome, config, input_dir, output, report, quiet, overwrite)
 
-    ray_args = (address, workers, model_actors, gpus_per_worker)
-    outcome = run_engine(engine, restorer, layout, options, ray_args, quiet)
-    raise conclude_batch(outcome, restorer, input_dir, output, report, quiet, overwrite)
 
-
-def run_engine(
+def prepare_job(
     engine: str,
-    restorer: FaceRestorer,
+    config: RestoreConfig,
     layout: BatchLayout,
     options: BatchOptions,
     ray_args: tuple,
-    quiet: bool,
-) -> BatchOutcome:
-    """The job on the chosen engine, under the progress bar, Ctrl-C finishing it cleanly."""
+) -> Callable[[threading.Event, OnProgress], BatchOutcome]:
+    """The job on the chosen engine, as `job(stop, on_progress)`, once what it needs is here.
+
+    The thread engine loads the models in this process. The Ray engine loads them in its
+    actors: this process only fetches and checks the weight files (and, for a local Ray, that
+    the device is usable here), so a cluster's head node needs neither a GPU nor the models'
+    memory.
+    """
+    from gpen_cli import restorer as pipeline
     from gpen_cli.batch import restore_folder
 
-    def run(stop: threading.Event, on_progress: OnProgress) -> BatchOutcome:
-        if engine == "thread":
-            return restore_folder(restorer, layout, options, stop=stop, on_progress=on_progress)
-        ray = _ray_options(*ray_args)
-        return run_on_ray(restorer.config, layout, options, ray, stop, on_progress)
-
-    stopping = "finishing the photos in flight" if engine == "thread" else "cancelling the Ray job"
-    return _run_with_progress(run, stopping, layout, options, quiet)
+    if engine == "thread":
+        restorer = pipeline.FaceRestorer(config=config)
+        return lambda stop, on_progress: restore_folder(
+            restorer, layout, options, stop=stop, on_progress=on_progress
+        )
+    ray = _ray_options(*ray_args)
+    pipeline.fetch_weights(config)
+    if ray.address is None:
+        pipeline.torch_device(config)
+    return lambda stop, on_progress: run_on_ray(config, layout, options, ray, stop, on_progress)
 
 
 def conclude_batch(
     outcome: BatchOutcome,
-    restorer: FaceRestorer,
+    config: RestoreConfig,
     input_dir: Path,
     output: Path,
     report: Path | None,
@@ -326,8 +334,7 @@ def conclude_batch(
     return conclude(
         outcome,
         report=report,
-        extra={"command": "batch", "model": restorer.config.model, **upscale_settings(restorer)}
-        | folders,
+        extra={"command": "batch", "model": config.model, **upscale_settings(config)} | folders,
         quiet=quiet,
         summary=lambda: print_summary(outcome),
         outputs=str(output),

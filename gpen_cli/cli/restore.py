@@ -250,7 +250,7 @@ def restore(
     raise conclude(
         outcome,
         report=report,
-        extra={"command": "restore", "model": config.model, **upscale_settings(restorer)},
+        extra={"command": "restore", "model": config.model, **upscale_settings(config)},
         quiet=quiet,
         summary=lambda: print_results(outcome.entries, outcome.seconds),
         outputs=describe_outputs(output, outputs),
