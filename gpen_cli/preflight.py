@@ -20,21 +20,23 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_writable_folder(folder: Path, option: str) -> None:
-    """GpenError naming `option` unless files can be created in `folder` (or it can be made)."""
+def check_writable_folder(folder: Path, option: str, given: Path | None = None) -> None:
+    """GpenError naming `option` and `given` (what the user typed: the folder itself, or a
+    file to be written in it) unless files can be created in `folder` (or it can be made)."""
     folder = Path(folder)
+    named = f"{option} {given or folder}"
     existing = _nearest_existing(folder.absolute())
     if not existing.is_dir():
-        raise GpenError(f"{option} {folder}: cannot be created: {existing} is a file, not a folder")
+        raise GpenError(f"{named}: cannot be created: {existing} is a file, not a folder")
     if existing != folder.absolute():
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise GpenError(f"{option} {folder}: cannot be created: {existing} is not writable")
+            raise GpenError(f"{named}: cannot be created: {existing} is not writable")
         return
     try:  # the only sure test: create a file (unnamed where the OS allows) and drop it
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise GpenError(f"{option} {folder}: cannot write there ({exc.strerror or exc})") from None
+        raise GpenError(f"{named}: cannot write there ({exc.strerror or exc})") from None
 
 
 def check_report_path(report: Path | None) -> None:
@@ -44,4 +46,4 @@ def check_report_path(report: Path | None) -> None:
     report = Path(report)
     if report.is_dir():
         raise GpenError(f"--report {report}: is a folder; name a .json file")
-    check_writable_folder(report.parent, "--report")
+    check_writable_folder(report.parent, "--report", report)

@@ -172,3 +172,15 @@ def test_restore_progress_rows_say_faces_found_and_restored():
     assert row.completed == 2
     rows(PhotoProgress(source, "done", photos_done=1, faces_done=3))
     assert progress.tasks == [overall] and overall.completed == 1
+
+
+def test_a_run_that_wrote_nothing_does_not_point_at_an_output(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
+    """A photo that failed has no output: the end line says so instead of naming a file."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = invoke_as_typed(monkeypatch, "restore", str(bad), *aligned(tiny_checkpoint))
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == "outputs: none written"
+    assert not list(tmp_path.glob("bad_gpen*"))

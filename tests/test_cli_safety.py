@@ -110,10 +110,11 @@ def test_report_under_a_file_is_refused_before_any_work(tmp_path, monkeypatch, c
     blocker = tmp_path / "notes.txt"
     blocker.write_text("a file, not a folder")
     target = photo if command == "restore" else source
-    result = invoke(command, target, "-o", tmp_path / "out", "--report", blocker / "r.json")
+    report = blocker / "r.json"
+    result = invoke(command, target, "-o", tmp_path / "out", "--report", report)
     assert result.exit_code == 2, result.output
     assert error_lines(result.output) == [
-        f"error: --report {blocker}: cannot be created: {blocker} is a file, not a folder"
+        f"error: --report {report}: cannot be created: {blocker} is a file, not a folder"
     ]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "notes.txt"]
 

@@ -181,6 +181,8 @@ def conclude(
         say("[bold red]error:[/]", report_error)
     if not quiet or outcome.interrupted:
         written = report if report is not None and not report_error else None
+        if outcome.entries and all(entry.status == "failed" for entry in outcome.entries):
+            outputs = "none written"  # every input failed: no path to look for
         print_end(outputs, written, outcome.interrupted, overwrite)
     if outcome.interrupted:
         return typer.Exit(EXIT_INTERRUPTED)
