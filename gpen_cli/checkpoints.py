@@ -8,7 +8,10 @@ everywhere, and a wrong file is named with what does not fit.
 from __future__ import annotations
 
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +28,8 @@ _SIZE_SLACK = 1.05
 _SIZE_SLACK_BYTES = 1 << 20
 # torch's weights-only unpickler names the global a file asked for in a few wordings.
 _GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")
+# Modules whose functions a genuine checkpoint's pickle calls (tensor rebuilding, ordered dicts).
+_CHECKPOINT_MODULES = ("torch", "collections")
 
 StateDict = dict[str, torch.Tensor]
 
@@ -46,17 +51,22 @@ def read_checkpoint(path: Path) -> object:
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A pickle newer than torch's own protocol 2 is read all the same, or refused below.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # The weights-only unpickler stops at the first function or class outside its
         # allow-list, which a full unpickler would import and call: code the file runs.
+        # It names it, unless it stopped before (on an opcode newer than it reads).
         named = _GLOBAL_NAME.search(str(exc))
-        if named is None:
+        call = named.group(1) if named else _call_outside_torch(path)
+        if call is None:
             raise CheckpointError(
                 f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
             ) from None
         raise CheckpointError(
-            f"{path}: refused: the file tried to run code ({named.group(1)}) when loaded; "
+            f"{path}: refused: the file tried to run code ({call}) when loaded; "
             "nothing was run (checkpoints may only hold tensors)"
         ) from None
     except OSError as exc:
@@ -65,6 +75,37 @@ def read_checkpoint(path: Path) -> object:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
         ) from None
+
+
+def _call_outside_torch(path: Path) -> str | None:
+    """The first function or class the file's pickle would import from outside torch and
+    `collections`, read from its opcodes (nothing is unpickled); None when there is none or
+    the file is no pickle. The pickle is the file itself, or `data.pkl` in torch's zip."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+                return None if name is None else _first_foreign_global(archive.read(name))
+        with path.open("rb") as stream:
+            return _first_foreign_global(stream)
+    except Exception:  # not a pickle after all: the caller says "corrupt"
+        return None
+
+
+def _first_foreign_global(pickled: object) -> str | None:
+    strings: list[str] = []
+    for opcode, argument, _ in pickletools.genops(pickled):
+        if opcode.name in ("GLOBAL", "INST"):
+            call = str(argument).replace(" ", ".")
+        elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+            call = f"{strings[-2]}.{strings[-1]}"
+        else:
+            if isinstance(argument, str):
+                strings.append(argument)
+            continue
+        if call.split(".")[0] not in _CHECKPOINT_MODULES:
+            return call
+    return None
 
 
 def _read_safetensors(path: Path) -> object:

@@ -160,6 +160,21 @@ def test_checkpoint_calling_a_shell_is_refused_naming_the_call(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_plain_pickle_calling_a_shell_is_refused_naming_the_call(tmp_path, protocol, recwarn):
+    """Not torch's format: a bare pickle of any protocol (torch's reader stops at protocol
+    4's first opcode, before the call, so the call is read from the opcodes)."""
+    marker = tmp_path / "shell-was-run"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"x": _RunsShellCommand(f"touch '{marker}'")}, protocol))
+    with pytest.raises(
+        CheckpointError, match=r"evil\.pth: refused: the file tried to run code \(\w+\.system\)"
+    ):
+        load_gpen(path)
+    assert not marker.exists()
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
 def test_any_power_of_two_and_width():
     for size, multiplier, narrow in [(64, 1, 0.125), (128, 2, 0.25)]:
         model = build_gpen(size, multiplier, narrow).eval()
