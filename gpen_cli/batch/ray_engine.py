@@ -225,6 +225,9 @@ def build_dataset(
             size=ray_options.model_actors,
             max_tasks_in_flight_per_actor=CALLS_PER_ACTOR,
             max_concurrent_calls_per_actor=CALLS_PER_ACTOR,
+            # Else Ray Data runs one call at a time per actor, whatever the two above say,
+            # and the actor's engine sees only that call's photos: nothing to overlap.
+            enable_true_multi_threading=True,
         ),
         num_cpus=ACTOR_CPUS,
         num_gpus=ray_options.gpus_per_actor or None,
