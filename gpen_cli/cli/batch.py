@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 SCAN = "Folder scan"
 RAY = "Ray engine"
 ENGINES = ("thread", "ray")
+# What the first Ctrl-C does, by engine.
+STOPPING = {"thread": "finishing the photos in flight", "ray": "cancelling the Ray job"}
 
 
 def _count_in_background(
@@ -279,13 +281,9 @@ def batch(
         workers=workers or default_workers(),
     )
     # Everything that can be missing (weights, device) is found before any file is touched.
-    status = "Loading models…" if engine == "thread" else "Checking the weights…"
-    with console.status(status, spinner="dots") if not quiet else nullcontext():
-        job = prepare_job(
-            engine, config, layout, options, (address, workers, model_actors, gpus_per_worker)
-        )
-    stopping = "finishing the photos in flight" if engine == "thread" else "cancelling the Ray job"
-    outcome = _run_with_progress(job, stopping, layout, options, quiet)
+    ray_args = (address, workers, model_actors, gpus_per_worker)
+    job = prepare_job(engine, config, layout, options, ray_args, quiet)
+    outcome = _run_with_progress(job, STOPPING[engine], layout, options, quiet)
     raise conclude_batch(outcome, config, input_dir, output, report, quiet, overwrite)
 
 
@@ -295,6 +293,7 @@ def prepare_job(
     layout: BatchLayout,
     options: BatchOptions,
     ray_args: tuple,
+    quiet: bool,
 ) -> Callable[[threading.Event, OnProgress], BatchOutcome]:
     """The job on the chosen engine, as `job(stop, on_progress)`, once what it needs is here.
 
@@ -306,15 +305,17 @@ def prepare_job(
     from gpen_cli import restorer as pipeline
     from gpen_cli.batch import restore_folder
 
-    if engine == "thread":
-        restorer = pipeline.FaceRestorer(config=config)
-        return lambda stop, on_progress: restore_folder(
-            restorer, layout, options, stop=stop, on_progress=on_progress
-        )
-    ray = _ray_options(*ray_args)
-    pipeline.fetch_weights(config)
-    if ray.address is None:
-        pipeline.torch_device(config)
+    status = "Loading models…" if engine == "thread" else "Checking the weights…"
+    with console.status(status, spinner="dots") if not quiet else nullcontext():
+        if engine == "thread":
+            restorer = pipeline.FaceRestorer(config=config)
+            return lambda stop, on_progress: restore_folder(
+                restorer, layout, options, stop=stop, on_progress=on_progress
+            )
+        ray = _ray_options(*ray_args)
+        pipeline.fetch_weights(config)
+        if ray.address is None:
+            pipeline.torch_device(config)
     return lambda stop, on_progress: run_on_ray(config, layout, options, ray, stop, on_progress)
 
 
