@@ -184,3 +184,20 @@ def test_a_run_that_wrote_nothing_does_not_point_at_an_output(
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[-1] == "outputs: none written"
     assert not list(tmp_path.glob("bad_gpen*"))
+
+
+def test_a_path_too_long_for_the_table_is_printed_whole_on_one_line(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
+    """At 80 columns a table would fold the output's path inside its cell: a line per photo
+    is printed instead, the path whole (the terminal wraps it, and copies it whole)."""
+    photo = write_photos(tmp_path / "in", 1)[0]
+    folder = tmp_path / "a-folder-name-long-enough-that-the-table-of-results-cannot-fit"
+    result = invoke_as_typed(monkeypatch, "restore", str(photo), "-o", f"{folder}/",
+                             *aligned(tiny_checkpoint))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = folder / photo.name
+    assert written.is_file()
+    assert any(line.startswith("ok ") and line.endswith(f"-> {written}")
+               for line in result.output.splitlines()), result.output  # fmt: skip
+    assert "1 ok, 0 no face, 0 skipped, 0 failed" in result.output

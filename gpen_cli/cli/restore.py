@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -149,24 +150,43 @@ def describe_outputs(output: Path | None, outputs: list[Path]) -> str:
     return "beside each input, as NAME_gpen.EXT" if outputs else "none (nothing to restore)"
 
 
+def _faces(count: int) -> str:
+    return f"{count} face" + ("" if count == 1 else "s")
+
+
+_COLOURS = {"ok": "green", "no_face": "yellow", "skipped": "cyan", "failed": "red"}
+
+
 def print_results(entries: list[ReportEntry], seconds: float) -> None:
+    """A table of the photos when it fits the terminal unbroken, else a line per photo: a
+    path is never folded inside a cell (the terminal wraps a long line, and copies it whole)."""
     table = Table(title="gpen restore", show_edge=False)
-    for column in ("input", "status", "faces", "seconds", "output / error"):
-        table.add_column(column, overflow="fold")
-    colours = {"ok": "green", "no_face": "yellow", "skipped": "cyan", "failed": "red"}
+    for column in ("input", "status", "faces", "seconds"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("output / error", overflow="fold")
     for e in entries:
         table.add_row(
             Text(Path(e.input).name),
-            f"[{colours[e.status]}]{e.status}[/]",
+            Text(e.status, style=_COLOURS[e.status]),
             str(e.faces.count),
             f"{e.seconds:.2f}",
             Text(e.error or e.output or ""),
         )
-    console.print(table)
+    unbounded = console.options.update(max_width=1 << 16)
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        console.print(table)
+    else:
+        for e in entries:
+            line = Text.assemble(
+                (f"{e.status:<8}", _COLOURS[e.status]),
+                f"{Path(e.input).name}  {_faces(e.faces.count)}  {e.seconds:.2f} s  ",
+                f"-> {e.error or e.output or ''}",
+            )
+            console.print(line, soft_wrap=True, highlight=False)
     counts = summarize(entries)
     console.print(
         f"{counts['ok']} ok, {counts['no_face']} no face, {counts['skipped']} skipped, "
-        f"{counts['failed']} failed; {counts['faces']} faces in {seconds:.1f} s"
+        f"{counts['failed']} failed; {_faces(counts['faces'])} in {seconds:.1f} s"
     )
 
 
