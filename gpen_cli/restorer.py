@@ -139,22 +139,37 @@ def load_detector(config: RestoreConfig, device: Any) -> Detector:
     )
 
 
+def networks(config: RestoreConfig) -> dict[str, str]:
+    """The registry name or file of every network `config` runs, by kind: decided here once,
+    for the loaders below and for `fetch_weights`."""
+    named = {"gpen": config.model, "detector": config.detector.value}
+    if config.mask is MaskKind.PARSING:
+        named["parsing"] = "parsenet"
+    if config.landmarks is not LandmarkSource.DETECTOR:
+        named["landmarks"] = "fan-2d"
+    if config.upsampler not in (None, "lanczos"):
+        named["upsampler"] = config.upsampler
+    return named
+
+
 def load_masker(config: RestoreConfig, device: Any) -> Masker:
     """The official parsing mask (ParseNet), or the official feathered square."""
     from gpen_cli.weights import load_model
 
-    if config.mask is MaskKind.RECT:
+    name = networks(config).get("parsing")
+    if name is None:
         return RectMasker()
-    return load_model("parsenet", "parsing", config.weights_dir, device=device, half=config.half)
+    return load_model(name, "parsing", config.weights_dir, device=device, half=config.half)
 
 
 def load_refiner(config: RestoreConfig, device: Any) -> FanLandmarks | None:
     """face-alignment's 68-point model for `landmarks=fan`; None keeps the detector's."""
     from gpen_cli.weights import load_model
 
-    if config.landmarks is LandmarkSource.DETECTOR:
+    name = networks(config).get("landmarks")
+    if name is None:
         return None
-    return load_model("fan-2d", "landmarks", config.weights_dir, device=str(device))
+    return load_model(name, "landmarks", config.weights_dir, device=str(device))
 
 
 def fetch_weights(config: RestoreConfig) -> None:
@@ -167,19 +182,15 @@ def fetch_weights(config: RestoreConfig) -> None:
     """
     from gpen_cli.weights import check_gpen_structure, ensure_weight, get_spec
 
-    named = [(config.detector.value, "detector")]
-    if config.mask is MaskKind.PARSING:
-        named.append(("parsenet", "parsing"))
-    if config.landmarks is not LandmarkSource.DETECTOR:
-        named.append(("fan-2d", "landmarks"))
-    if config.upsampler not in (None, "lanczos") and not Path(config.upsampler).is_file():
-        named.append((config.upsampler, "upsampler"))
-    for name, kind in named:
-        ensure_weight(get_spec(name, kind).name, config.weights_dir)
-    if Path(config.model).is_file():
-        generator, spec = Path(config.model), None
+    named = networks(config)
+    model = named.pop("gpen")
+    for kind, name in named.items():
+        if not Path(name).is_file():
+            ensure_weight(get_spec(name, kind).name, config.weights_dir)
+    if Path(model).is_file():
+        generator, spec = Path(model), None
     else:
-        spec = get_spec(config.model, "gpen")
+        spec = get_spec(model, "gpen")
         generator = ensure_weight(spec.name, config.weights_dir)
     problem = check_gpen_structure(generator, spec)
     if problem:

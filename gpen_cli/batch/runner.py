@@ -394,11 +394,12 @@ class _Engine:
         pool.submit(job, *args).add_done_callback(self._check)
 
     def _check(self, future: Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._failed(future.exception())
+
+    def _failed(self, failure: BaseException) -> None:
         """A job that raised is a bug in the machinery, not a bad photo: abort the run."""
-        if future.cancelled():
-            return
-        failure = future.exception()
-        if failure is not None and not isinstance(failure, _Aborted):
+        if not isinstance(failure, _Aborted):
             logger.debug("batch engine job failed", exc_info=failure)
             self.shared.abort(failure)
 
@@ -421,11 +422,8 @@ class _Engine:
     def _forward_loop(self) -> None:
         try:
             self._forward()
-        except _Aborted:
-            pass
-        except BaseException as exc:  # a bug in the machinery: abort the run
-            logger.debug("batch engine forward loop failed", exc_info=exc)
-            self.shared.abort(exc)
+        except BaseException as exc:
+            self._failed(exc)
 
     def _forward(self) -> None:
         """Pack the faces of the photos as they come into batches of the generator's size;
