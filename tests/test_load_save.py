@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import time
@@ -262,7 +263,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
 BAD_INPUTS = {
     "empty": (b"", "empty file"),
     "text": (b"this is a shopping list, not a photo\n" * 10, "not an image or corrupt"),
-    "truncated": (_png_bytes(_random((64, 64, 3)))[:100], "not an image or corrupt"),
+    "truncated": (_png_bytes(_random((64, 64, 3)))[:100], "truncated file?"),
     "one_pixel": (_png_bytes(np.zeros((1, 1, 3), np.uint8)), "1×1 px is too small to hold a face"),
     "huge_header": (_png_with_header(100_000, 100_000), "refusing to decode"),
     "header_only": (_png_with_header(100_000, 100_000)[:33], "refusing to decode"),
@@ -600,3 +601,45 @@ def test_stale_partials_of_a_target_are_removed_and_nothing_else(tmp_path):
         path.write_bytes(b"x")
     assert sorted(atomic.remove_partials_of(target)) == sorted(mine)
     assert sorted(tmp_path.iterdir()) == sorted(others)
+
+
+def _jpeg_with_thumbnail(image: np.ndarray, **save_options) -> bytes:
+    """A JPEG whose EXIF block holds a complete thumbnail JPEG (its own end marker)."""
+    from PIL import Image as PILImage
+
+    thumbnail = io.BytesIO()
+    PILImage.fromarray(image[::4, ::4, ::-1]).save(thumbnail, "JPEG")
+    exif = PILImage.Exif()
+    exif[0x0112] = 1
+    buffer = io.BytesIO()
+    PILImage.fromarray(image[:, :, ::-1]).save(
+        buffer, "JPEG", exif=exif.tobytes() + thumbnail.getvalue(), **save_options
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_cut_short_fails_without_a_decoder_message(tmp_path, capfd, progressive):
+    image = _random((240, 320, 3))
+    whole = _jpeg_with_thumbnail(image, progressive=progressive, quality=90)
+    assert whole.count(b"\xff\xd9") >= 2  # the thumbnail's end marker comes first
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(InputError) as caught:
+        load_image(path)
+    assert str(caught.value) == (
+        f"{path}: the JPEG data ends before its end-of-image marker (truncated file?); not restored"
+    )
+    assert "JPEG" not in capfd.readouterr().err  # libjpeg's "Premature end" never printed
+    complete = tmp_path / "whole.jpg"
+    complete.write_bytes(whole + b"trailing bytes after the end are harmless")
+    assert load_image(complete).pixels.shape == (240, 320, 3)
+
+
+def test_png_cut_short_fails_without_a_decoder_message(tmp_path, capfd):
+    data = _png_bytes(_random((64, 64, 3)))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) - 12])  # everything but the IEND chunk
+    with pytest.raises(InputError, match="ends before its IEND chunk"):
+        load_image(path)
+    assert "libpng" not in capfd.readouterr().err

@@ -36,6 +36,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from gpen_cli.defaults import DEFAULT_MAX_PIXELS
 from gpen_cli.errors import InputError
+from gpen_cli.stages.integrity import data_ends_early
 from gpen_cli.stages.resize import resize_to
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
             if size is not None:
                 _check_size(path, *size, min_size, max_pixels)
             orientation, was_gray, detected_format = 1, False, ""
+        missing = data_ends_early(stream)
+        if missing is not None:
+            raise InputError(f"{path}: {missing}; not restored")
         array = _decode_with_opencv(stream, path)
         if array is None and header is not None:
             stream.seek(0)
@@ -168,8 +172,9 @@ def _read_header(stream: BinaryIO, path: Path) -> Image.Image | None:
     """Pillow's lazy open: size, mode and metadata without decoding pixels. None if unknown."""
     try:
         with warnings.catch_warnings():
-            # Large-but-allowed images: our own limit decides, without Pillow's warning on stderr.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Large-but-allowed images: our own limit decides, without Pillow's warning on
+            # stderr; damaged metadata is Pillow's warning too, and the decoding says enough.
+            warnings.simplefilter("ignore")
             return Image.open(stream)
     except Image.DecompressionBombError:
         raise InputError(
@@ -277,7 +282,8 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray | None:
     """Pixels in OpenCV's layout (grey, grey+alpha, BGR or BGRA), or None when corrupt."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns on stderr of damaged metadata; the error or the result says enough.
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
             image.load()
         if image.mode == "1":
