@@ -3,6 +3,7 @@ face crops and a side-by-side comparison."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,28 +19,32 @@ COMPARE_MAX_HEIGHT = 1600
 
 
 # Extras go to sub-folders of the output's folder, so a rerun over `*.jpg` never takes them
-# for photos, and the results stay together.
+# for photos, and the results stay together. They are named after the output's whole file
+# name, extension included: `p.jpg` and `p.png` in one folder get extras of their own.
 COMPARE_FOLDER = "gpen-compare"
 FACES_FOLDER = "gpen-faces"
 
 
 def compare_path(output: Path) -> Path:
-    return output.parent / COMPARE_FOLDER / f"{output.stem}.jpg"
+    return output.parent / COMPARE_FOLDER / f"{output.name}.jpg"
 
 
 def faces_dir(output: Path) -> Path:
-    return output.parent / FACES_FOLDER / output.stem
+    return output.parent / FACES_FOLDER / output.name
 
 
 def remove_stale_partials(output: Path) -> None:
-    """Delete the temporary files a killed run left for `output` and its extras."""
+    """Delete the temporary files a killed run left for `output` and its extras; a folder
+    that is a symbolic link is not entered (it may lead into the inputs)."""
     remove_partials_of(output)
-    remove_partials_of(compare_path(output))
+    if not os.path.islink(output.parent / COMPARE_FOLDER):
+        remove_partials_of(compare_path(output))
     folder = faces_dir(output)
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if is_partial_file(path):
-                path.unlink(missing_ok=True)
+    if os.path.islink(folder.parent) or os.path.islink(folder) or not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if is_partial_file(path):
+            path.unlink(missing_ok=True)
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -68,13 +73,15 @@ def write_outputs(
     *,
     overwrite: bool,
     protected: Iterable[Path],
+    root: Path | None = None,
     save_faces: bool = False,
     compare: bool = False,
     aligned: bool = False,
 ) -> list[Path]:
     """Write the restored image (and extras); returns the paths written, main output first.
 
-    The main output is written last: once it exists, everything for this input is on disk,
+    Every file lands below `root` (the output folder the user named) through no symbolic
+    link. The main output is written last: once it exists, everything for this input is on disk,
     which is what `gpen batch` reads as "already done" when a stopped run is started again.
     """
     protected = list(protected)
@@ -89,6 +96,7 @@ def write_outputs(
                 side_by_side(before, final),
                 overwrite=True,
                 protected=protected,
+                root=root,
             )
         )
     if save_faces:
@@ -98,11 +106,15 @@ def write_outputs(
         ):
             for kind, image in (("input", crop), ("restored", restored)):
                 path = folder / f"face{index:02d}_{kind}.png"
-                written.append(save_image(path, image, overwrite=True, protected=protected))
+                written.append(
+                    save_image(path, image, overwrite=True, protected=protected, root=root)
+                )
     if passed_through(loaded, result, output, aligned):
-        main = copy_file(loaded.path, output, overwrite=overwrite, protected=protected)
+        main = copy_file(
+            loaded.path, output, overwrite=overwrite, protected=protected, root=root
+        )
     else:
-        main = save_image(output, final, overwrite=overwrite, protected=protected)
+        main = save_image(output, final, overwrite=overwrite, protected=protected, root=root)
     return [main, *written]
 
 

@@ -8,10 +8,15 @@ errors stop the command before it writes anything.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from gpen_cli.errors import GpenError
+
+_REPORT_HEAD = re.compile(r'\{\s*"schema_version": \d+,\s*"summary": \{')
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -39,11 +44,60 @@ def check_writable_folder(folder: Path, option: str, given: Path | None = None) 
         raise GpenError(f"{named}: cannot write there ({exc.strerror or exc})") from None
 
 
-def check_report_path(report: Path | None) -> None:
-    """The --report file can be written: not a folder, in a folder that can hold it."""
+def check_report_path(
+    report: Path | None,
+    command: str,
+    *,
+    inputs: Iterable[Path] = (),
+    overwrite: bool = False,
+) -> None:
+    """The --report file can be written without costing the user a file.
+
+    The report is an output like any other: a `.json` name (so it can never be a photo the
+    run reads or writes), never one of `inputs`, never a link, device, FIFO or folder, and
+    an existing file only with `overwrite` or when it is a report this `command` wrote (a
+    resumed run rewrites its own report). Its folder must be writable.
+    """
     if report is None:
         return
     report = Path(report)
+    named = f"--report {report}"
     if report.is_dir():
-        raise GpenError(f"--report {report}: is a folder; name a .json file")
+        raise GpenError(f"{named}: is a folder; name a .json file")
+    if report.suffix.lower() != ".json":
+        raise GpenError(f"{named}: the report is JSON; name a .json file")
+    if os.path.lexists(report):
+        _check_existing_report(report, named, command, inputs, overwrite)
     check_writable_folder(report.parent, "--report", report)
+
+
+def _check_existing_report(
+    report: Path, named: str, command: str, inputs: Iterable[Path], overwrite: bool
+) -> None:
+    if report.is_symlink():
+        raise GpenError(f"{named}: is a symbolic link; name the file itself")
+    try:
+        status = report.stat()
+    except OSError as exc:
+        raise GpenError(f"{named}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise GpenError(f"{named}: is not a regular file (a device, FIFO or socket); never replaced")
+    for source in inputs:
+        if Path(source).exists() and os.path.samefile(source, report):
+            raise GpenError(f"{named}: is the input {source}; inputs are never replaced")
+    if not overwrite and not is_report_of(report, command):
+        raise GpenError(
+            f"{named}: exists and is not a report of gpen {command}; name another file, or "
+            "pass --overwrite to replace it"
+        )
+
+
+def is_report_of(path: Path, command: str) -> bool:
+    """Whether `path` starts as the JSON report `gpen <command>` writes (its first 4 KB,
+    where the schema version and the command come first, are enough to tell)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(_REPORT_HEAD.match(head)) and f'"command": "{command}"' in head

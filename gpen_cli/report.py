@@ -19,6 +19,7 @@ The JSON report (`--report FILE.json`) is an object:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -86,6 +87,8 @@ def write_report(path: Path, entries: list[ReportEntry], extra: dict | None = No
         "results": [asdict(e) for e in entries],
     }
     path = Path(path)
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+        raise OutputError(f"cannot write report {path}: not a regular file; it is never replaced")
     data = json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

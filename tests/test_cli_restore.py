@@ -81,8 +81,8 @@ def test_restores_a_photo_with_report_compare_and_faces(
     original = cv2.imread(str(portrait))
     assert restored.shape == original.shape
     assert np.abs(restored.astype(int) - original).mean() > 0.5  # the face was replaced
-    assert (out / "gpen-compare" / "portrait.jpg").is_file()
-    assert sorted(p.name for p in (out / "gpen-faces" / "portrait").iterdir()) == [
+    assert (out / "gpen-compare" / "portrait.jpg.jpg").is_file()
+    assert sorted(p.name for p in (out / "gpen-faces" / "portrait.jpg").iterdir()) == [
         "face00_input.png",
         "face00_restored.png",
     ]

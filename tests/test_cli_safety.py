@@ -163,14 +163,17 @@ def test_restore_removes_what_a_killed_run_left(tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     out.mkdir()
     (out / "gpen-compare").mkdir()
-    leftovers = [out / ".a.png.0123abcd.partial", out / "gpen-compare" / ".a.jpg.89abcdef.partial"]
+    leftovers = [
+        out / ".a.png.0123abcd.partial",
+        out / "gpen-compare" / ".a.png.jpg.89abcdef.partial",
+    ]
     unrelated = out / ".b.png.0123abcd.partial"  # not this run's output: left alone
     for path in [*leftovers, unrelated]:
         path.write_bytes(b"half a file")
     result = invoke("restore", photo, "-o", out, *aligned(tiny_checkpoint), "--compare")
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in out.iterdir()) == [unrelated.name, "a.png", "gpen-compare"]
-    assert [path.name for path in (out / "gpen-compare").iterdir()] == ["a.jpg"]
+    assert [path.name for path in (out / "gpen-compare").iterdir()] == ["a.png.jpg"]
 
 
 # --------------------------------------------------------------------------- two batch runs
@@ -263,6 +266,7 @@ def test_frames_left_out_are_said_in_the_report(tmp_path, tiny_checkpoint, name,
     still = tmp_path / "still" / name
     still.parent.mkdir()
     first.save(still)
+    report = tmp_path / "restore-report.json"  # a batch's report is not restore's to replace
     result = invoke("restore", still, "-o", tmp_path / "out2", *aligned(tiny_checkpoint),
                     "--report", report)  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gpen_cli.batch.layout import READABLE_EXTENSIONS, BatchLayout
+from gpen_cli.confine import check_inside
+from gpen_cli.errors import OutputError
 from gpen_cli.report import ReportEntry
 
 ALREADY_DONE = "already done"  # the `error` text of a skip with reason "already_done"
@@ -22,10 +24,16 @@ ALREADY_DONE = "already done"  # the `error` text of a skip with reason "already
 
 @dataclass(frozen=True)
 class Task:
-    """One photo to restore."""
+    """One photo to restore, and the folder the user named for its outputs (by default the
+    output's own folder): everything written for it stays below that folder."""
 
     source: Path
     output: Path
+    root: Path | None = None
+
+    @property
+    def output_root(self) -> Path:
+        return self.root if self.root is not None else self.output.parent
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,11 @@ def plan_items(
             yield ReportEntry(input=str(source), output=None, status="failed", error=error)
             continue
         claimed[output] = source
+        try:  # a link in the output tree would make "exists" speak of another file
+            check_inside(output, layout.output_dir)
+        except OutputError as exc:
+            yield ReportEntry(input=str(source), output=None, status="failed", error=str(exc))
+            continue
         if output.exists() and not overwrite:
             yield ReportEntry(
                 input=str(source),
@@ -131,7 +144,7 @@ def plan_items(
                 reason="already_done",
             )
             continue
-        yield Task(source, output)
+        yield Task(source, output, layout.output_dir)
 
 
 def count_items(layout: BatchLayout, *, recursive: bool = True, pattern: str | None = None) -> int:

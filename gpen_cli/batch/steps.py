@@ -78,6 +78,7 @@ def finish(
             task.output,
             overwrite=options.overwrite,
             protected=[task.source, *options.protected],
+            root=task.output_root,
             save_faces=options.save_faces,
             compare=options.compare,
             aligned=options.aligned,

@@ -209,14 +209,16 @@ def check_engine(engine: str, address: str | None, gpus: float, actors: int) -> 
         raise GpenError("--address, --gpus-per-worker and --model-actors need --engine ray")
 
 
-def plan_folders(input_dir: Path, output: Path, report: Path | None, quiet: bool) -> BatchLayout:
+def plan_folders(
+    input_dir: Path, output: Path, report: Path | None, quiet: bool, overwrite: bool
+) -> BatchLayout:
     """Which folders are read and written; refused before any model loads when unusable."""
     from gpen_cli.batch import plan_layout
     from gpen_cli.preflight import check_report_path, check_writable_folder
 
     layout = plan_layout(input_dir, output, report)
     check_writable_folder(output, "-o")
-    check_report_path(report)
+    check_report_path(report, "batch", overwrite=overwrite)
     if layout.excluded and not quiet:
         say(
             "note:", f"the output folder {output} is inside {input_dir}: it is left out of the scan"
@@ -269,7 +271,7 @@ def batch(
     setup_logging(quiet)
     check_engine(engine, address, gpus_per_worker, model_actors)
     opt.check_ext(ext)
-    layout = plan_folders(input_dir, output, report, quiet)
+    layout = plan_folders(input_dir, output, report, quiet, overwrite)
     options = BatchOptions(
         ext=ext,
         recursive=recursive,

@@ -104,10 +104,17 @@ def planned_items(
     for each one skipped (its output exists and --overwrite is off, or it is an earlier
     output). What a killed run left for an output is removed first, as `gpen batch` does."""
     from gpen_cli.batch.scan import Task
+    from gpen_cli.confine import check_inside
+    from gpen_cli.errors import OutputError
     from gpen_cli.outputs import remove_stale_partials
 
     items: list[Task | ReportEntry] = []
     for source, target in zip(inputs, outputs, strict=True):
+        try:  # a link at the output's name would make "exists" speak of another file
+            check_inside(target, target.parent)
+        except OutputError as exc:
+            items.append(ReportEntry(str(source), None, "failed", error=str(exc)))
+            continue
         remove_stale_partials(target)
         if target.exists() and not overwrite:
             message = f"{target} exists; pass --overwrite to replace it"
@@ -202,19 +209,20 @@ RestoreOutputOption = Annotated[
 
 
 def plan_run(
-    inputs: list[Path], output: Path | None, ext: str, report: Path | None
+    inputs: list[Path], output: Path | None, ext: str, report: Path | None, overwrite: bool
 ) -> tuple[list[Path], list[Path], dict[Path, Path]]:
     """The inputs to restore, their outputs, and the inputs left out as earlier outputs;
     every folder written to is checked before any model loads."""
     from gpen_cli.preflight import check_report_path, check_writable_folder
 
     # A rerun over the same files must not restore its own earlier outputs.
+    given = list(inputs)
     made_before = earlier_outputs(inputs, output, ext)
     inputs = [source for source in inputs if source not in made_before]
     outputs = plan_outputs(inputs, output, ext)
     for folder in dict.fromkeys(path.parent for path in outputs):
         check_writable_folder(folder, "-o" if output is not None else "output folder")
-    check_report_path(report)
+    check_report_path(report, "restore", inputs=given, overwrite=overwrite)
     return inputs, outputs, made_before
 
 
@@ -252,7 +260,7 @@ def restore(
 
     setup_logging(quiet)
     opt.check_ext(ext)
-    inputs, outputs, made_before = plan_run(inputs, output, ext, report)
+    inputs, outputs, made_before = plan_run(inputs, output, ext, report, overwrite)
     progress = photo_progress(quiet)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = pipeline.FaceRestorer(config=config, on_tile=TileProgress(progress))

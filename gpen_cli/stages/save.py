@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from gpen_cli.atomic import write_atomically
+from gpen_cli.confine import check_inside
 from gpen_cli.errors import OutputError
 from gpen_cli.stages.load import to_uint8
 
@@ -71,15 +72,17 @@ def save_image(
     *,
     overwrite: bool = False,
     protected: Iterable[Path] = (),
+    root: Path | None = None,
     jpeg_quality: int = 95,
 ) -> Path:
     """Write `image` (uint8/uint16, grey, BGR or BGRA) to `path` atomically and return `path`.
 
     `jpeg_quality` also sets WebP quality. Raises OutputError when `path` is one of the
-    `protected` inputs, exists without `overwrite`, or cannot be encoded or written.
+    `protected` inputs, exists without `overwrite`, reaches through a symbolic link below
+    the output folder `root`, or cannot be encoded or written.
     """
     path = Path(path)
-    _refuse_unsafe_target(path, overwrite, protected)
+    _refuse_unsafe_target(path, overwrite, protected, root)
     extension = path.suffix.lower()
     if extension not in WRITABLE_EXTENSIONS:
         raise OutputError(
@@ -97,11 +100,16 @@ def save_image(
 
 
 def copy_file(
-    source: Path, path: Path, *, overwrite: bool = False, protected: Iterable[Path] = ()
+    source: Path,
+    path: Path,
+    *,
+    overwrite: bool = False,
+    protected: Iterable[Path] = (),
+    root: Path | None = None,
 ) -> Path:
     """Copy `source` to `path` byte for byte, atomically and under the same refusals."""
     path = Path(path)
-    _refuse_unsafe_target(path, overwrite, protected)
+    _refuse_unsafe_target(path, overwrite, protected, root)
     try:
         data = Path(source).read_bytes()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +119,11 @@ def copy_file(
     return path
 
 
-def _refuse_unsafe_target(path: Path, overwrite: bool, protected: Iterable[Path]) -> None:
+def _refuse_unsafe_target(
+    path: Path, overwrite: bool, protected: Iterable[Path], root: Path | None
+) -> None:
+    if root is not None:
+        check_inside(path, root)
     target = path.resolve()
     for source in protected:
         source = Path(source)
