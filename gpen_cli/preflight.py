@@ -81,7 +81,9 @@ def _check_existing_report(
     except OSError as exc:
         raise GpenError(f"{named}: cannot be read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(status.st_mode):
-        raise GpenError(f"{named}: is not a regular file (a device, FIFO or socket); never replaced")
+        raise GpenError(
+            f"{named}: is not a regular file (a device, FIFO or socket); never replaced"
+        )
     for source in inputs:
         if Path(source).exists() and os.path.samefile(source, report):
             raise GpenError(f"{named}: is the input {source}; inputs are never replaced")

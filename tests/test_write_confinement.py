@@ -135,7 +135,7 @@ def test_report_written_by_the_library_never_replaces_a_fifo(tmp_path):
     assert fifo.is_fifo()
 
 
-# --------------------------------------------------------------------------- links in the output tree
+# ------------------------------------------------------------------ links in the output tree
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
