@@ -110,9 +110,7 @@ def write_outputs(
                     save_image(path, image, overwrite=True, protected=protected, root=root)
                 )
     if passed_through(loaded, result, output, aligned):
-        main = copy_file(
-            loaded.path, output, overwrite=overwrite, protected=protected, root=root
-        )
+        main = copy_file(loaded.path, output, overwrite=overwrite, protected=protected, root=root)
     else:
         main = save_image(output, final, overwrite=overwrite, protected=protected, root=root)
     return [main, *written]
