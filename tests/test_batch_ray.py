@@ -157,6 +157,8 @@ def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings)
     finals = [p for p in out.rglob("*") if p.is_file() and not is_partial_file(p)]
     assert finals and all(cv2.imread(str(p)) is not None for p in finals if p.suffix == ".jpg")
     assert all(Path(r["output"]).is_file() for r in first["results"] if r["status"] == "ok")
+    reported = {r["output"] for r in first["results"] if r["output"]}
+    assert {str(p) for p in finals} <= reported  # every output on disk is in the report
     second = run_ray(settings, source, out)
     done = {e.output for e in second.entries if e.error == ALREADY_DONE}
     assert done >= {r["output"] for r in first["results"] if r["status"] == "ok"}
@@ -321,3 +323,34 @@ def test_a_cluster_wanting_a_token_says_how_to_present_it():
         "10.0.0.1:6379; the cluster wants its token: set RAY_AUTH_MODE=token"
     )
     assert "RAY_AUTH_MODE" not in str(start_error("a local Ray", RuntimeError("no room")))
+
+
+def test_outputs_written_as_the_job_stops_are_in_the_entries(tmp_path, monkeypatch):
+    """Ray cancels the calls in flight at a stop: an output an actor had already published
+    is reported, though its call's entry never came back."""
+    from gpen_cli.batch import ray_engine
+    from gpen_cli.report import ReportEntry
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(source / name), np.zeros((16, 16, 3), np.uint8))
+
+    def stopped_job(tasks, settings, options, ray_options, stop, record):
+        for task in tasks[:2]:  # two published, only the first one's entry delivered
+            task.output.parent.mkdir(parents=True, exist_ok=True)
+            task.output.write_bytes(task.source.read_bytes())
+        record(ReportEntry(str(tasks[0].source), str(tasks[0].output), "ok"))
+        stop.set()
+
+    monkeypatch.setattr(ray_engine, "run_job", stopped_job)
+    out = tmp_path / "out"
+    outcome = restore_folder_ray(None, plan_layout(source, out), BatchOptions(), RayOptions())
+    assert outcome.interrupted
+    by_input = {Path(e.input).name: e for e in outcome.entries}
+    assert sorted(by_input) == ["a.png", "b.png"]  # c.png was never written: left for a rerun
+    late = by_input["b.png"]
+    assert (late.status, late.output) == ("ok", str(out / "b.png"))
+    assert "written as the job stopped" in late.note
+    written = {str(p) for p in out.iterdir()}
+    assert written == {e.output for e in outcome.entries}

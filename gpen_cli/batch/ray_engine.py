@@ -26,6 +26,7 @@ import math
 import os
 import queue
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -258,6 +259,38 @@ def run_job(
             rows.close()  # ends the job, cancelling what is still in flight
 
 
+def written_unreported(
+    tasks: list[Task], entries: list[ReportEntry], since: float
+) -> list[ReportEntry]:
+    """Entries for the photos whose output this job wrote but whose entry never came back.
+
+    A stop ends the job with calls in flight: an actor may have published an output before
+    Ray cancelled the call that would have brought its entry. The output folder is locked
+    and an output is published whole, so an output of an unreported task that is newer than
+    the job's start is this job's finished work; the report says so rather than nothing.
+    """
+    reported = {entry.input for entry in entries}
+    found: list[ReportEntry] = []
+    for task in tasks:
+        if str(task.source) in reported:
+            continue
+        try:
+            written = task.output.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(written.st_mode) and written.st_mtime >= math.floor(since):
+            found.append(
+                ReportEntry(
+                    input=str(task.source),
+                    output=str(task.output),
+                    status="ok",
+                    note=f"{task.source}: written as the job stopped; its faces were not "
+                    "counted (their entry was lost with the stop)",
+                )
+            )
+    return found
+
+
 def restore_folder_ray(
     settings: RestoreConfig,
     layout: BatchLayout,
@@ -299,7 +332,10 @@ def restore_folder_ray(
             else:
                 record(item)
         if tasks and not stop.is_set():
+            job_started = time.time()
             run_job(tasks, settings, options, ray_options, stop, record)
+            for entry in written_unreported(tasks, entries, job_started):
+                record(entry)
     return BatchOutcome(
         entries=sorted(entries, key=lambda entry: entry.input),
         interrupted=stop.is_set(),
