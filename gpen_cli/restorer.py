@@ -205,6 +205,19 @@ def torch_device(config: RestoreConfig) -> Any:
         raise ConfigError("device", str(exc).strip().splitlines()[0]) from None
 
 
+def check_photo(image: Any) -> None:
+    """ValueError saying what is wrong unless `image` is an H×W×3 uint8/uint16 array; None is
+    what `cv2.imread` returns for a file it cannot read, so that is said first."""
+    if image is None:
+        raise ValueError("image is None (cv2.imread returns None for a missing or unreadable file)")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a NumPy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"image must be H×W×3 BGR uint8 or uint16, got shape {image.shape} {image.dtype}"
+        )
+
+
 def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
     """The face whose box centre is nearest the image centre."""
     if not faces:
@@ -275,6 +288,7 @@ class FaceRestorer:
 
     def prepare(self, image: np.ndarray) -> PreparedImage:
         """Detect, align and crop the faces of a BGR uint8/uint16 photo."""
+        check_photo(image)
         if self.aligned:
             return self._prepare_aligned(image)
         working, scale, canvas = image, 1.0, None

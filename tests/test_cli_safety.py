@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
+from gpen_cli.config import RestoreConfig
 from gpen_cli.restorer import FaceRestorer
 
 SIZE = 64
@@ -271,3 +272,60 @@ def test_frames_left_out_are_said_in_the_report(tmp_path, tiny_checkpoint, name,
                     "--report", report)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["results"][0]["note"] is None
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_a_missing_input_or_a_folder_is_a_usage_error_before_any_model_loads(
+    tmp_path, monkeypatch, kind
+):
+    photo = write_photo(tmp_path / "a.png")
+    named = tmp_path / ("typo.png" if kind == "missing" else "album")
+    if kind == "folder":
+        named.mkdir()
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("models were loaded for a command that cannot run")
+
+    monkeypatch.setattr(FaceRestorer, "__init__", must_not_load)
+    result = invoke("restore", photo, named, "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    expected = (
+        f"{named}: no such file"
+        if kind == "missing"
+        else f"{named}: is a folder; restore a folder with gpen batch {named} -o OUTPUT_DIR"
+    )
+    assert error_lines(result.output) == [f"error: {expected}"]
+    assert len(result.output.strip().splitlines()) == 1  # no table, said once
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (None, "image is None (cv2.imread returns None for a missing or unreadable file)"),
+        ("photo.jpg", "image must be a NumPy array, got str"),
+        (np.zeros((8, 8), np.float32), "image must be H×W×3 BGR uint8 or uint16"),
+    ],
+)
+def test_the_api_says_what_is_wrong_with_what_it_was_given(tiny_checkpoint, image, expected):
+    restorer = FaceRestorer(config=RestoreConfig(model=str(tiny_checkpoint), aligned=True,
+                                                 device="cpu"))  # fmt: skip
+    with pytest.raises(ValueError) as caught:
+        restorer.restore(image)
+    assert str(caught.value).startswith(expected)
+
+
+def test_a_usage_error_imports_no_torch(tmp_path):
+    """A typo answers at once: torch (a second or more to import) is not loaded for it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from gpen_cli.cli import app\n"
+        f"result = CliRunner().invoke(app, ['restore', {str(tmp_path / 'typo.jpg')!r}])\n"
+        "print(result.exit_code, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["2", "False"], done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import nullcontext
 from pathlib import Path
@@ -215,6 +216,13 @@ def plan_run(
     every folder written to is checked before any model loads."""
     from gpen_cli.preflight import check_report_path, check_writable_folder
 
+    for source in inputs:  # a typo is a usage error, said before any model loads
+        if not os.path.lexists(source):
+            raise GpenError(f"{source}: no such file")
+        if source.is_dir():
+            raise GpenError(
+                f"{source}: is a folder; restore a folder with gpen batch {source} -o OUTPUT_DIR"
+            )
     # A rerun over the same files must not restore its own earlier outputs.
     given = list(inputs)
     made_before = earlier_outputs(inputs, output, ext)
@@ -255,12 +263,12 @@ def restore(
     failed; 2 usage or set-up error (bad option, missing weights), found
     before any output is written; 130 interrupted.
     """
-    from gpen_cli import restorer as pipeline
-    from gpen_cli.batch import runner
-
     setup_logging(quiet)
     opt.check_ext(ext)
     inputs, outputs, made_before = plan_run(inputs, output, ext, report, overwrite)
+    from gpen_cli import restorer as pipeline  # torch: only once the command can run
+    from gpen_cli.batch import runner
+
     progress = photo_progress(quiet)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = pipeline.FaceRestorer(config=config, on_tile=TileProgress(progress))
