@@ -292,3 +292,25 @@ def test_cli_restores_and_refuses_bad_input_in_one_line(
         result = runner.invoke(app, ["video", str(film), "--codec=libx264", choice, *common])
         assert result.exit_code == 2 and words in result.output, result.output
     assert not (tmp_path / "x.mkv").exists()
+
+
+def test_a_link_or_a_hard_link_at_the_output_name_is_refused(tmp_path):
+    from gpen_cli.errors import OutputError
+
+    source = tmp_path / "in.mkv"
+    make_film(source, [faceless_picture((64, 64))] * 3, audio=None)
+    original = source.read_bytes()
+    linked = tmp_path / "out.mkv"
+    linked.symlink_to(source)
+    with pytest.raises(OutputError, match="the output would replace the input"):
+        plan_video(source, linked, VideoOptions(overwrite=True))
+    elsewhere = tmp_path / "elsewhere.mkv"
+    pointer = tmp_path / "pointer.mkv"
+    pointer.symlink_to(elsewhere)  # dangling: "exists" says no, a write would follow it
+    with pytest.raises(OutputError, match="pointer.mkv is a symbolic link"):
+        plan_video(source, pointer, VideoOptions())
+    hard = tmp_path / "hard.mkv"
+    hard.hardlink_to(source)
+    with pytest.raises(OutputError, match="the output would replace the input"):
+        plan_video(source, hard, VideoOptions(overwrite=True))
+    assert source.read_bytes() == original and not elsewhere.exists()

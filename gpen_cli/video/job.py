@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from gpen_cli.confine import check_inside
 from gpen_cli.errors import GpenError, InputError, OutputError
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.video.media import FilmInfo, Frame, Window, probe, read_frames
@@ -280,8 +281,12 @@ def plan_video(
     window lies inside the film, the output may be written."""
     source, output = Path(source), Path(output)
     info = probe(source)
-    if output.resolve() == source.resolve():
+    same = output.exists() and os.path.samefile(output, source)  # hard links too
+    if same or output.resolve() == source.resolve():
         raise OutputError(f"{output}: the output would replace the input")
+    # Written beside the output: no link at its name, its partial's or its segments'.
+    for written in (output, partial_path(output), segments_dir(output)):
+        check_inside(written, output.parent)
     if not output.suffix:
         raise OutputError(f"{output}: give the output a file type (.mp4, .mkv, .mov…)")
     if output.exists() and not options.overwrite:
