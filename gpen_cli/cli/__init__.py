@@ -46,4 +46,8 @@ for _name in _COMMAND_MODULES:
 
 
 def main() -> None:
+    """The `gpen` command: its process policy first (see gpen_cli/cli/process.py), then the app."""
+    from gpen_cli.cli.process import apply_memory_policy
+
+    apply_memory_policy()
     app()

@@ -33,7 +33,7 @@ _BLUR_KERNEL = (101, 101)
 _BLUR_SIGMA = 4
 # Faces per ParseNet forward: its 512 px activations are 64 MB per channel block a face, so
 # bounded chunks keep memory flat whatever the number of faces in a photo.
-PARSING_CHUNK = 4
+PARSING_CHUNK = 2
 
 
 class Masker(Protocol):
