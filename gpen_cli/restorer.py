@@ -10,7 +10,9 @@ three steps, with nothing to detect or paste.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,19 @@ def check_photo(image: Any) -> None:
         )
 
 
+def torch_turn(device: Any) -> AbstractContextManager:
+    """What a stage holds while its networks run: on a CPU, one lock for them all.
+
+    Each thread that runs a torch operator on the CPU gets a team of intra-op threads as wide
+    as the cores: detection in the engine's prepare threads and the generator in its forward
+    thread at once would run twice as many busy threads as there are cores, evicting each
+    other's caches. Taking turns, each network has every core; decoding, alignment and
+    paste-back (NumPy, OpenCV) still overlap them. A GPU runs its work queued from any thread,
+    so there nothing is held.
+    """
+    return threading.Lock() if device.type == "cpu" else nullcontext()
+
+
 def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
     """The face whose box centre is nearest the image centre."""
     if not faces:
@@ -267,6 +282,7 @@ class FaceRestorer:
         )
         self.size = self.generator.size
         self.batch_size = self.generator.batch_size
+        self._torch_turn = torch_turn(device)
         self.clock = clock or NoClock()
         self.upscaler = load_upscaler(config, device)
         self.on_tile = on_tile
@@ -296,13 +312,13 @@ class FaceRestorer:
             with self.clock.stage("resize"):
                 working, scale = resize_short_edge(image, self.config.short_edge)
         if self.upscaler is not None:
-            with self.clock.stage("upscale"):
+            with self.clock.stage("upscale"), self._torch_turn:
                 canvas = self.upscaler(image, self.on_tile)
             with self.clock.stage("resize"):  # bilinear, as the official use_sr path
                 working = cv2.resize(image, canvas.shape[1::-1])
             scale = float(self.config.upscale)
         working8 = to_uint8(working)
-        with self.clock.stage("detect"):
+        with self.clock.stage("detect"), self._torch_turn:
             faces = self.detector.detect(working8)
             if self.config.only_center_face:
                 faces = center_face(faces, working8.shape[1], working8.shape[0])
@@ -339,11 +355,11 @@ class FaceRestorer:
 
     def forward(self, crops: Sequence[np.ndarray]) -> list[RestoredFace]:
         """GPEN on the crops, in batches; then each restored face's paste mask."""
-        with self.clock.stage("forward"):
+        with self.clock.stage("forward"), self._torch_turn:
             images = self.generator(crops)
         if self.masker is None:
             return [RestoredFace(image, None) for image in images]
-        with self.clock.stage("mask"):
+        with self.clock.stage("mask"), self._torch_turn:
             masks = self.masker(images)
         return [RestoredFace(*pair) for pair in zip(images, masks, strict=True)]
 
@@ -365,7 +381,7 @@ class FaceRestorer:
                     restored[0].image, prepared.crops[0], self.config.fidelity_weight
                 )
                 if self.upscaler is not None:  # the official use_sr upscales the restored face
-                    with self.clock.stage("upscale"):
+                    with self.clock.stage("upscale"), self._torch_turn:
                         face = self.upscaler(face, self.on_tile)
                 return RestoreResult(face, [], list(prepared.crops), [face])
             return self._paste(prepared, restored, reuse_input)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import cv2
 import numpy as np
@@ -232,3 +233,67 @@ def test_fetch_weights_names_a_missing_file_and_builds_nothing(
     fetch_weights(settings.but(mask="rect"))  # all there: nothing to say
     with pytest.raises(GpenError, match="retinaface-resnet50|Resnet50"):
         fetch_weights(settings.but(mask="rect", detector="retinaface-resnet50"))
+
+
+class Overlaps:
+    """Counts how many of the networks it wraps run at once, across threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.detecting = threading.Event()
+
+    def __enter__(self):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.running -= 1
+
+
+class WatchedFace(OneFace):
+    def __init__(self, landmarks, overlaps: Overlaps):
+        super().__init__(landmarks)
+        self.overlaps = overlaps
+
+    def detect(self, image):
+        with self.overlaps:
+            self.overlaps.detecting.set()
+            return super().detect(image)
+
+
+OVERLAPS = Overlaps()  # a global: the engine runs a deep copy of the model it is given
+
+
+class WatchedIdentity(Identity):
+    """Runs until a detection starts elsewhere, or half a second has passed: enough for the
+    engine's prepare threads to detect the next photos meanwhile, if nothing stops them."""
+
+    def forward(self, x):
+        with OVERLAPS:
+            OVERLAPS.detecting.clear()
+            OVERLAPS.detecting.wait(timeout=0.5)
+            return x
+
+
+def test_on_a_cpu_detection_waits_while_the_generator_runs(tmp_path):
+    """Two networks at once would run twice as many intra-op threads as there are cores."""
+    from gpen_cli.batch import BatchOptions, run_batch
+    from gpen_cli.batch.scan import Task
+
+    OVERLAPS.__init__()
+    restorer = FaceRestorer(
+        WatchedIdentity(128), WatchedFace(LANDMARKS, OVERLAPS), device="cpu",
+        mask="rect", batch_size=1,
+    )  # fmt: skip
+    tasks = []
+    for index in range(4):
+        source = tmp_path / f"p{index}.png"
+        cv2.imwrite(str(source), textured(240, 220, seed=index))
+        tasks.append(Task(source, tmp_path / "out" / source.name))
+    outcome = run_batch(restorer, tasks, BatchOptions(workers=2))
+    assert [entry.status for entry in outcome.entries] == ["ok"] * 4
+    assert OVERLAPS.most == 1
