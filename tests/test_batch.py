@@ -633,3 +633,50 @@ def test_a_process_exits_while_its_engine_waits_for_input():
         [sys.executable, "-c", _EXIT_WHILE_WAITING_FOR_INPUT], capture_output=True, timeout=60
     )
     assert done.returncode == 3, done.stderr
+
+
+class BatchMixing(nn.Module):
+    """Each face's output depends on the faces it shares a batch with (as a CPU kernel's
+    rounding can): outputs are equal only when the batches are."""
+
+    size = SIZE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + 0.2 * x.mean(dim=0, keepdim=True)).clamp(-1, 1)
+
+
+class CountedFaces(PlacedFaces):
+    """Finds as many faces as the photo's first pixel says; the first photo's detection waits
+    for the third one's to start (or half a second), so it ends last when workers overlap."""
+
+    def __init__(self):
+        super().__init__()
+        self.third_started = threading.Event()
+        self.spots = [(10, 10), (120, 10), (60, 120)]
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        count = int(image[0, 0, 0]) // 50
+        if count == 3:
+            self.third_started.set()
+        elif int(image[0, 0, 1]) == 7:  # the first photo
+            self.third_started.wait(timeout=0.5)
+        self.corners = self.spots[:count]
+        return super().detect(image)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_the_same_photos_give_the_same_bytes_whatever_the_workers(tmp_path, batch_size):
+    source = tmp_path / "in"
+    counts = [1, 2, 3, 1, 2]
+    for index, count in enumerate(counts):
+        image = np.full((200, 200, 3), (50 * count, 7 if index == 0 else 30 * index, 90), np.uint8)
+        image[40:160, 40:160] = (20 + 40 * index, 200 - 30 * index, 120)
+        write_image(source / f"p{index}.png", image)
+    outputs = []
+    for workers in (1, 3):
+        restorer = make_restorer(BatchMixing(), batch_size=batch_size, detector=CountedFaces())
+        out = tmp_path / f"out{workers}"
+        outcome = run_folder(restorer, source, out, workers=workers)
+        assert [e.status for e in outcome.entries] == ["ok"] * 5
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert outputs[0] == outputs[1]

@@ -47,6 +47,7 @@ from gpen_cli.errors import GpenError
 from gpen_cli.report import ReportEntry
 
 INSTALL_HINT = "pip install 'gpen-cli[ray]'"
+ACTOR_GATHER_SECONDS = 0.05
 # What a model actor claims besides its GPU: a token for placement. Its threads use the cores
 # the node has, as the thread engine's do; a whole core each would refuse a second actor on a
 # machine with one core.
@@ -97,7 +98,10 @@ class GpenActor:
         # The driver sent only photos without an output (the output folder is locked): one
         # that exists now was written by this job, before a fault made Ray run its call
         # again. Writing it again replaces it with the same bytes and reports it "ok".
-        rerun_safe = dataclasses.replace(options, overwrite=True)
+        # An actor's queue never ends: a partial batch runs when no photo came in time.
+        rerun_safe = dataclasses.replace(
+            options, overwrite=True, gather_seconds=ACTOR_GATHER_SECONDS
+        )
         threading.Thread(
             target=self._serve, args=(restorer, rerun_safe), name="gpen-ray-engine", daemon=True
         ).start()

@@ -24,7 +24,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -60,8 +59,11 @@ class BatchOptions:
     save_faces: bool = False
     compare: bool = False
     workers: int = field(default_factory=default_workers)
-    # How long the generator waits for more faces before running a partial batch.
-    gather_seconds: float = 0.05
+    # How long the generator waits for more faces before running a partial batch. None: it
+    # waits until no photo is left to come, so which faces share a batch depends on the
+    # photos alone, never on timing or on `workers`, and so do the output bytes. A source
+    # that never ends (a Ray actor's queue) needs a time.
+    gather_seconds: float | None = None
     # Files never written besides each photo's own input: `gpen restore` protects every
     # input it was given, so no output can land on another one.
     protected: tuple[Path, ...] = ()
@@ -145,11 +147,15 @@ class _Shared:
         self.admitted = 0  # photos admitted and not yet written, failed or dropped
         self.preparing = 0  # of those, photos whose prepare step has not ended
         self.feeding = True
-        self.ready: deque[steps.Prepared] = deque()  # prepared, for the forward thread
+        # Prepared photos by admission number; the forward thread takes them in that order.
+        self.ready: dict[int, steps.Prepared] = {}
+        self.gone: set[int] = set()  # admission numbers of photos that failed or were dropped
+        self.next_number = 0  # the admission number the forward thread takes next
         self.events: list[Event] = []  # for the caller's hooks
         self.aborted = False
         self.failure: BaseException | None = None
         self.dropped = 0  # photos admitted and left undone after a stop
+        self.admissions = 0  # photos admitted so far
 
     def has_room(self) -> bool:
         """Whether one more photo may be admitted."""
@@ -158,27 +164,32 @@ class _Shared:
     def drained(self) -> bool:
         return self.admitted == 0
 
-    def admit(self) -> None:
+    def admit(self) -> int:
+        """One more photo in flight; its admission number."""
         with self.changed:
             self.admitted += 1
             self.preparing += 1
+            self.admissions += 1
+            return self.admissions - 1
 
-    def drop(self) -> None:
+    def drop(self, number: int) -> None:
         """A photo admitted but not started when the run was stopped leaves it undone."""
         with self.changed:
+            self.gone.add(number)
             self.preparing -= 1
             self.admitted -= 1
             self.dropped += 1
             self.changed.notify_all()
 
-    def end_prepare(self, item: steps.Prepared | None, event: Event | None) -> None:
-        """A prepare step ended: `item` goes on to the generator; without one the photo
-        failed, and `event` is its entry."""
+    def end_prepare(self, number: int, item: steps.Prepared | None, event: Event | None) -> None:
+        """The prepare step of photo `number` ended: `item` goes on to the generator; without
+        one the photo failed, and `event` is its entry."""
         with self.changed:
             self.preparing -= 1
             if item is not None:
-                self.ready.append(item)
+                self.ready[number] = item
             else:
+                self.gone.add(number)
                 self.admitted -= 1
             if event is not None:
                 self.events.append(event)
@@ -203,18 +214,28 @@ class _Shared:
             self.changed.notify_all()
 
     def next_ready(self, timeout: float | None) -> steps.Prepared | None:
-        """The next prepared photo; None when none came within `timeout` seconds (None: no
-        limit) or none will come any more."""
+        """The next prepared photo in admission order; None when it did not come within
+        `timeout` seconds (None: no limit) or none will come any more."""
         with self.changed:
             self.changed.wait_for(
-                lambda: self.ready or self._upstream_done() or self.aborted, timeout
+                lambda: self._next_is_ready() or self._upstream_done() or self.aborted, timeout
             )
             if self.aborted:
                 raise _Aborted
-            if not self.ready:
+            if not self._next_is_ready():
                 return None
             self.changed.notify_all()  # room for one more photo ahead
-            return self.ready.popleft()
+            item = self.ready.pop(self.next_number)
+            self.next_number += 1
+            return item
+
+    def _next_is_ready(self) -> bool:
+        """Whether the photo the forward thread takes next is prepared; read under the lock.
+        Photos that failed or were dropped are passed over."""
+        while self.next_number in self.gone:
+            self.gone.remove(self.next_number)
+            self.next_number += 1
+        return self.next_number in self.ready
 
     def _upstream_done(self) -> bool:
         """No photo is being prepared, and none will be admitted any more."""
@@ -355,8 +376,7 @@ class _Engine:
                 if isinstance(item, ReportEntry):
                     self._dispatch(item)
                     continue
-                self.shared.admit()
-                self._submit(self.preparers, self._prepare, item)
+                self._submit(self.preparers, self._prepare, item, self.shared.admit())
         finally:
             ahead.close()
         self.shared.end_feed()
@@ -405,19 +425,19 @@ class _Engine:
 
     # ------------------------------------------------------------------ the jobs
 
-    def _prepare(self, task: Task) -> None:
+    def _prepare(self, task: Task, number: int) -> None:
         if self.stop.is_set() or self.shared.aborted:  # not started: left for the next run
-            self.shared.drop()
+            self.shared.drop(number)
             return
         self.shared.post(PhotoProgress(str(task.source), "started"))
         started = time.perf_counter()
         try:
             item = steps.prepare(self.restorer, task)
         except Exception as exc:  # one bad photo must not take the others down
-            self.shared.end_prepare(None, steps.failed_entry(task, exc, started))
+            self.shared.end_prepare(number, None, steps.failed_entry(task, exc, started))
             return
         found = len(item.prepared.model_inputs)
-        self.shared.end_prepare(item, PhotoProgress(str(task.source), "found", found))
+        self.shared.end_prepare(number, item, PhotoProgress(str(task.source), "found", found))
 
     def _forward_loop(self) -> None:
         try:
@@ -426,8 +446,9 @@ class _Engine:
             self._failed(exc)
 
     def _forward(self) -> None:
-        """Pack the faces of the photos as they come into batches of the generator's size;
-        a partial batch runs when no more faces come within `gather_seconds`."""
+        """Pack the faces of the photos, in the order they were admitted, into batches of the
+        generator's size; a partial batch runs when no photo is left to come, at a stop, or
+        (with `gather_seconds`) when the next photo did not come in time."""
         gatherer: CropGatherer[steps.Prepared] = CropGatherer(self.restorer.batch_size)
         while True:
             if gatherer.full:
