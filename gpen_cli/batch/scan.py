@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from gpen_cli.atomic import name_too_long
 from gpen_cli.batch.layout import READABLE_EXTENSIONS, BatchLayout
 from gpen_cli.report import ReportEntry
 
@@ -122,6 +123,10 @@ def plan_items(
             yield ReportEntry(input=str(source), output=None, status="failed", error=error)
             continue
         claimed[output] = source
+        too_long = name_too_long(output)
+        if too_long is not None:
+            yield ReportEntry(input=str(source), output=None, status="failed", error=too_long)
+            continue
         if output.exists() and not overwrite:
             yield ReportEntry(
                 input=str(source),

@@ -48,6 +48,7 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
             )
     paths = targets(inputs, output, ext, as_folder)
     for path in paths:
+        _refuse_too_long(path, output)
         _refuse_input_as_output(path, inputs)
     seen: dict[Path, Path] = {}
     for source, path in zip(inputs, paths, strict=True):
@@ -80,6 +81,16 @@ def earlier_outputs(inputs: list[Path], output: Path | None, ext: str) -> dict[P
         for source, target in zip(inputs, outputs, strict=True)
         if target.resolve() in given
     }
+
+
+def _refuse_too_long(path: Path, output: Path | None) -> None:
+    """A name the file system cannot create is refused now, not after the photo is done."""
+    from gpen_cli.atomic import name_too_long
+
+    reason = name_too_long(path)
+    if reason is not None:
+        where = "a shorter -o" if output is not None else "-o with a shorter name"
+        raise GpenError(f"{reason}; choose {where}")
 
 
 def _refuse_input_as_output(path: Path, inputs: list[Path]) -> None:
