@@ -141,6 +141,11 @@ def write_atomically(path: Path, data: bytes | memoryview, *, overwrite: bool = 
             _publish_without_replacing(temporary, path)
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
+        if isinstance(exc, FileExistsError) and os.path.islink(path):
+            raise OutputError(
+                f"{path} exists (a symbolic link, not followed); pass --overwrite to replace "
+                "the link itself"
+            ) from None
         if isinstance(exc, FileExistsError):
             raise OutputError(
                 f"{path} exists (written meanwhile by another process); "

@@ -231,6 +231,8 @@ def default_photos() -> list[Path]:
 
 
 def photos_in(folder: Path) -> list[Path]:
+    if folder.exists() and not folder.is_dir():
+        raise GpenError(f"--images {folder}: a file, not a folder; name the folder of photos")
     if not folder.is_dir():
         raise GpenError(f"--images {folder}: no such folder")
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gpen_cli.atomic import name_too_long
-from gpen_cli.batch.layout import READABLE_EXTENSIONS, BatchLayout
+from gpen_cli.batch.layout import BatchLayout
 from gpen_cli.report import ReportEntry
+from gpen_cli.stages.load import READABLE_EXTENSIONS
 
 ALREADY_DONE = "already done"  # the `error` text of a skip with reason "already_done"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import nullcontext
 from pathlib import Path
@@ -120,7 +121,7 @@ def planned_items(
     items: list[Task | ReportEntry] = []
     for source, target in zip(inputs, outputs, strict=True):
         remove_stale_partials(target)
-        if target.exists() and not overwrite:
+        if os.path.lexists(target) and not overwrite:  # a dangling link is a name taken too
             message = f"{target} exists; pass --overwrite to replace it"
             items.append(skipped(source, message, "exists"))
         else:
@@ -212,6 +213,22 @@ RestoreOutputOption = Annotated[
 ]
 
 
+def distinct(inputs: list[Path]) -> list[Path]:
+    """The inputs, each file once: `a.jpg ./a.jpg $PWD/a.jpg` name one photo (restored once,
+    reported under its first name), not three writers of one output."""
+    seen: set[Path] = set()
+    kept = []
+    for source in inputs:
+        try:
+            key = source.resolve()
+        except OSError:  # a name too long, a loop: left for the checks that name it
+            key = source
+        if key not in seen:
+            seen.add(key)
+            kept.append(source)
+    return kept
+
+
 def plan_run(
     inputs: list[Path], output: Path | None, ext: str, report: Path | None
 ) -> tuple[list[Path], list[Path], dict[Path, Path]]:
@@ -219,6 +236,7 @@ def plan_run(
     every folder written to is checked before any model loads."""
     from gpen_cli.preflight import check_report_path, check_writable_folder
 
+    inputs = distinct(inputs)
     # A rerun over the same files must not restore its own earlier outputs.
     made_before = earlier_outputs(inputs, output, ext)
     inputs = [source for source in inputs if source not in made_before]
