@@ -35,6 +35,7 @@ from gpen_cli import __version__
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
+from gpen_cli.stages.load import READABLE_EXTENSIONS
 from gpen_cli.timing import StageClock
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 STAGES = ("decode", "upscale", "resize", "detect", "align", "forward", "mask", "paste", "encode")
 SHARED_DIR_ENV = "GPEN_SHARED_DIR"
 DEFAULT_PHOTOS = ("solvay_conference_1927.png", "portrait_small.jpg", "group_small.jpg")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = READABLE_EXTENSIONS  # what `gpen batch` reads, one list
 
 # Dense FP16/BF16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, by device name.
 PEAK_HALF_TFLOPS = {
@@ -231,6 +232,8 @@ def default_photos() -> list[Path]:
 
 
 def photos_in(folder: Path) -> list[Path]:
+    if folder.exists() and not folder.is_dir():
+        raise GpenError(f"--images {folder}: a file, not a folder; name the folder of photos")
     if not folder.is_dir():
         raise GpenError(f"--images {folder}: no such folder")
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -34,7 +34,8 @@ def check_inside(path: Path, root: Path) -> None:
             raise OutputError(f"{path}: leaves the output folder {root}; not written")
         current = current / part
         if os.path.islink(current):
+            what = "is a symbolic link" if current == path else f"{current} is a symbolic link"
             raise OutputError(
-                f"{path}: {current} is a symbolic link; gpen follows no link inside the "
-                f"output folder {root}, so nothing was written through it"
+                f"{path}: {what}; gpen follows no link inside the output folder {root}, so "
+                "nothing was written through it"
             )

@@ -262,6 +262,8 @@ def check_file_or_name(value: str | Path, kind: ModelKind) -> None:
         if other is not None:
             what = KIND_NAMES[MODELS[other].kind]
             raise GpenError(f"{value!r} is a {what}, not a {KIND_NAMES[kind]}") from None
+        if Path(value).is_dir():
+            raise GpenError(f"{value} is a folder, not a checkpoint file; name the file") from None
         raise GpenError(f"no such file, and {exc}") from None
 
 
@@ -344,7 +346,12 @@ def ensure_weight(
     only its size is compared when the registry knows it, which costs one stat.
     """
     spec = get_spec(name)
-    folder = resolve_weights_dir(weights_dir)
+    folder, source = resolve_weights_dir_and_source(weights_dir)
+    if folder.exists() and not folder.is_dir():  # no weights file can be in it, or go there
+        raise WeightsMissingError(
+            f"{spec.filename}: the weights folder {folder} ({source}) is a file, not a "
+            "folder; point it at a folder"
+        )
     path = folder / spec.filename
     if path.is_file():
         size = path.stat().st_size
@@ -396,6 +403,8 @@ def download(
         partial = dest_dir / f".{spec.filename}.partial-{secrets.token_hex(6)}"
         handle = open(partial, "xb")  # closed by the `with` below
     except OSError as exc:
+        if dest_dir.exists() and not dest_dir.is_dir():
+            raise failure(f"the weights folder {dest_dir} is a file, not a folder") from None
         raise failure(f"cannot write in {dest_dir}: {exc.strerror or exc}") from None
 
     logger.info("downloading %s from %s", spec.filename, url)

@@ -12,8 +12,9 @@
 options, and a `threading.Event` to stop it.
 """
 
-from gpen_cli.batch.layout import READABLE_EXTENSIONS, BatchLayout, plan_layout
+from gpen_cli.batch.layout import BatchLayout, plan_layout
 from gpen_cli.batch.runner import BatchOptions, BatchOutcome, restore_folder, run_batch
+from gpen_cli.stages.load import READABLE_EXTENSIONS
 
 __all__ = [
     "READABLE_EXTENSIONS",

@@ -19,29 +19,6 @@ from gpen_cli.stages.save import output_path_for
 
 logger = logging.getLogger(__name__)
 
-# What `gpen_cli.stages.load.load_image` decodes (OpenCV, or Pillow for GIF and TGA).
-READABLE_EXTENSIONS = frozenset(
-    {
-        ".bmp",
-        ".dib",
-        ".gif",
-        ".jfif",
-        ".jp2",
-        ".jpe",
-        ".jpeg",
-        ".jpg",
-        ".pbm",
-        ".pgm",
-        ".png",
-        ".pnm",
-        ".ppm",
-        ".tga",
-        ".tif",
-        ".tiff",
-        ".webp",
-    }
-)
-
 
 @dataclass(frozen=True)
 class BatchLayout:

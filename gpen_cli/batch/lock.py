@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -55,12 +55,27 @@ def _lock_folder_itself(folder: Path, stack: ExitStack) -> bool:
 
 @contextmanager
 def output_folder_lock(folder: Path) -> Iterator[None]:
-    """Hold the output folder's lock within the block (the folder is created if absent)."""
+    """Hold the output folder's lock within the block (the folder is created if absent; a
+    block that fails before anything is written there, as a Ray that does not start, leaves
+    no empty folder behind)."""
     folder = Path(folder)
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GpenError(f"-o {folder}: cannot create this folder ({exc.strerror or exc})") from None
+    with _locked(folder):
+        try:
+            yield
+        except BaseException:
+            if created:  # removed while still locked: no other run can be starting in it
+                with suppress(OSError):  # not empty: something was written, and is kept
+                    folder.rmdir()
+            raise
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
     with ExitStack() as stack:
         if not _lock_folder_itself(folder, stack):
             lock = FileLock(folder / LOCK_NAME, timeout=0, thread_local=False)

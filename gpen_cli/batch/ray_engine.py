@@ -146,15 +146,31 @@ def _import_ray() -> Any:
     return ray
 
 
+# The HTTP/2 client preface, then an empty SETTINGS frame: what a gRPC client sends first.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4
+
+
 def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     """Refuse a HOST:PORT nobody answers at, in seconds: Ray itself keeps retrying for minutes."""
     host, _, port = (address or "").removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # 'auto' or no address: Ray finds (or starts) the cluster itself
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_HTTP2_PREFACE)
+            answer = connection.recv(9)
     except OSError as exc:
         raise GpenError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+    # Ray's head (and its client server) speak gRPC, so answer the HTTP/2 preface with a
+    # SETTINGS frame (9-byte header, type 4); anything else is not Ray, where Ray itself
+    # would retry for minutes, a warning every five seconds.
+    if len(answer) < 9 or answer[3] != _HTTP2_SETTINGS:
+        raise GpenError(
+            f"--address {address}: something answers there, but not a Ray cluster (Ray's "
+            "head listens on port 6379 unless `ray start --port` said otherwise)"
+        )
 
 
 def start_error(where: str, exc: BaseException) -> GpenError:

@@ -14,10 +14,12 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from gpen_cli.batch.layout import READABLE_EXTENSIONS, BatchLayout
+from gpen_cli.atomic import name_too_long
+from gpen_cli.batch.layout import BatchLayout
 from gpen_cli.confine import check_inside
 from gpen_cli.errors import OutputError
 from gpen_cli.report import ReportEntry
+from gpen_cli.stages.load import READABLE_EXTENSIONS
 
 ALREADY_DONE = "already done"  # the `error` text of a skip with reason "already_done"
 
@@ -134,6 +136,10 @@ def plan_items(
             check_inside(output, layout.output_dir)
         except OutputError as exc:
             yield ReportEntry(input=str(source), output=None, status="failed", error=str(exc))
+            continue
+        too_long = name_too_long(output)
+        if too_long is not None:
+            yield ReportEntry(input=str(source), output=None, status="failed", error=too_long)
             continue
         if output.exists() and not overwrite:
             yield ReportEntry(

@@ -16,7 +16,7 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from gpen_cli.cli.common import WeightsDirOption
+from gpen_cli.cli.common import WeightsDirOption, say
 from gpen_cli.config import (
     MAX_SHORT_EDGE,
     MIN_TILE,
@@ -335,7 +335,10 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
         @functools.wraps(command)
         def with_config(**arguments: Any) -> Any:
             values = {p.name: arguments.pop(p.name) for p in added}
-            return command(**arguments, config=RestoreConfig(**values))
+            config = RestoreConfig(**values)
+            if not arguments.get("quiet"):
+                note_unused(config)
+            return command(**arguments, config=config)
 
         parameters = kept[:1] + added + kept[1:]
         with_config.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -343,3 +346,14 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
         return with_config
 
     return decorate
+
+
+def note_unused(config: RestoreConfig) -> None:
+    """One line for a setting given that does nothing with the others (it is not refused:
+    the run is what was asked, less what cannot apply)."""
+    if config.bg_upsampler is not None and config.upsampler is None:
+        say(
+            "[yellow]note:[/]",
+            f"{flag('bg_upsampler')} {config.bg_upsampler} does nothing without "
+            f"{flag('upscale')} 2 or 4: the photos keep their size and no upsampler runs",
+        )

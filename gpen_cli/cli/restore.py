@@ -49,6 +49,7 @@ def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path
             )
     paths = targets(inputs, output, ext, as_folder)
     for path in paths:
+        _refuse_too_long(path, output)
         _refuse_input_as_output(path, inputs)
     seen: dict[Path, Path] = {}
     for source, path in zip(inputs, paths, strict=True):
@@ -81,6 +82,16 @@ def earlier_outputs(inputs: list[Path], output: Path | None, ext: str) -> dict[P
         for source, target in zip(inputs, outputs, strict=True)
         if target.resolve() in given
     }
+
+
+def _refuse_too_long(path: Path, output: Path | None) -> None:
+    """A name the file system cannot create is refused now, not after the photo is done."""
+    from gpen_cli.atomic import name_too_long
+
+    reason = name_too_long(path)
+    if reason is not None:
+        where = "a shorter -o" if output is not None else "-o with a shorter name"
+        raise GpenError(f"{reason}; choose {where}")
 
 
 def _refuse_input_as_output(path: Path, inputs: list[Path]) -> None:
@@ -117,7 +128,7 @@ def planned_items(
             items.append(ReportEntry(str(source), None, "failed", error=str(exc)))
             continue
         remove_stale_partials(target)
-        if target.exists() and not overwrite:
+        if os.path.lexists(target) and not overwrite:  # a dangling link is a name taken too
             message = f"{target} exists; pass --overwrite to replace it"
             items.append(skipped(source, message, "exists"))
         else:
@@ -209,6 +220,22 @@ RestoreOutputOption = Annotated[
 ]
 
 
+def distinct(inputs: list[Path]) -> list[Path]:
+    """The inputs, each file once: `a.jpg ./a.jpg $PWD/a.jpg` name one photo (restored once,
+    reported under its first name), not three writers of one output."""
+    seen: set[Path] = set()
+    kept = []
+    for source in inputs:
+        try:
+            key = source.resolve()
+        except OSError:  # a name too long, a loop: left for the checks that name it
+            key = source
+        if key not in seen:
+            seen.add(key)
+            kept.append(source)
+    return kept
+
+
 def plan_run(
     inputs: list[Path], output: Path | None, ext: str, report: Path | None, overwrite: bool
 ) -> tuple[list[Path], list[Path], dict[Path, Path]]:
@@ -223,6 +250,7 @@ def plan_run(
             raise GpenError(
                 f"{source}: is a folder; restore a folder with gpen batch {source} -o OUTPUT_DIR"
             )
+    inputs = distinct(inputs)
     # A rerun over the same files must not restore its own earlier outputs.
     given = list(inputs)
     made_before = earlier_outputs(inputs, output, ext)

@@ -234,6 +234,8 @@ def video(
         _print_outcome(job, outcome)
     if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.cut_short:  # the warning said where the frames ended
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def register(app: typer.Typer) -> None:

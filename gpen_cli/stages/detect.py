@@ -21,7 +21,7 @@ import torch
 from gpen_cli.checkpoints import load_strict, read_state_dict
 from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.faces import Face
-from gpen_cli.stages.float_resize import resize_as_float32
+from gpen_cli.stages.float_resize import output_rows, resize_as_float32
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,15 @@ def _official_detector_input(image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
     return resize_as_float32(image_bgr, factor), factor
 
 
+def _too_thin_to_detect(shape: tuple[int, int]) -> bool:
+    """Whether the official detector input of an image this size would have no row or no
+    column (a strip of 8×20000 px at a 1000 px long side): it holds no face then."""
+    if max(shape) <= _OFFICIAL_DETECT_LIMIT:
+        return False
+    factor = _OFFICIAL_DETECT_SIDE / max(shape)
+    return min(output_rows(side, factor) for side in shape) < 1
+
+
 class RetinaFaceDetector(_FilteredDetector):
     """facexlib's RetinaFace (MobileNet-0.25 or ResNet-50), weights loaded as plain tensors.
 
@@ -186,6 +195,8 @@ class RetinaFaceDetector(_FilteredDetector):
         # detect_faces takes BGR (it subtracts the BGR means 104, 117, 123) and returns N×15
         # float32 rows: box x1 y1 x2 y2, score, then 5 (x, y) points in picture-left-first
         # order, best score first.
+        if _too_thin_to_detect(image_bgr.shape[:2]):
+            return np.empty((0, 4)), np.empty(0), np.empty((0, 5, 2))
         image, factor = _official_detector_input(image_bgr)
         with torch.inference_mode():
             rows = self._model.detect_faces(

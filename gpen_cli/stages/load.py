@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError, features
 
 from gpen_cli.defaults import DEFAULT_MAX_PIXELS
 from gpen_cli.errors import InputError
@@ -42,6 +43,43 @@ from gpen_cli.stages.resize import resize_to
 logger = logging.getLogger(__name__)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# What `load_image` decodes, by extension: the one list `gpen batch` scans for, and the one
+# `gpen restore` names when a file of another kind cannot be decoded. OpenCV's photo formats,
+# and Pillow's for what OpenCV lacks here (GIF, TGA, AVIF), HEIC/HEIF where a Pillow plugin
+# for them is installed and registered.
+_ALWAYS_READABLE = (
+    ".bmp",
+    ".dib",
+    ".gif",
+    ".jfif",
+    ".jp2",
+    ".jpe",
+    ".jpeg",
+    ".jpg",
+    ".pbm",
+    ".pgm",
+    ".png",
+    ".pnm",
+    ".ppm",
+    ".tga",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+_IF_PILLOW_READS = {".avif": "AVIF", ".avifs": "AVIF", ".heic": "HEIF", ".heif": "HEIF"}
+
+
+def _readable_extensions() -> frozenset[str]:
+    Image.init()
+    registered = Image.registered_extensions()
+    extra = {ext for ext, kind in _IF_PILLOW_READS.items() if registered.get(ext) == kind}
+    if "AVIF" in registered.values() and not features.check("avif"):  # no libavif
+        extra -= {".avif", ".avifs"}
+    return frozenset(_ALWAYS_READABLE) | extra
+
+
+READABLE_EXTENSIONS = _readable_extensions()
 
 _GRAY_PIL_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
 _FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
@@ -136,7 +174,9 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
             stream.seek(0)
             array = _decode_with_pillow(stream.read(), path)
     if array is None:
-        raise InputError(f"cannot decode {path}: not an image or corrupt")
+        kind = path.suffix.lower()
+        unknown = f" ({kind} is not a format gpen reads)" if kind not in READABLE_EXTENSIONS else ""
+        raise InputError(f"cannot decode {path}: not an image or corrupt{unknown}")
 
     array = _to_working_dtype(array, path)
     array = _apply_orientation(array, orientation)
@@ -161,11 +201,25 @@ def _open_for_reading(path: Path) -> BinaryIO:
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image file (use gpen batch for folders)")
     try:
-        if path.stat().st_size == 0:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # opening a FIFO would wait for a writer
+            raise InputError(f"{path}: {_kind_of(status.st_mode)}, not an image file")
+        if status.st_size == 0:
             raise InputError(f"{path}: empty file (0 bytes)")
         return path.open("rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _kind_of(mode: int) -> str:
+    """What a file that is not a regular file is, in words."""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def _read_header(stream: BinaryIO, path: Path) -> Image.Image | None:

@@ -9,6 +9,7 @@ there they are joined without re-encoding into the output.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from gpen_cli.atomic import name_too_long, partial_key
 from gpen_cli.confine import check_inside
 from gpen_cli.errors import GpenError, InputError, OutputError
 from gpen_cli.restorer import FaceRestorer
@@ -57,6 +59,7 @@ class VideoOutcome:
     interrupted: bool = False
     segments_done: int = 0  # segments found complete from an earlier run
     segments: int = 0
+    cut_short: bool = False  # the input's frames ended before its header said
 
     @property
     def faces_per_second(self) -> float:
@@ -73,12 +76,15 @@ def segments_dir(output: Path) -> Path:
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
+    """A hidden name beside `path`, that fits wherever `path` fits (`atomic.partial_key`)."""
+    key = partial_key(path, path.suffix)
+    return path.with_name(f".{key}.{secrets.token_hex(4)}{path.suffix}")
 
 
 def _remove_stale(path: Path) -> None:
     """Temporary files a killed run left for `path`."""
-    for stale in path.parent.glob(f".{path.name}.*{path.suffix}"):
+    key = glob.escape(partial_key(path, path.suffix))
+    for stale in path.parent.glob(f".{key}.*{glob.escape(path.suffix)}"):
         stale.unlink(missing_ok=True)
 
 
@@ -168,6 +174,7 @@ class VideoJob:
             crf=options.crf,
             offset=self.window.start,
             shown=target,
+            warn=False,  # plan_video's trial said what is left out
         )
         frames, last_time = 0, None
         try:
@@ -179,27 +186,31 @@ class VideoJob:
                 if on_frame is not None:
                     on_frame(frame)
         except BaseException:
-            try:
-                writer.close()
-            finally:
-                temporary.unlink(missing_ok=True)
+            writer.discard()  # the first error is the one to tell
+            temporary.unlink(missing_ok=True)
             raise
-        writer.close()
-        if not stop.is_set():
-            self._warn_if_cut_short(window, last_time)
+        if not stop.is_set() and self._cut_short(window, last_time):
+            outcome.cut_short = True
         if frames == 0:
+            writer.discard()
             temporary.unlink(missing_ok=True)
             return 0
+        try:
+            writer.close()
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         final = partial_path(target) if stop.is_set() else target
         os.replace(temporary, final)
         outcome.written = final
         return frames
 
-    def _warn_if_cut_short(self, window: Window, last_time: Fraction | None) -> None:
-        """One line when the frames end well before the header says the film does."""
+    def _cut_short(self, window: Window, last_time: Fraction | None) -> bool:
+        """Whether the frames end well before the header says the film does (one warning
+        line then: the output holds what could be read, and the run exits 1)."""
         info = self.info
         if info.duration is None or not info.rate:
-            return
+            return False
         expected = info.duration if window.end is None else min(window.end, info.duration)
         reached = window.start if last_time is None else last_time + 1 / info.rate
         if reached < expected - 2 / info.rate:
@@ -210,6 +221,8 @@ class VideoJob:
                 reached,
                 expected,
             )
+            return True
+        return False
 
     def _segments(self, restorer, smoother, stop, on_frame, outcome: VideoOutcome) -> None:
         folder = segments_dir(self.output)
@@ -234,7 +247,7 @@ class VideoJob:
         temporary = _temporary(self.output)
         parts = [self.part_path(i) for i in range(len(windows)) if self.part_path(i).exists()]
         try:
-            join_parts(parts, temporary)
+            join_parts(parts, temporary, shown=self.output)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
@@ -274,6 +287,15 @@ class VideoJob:
         plan_file.write_text(json.dumps(plan, indent=2))
 
 
+def _check_names(output: Path, options: VideoOptions) -> None:
+    """The output, and what a stop or segments would name after it, fit the file system."""
+    derived = segments_dir(output) if options.segment else partial_path(output)
+    for path in (output, derived):
+        reason = name_too_long(path)
+        if reason is not None:
+            raise OutputError(f"{reason}; choose a shorter output name")
+
+
 def plan_video(
     source: Path, output: Path, options: VideoOptions, fingerprint: dict[str, Any] | None = None
 ) -> VideoJob:
@@ -281,6 +303,7 @@ def plan_video(
     window lies inside the film, the output may be written."""
     source, output = Path(source), Path(output)
     info = probe(source)
+    _check_names(output, options)
     same = output.exists() and os.path.samefile(output, source)  # hard links too
     if same or output.resolve() == source.resolve():
         raise OutputError(f"{output}: the output would replace the input")
@@ -306,7 +329,7 @@ def plan_video(
     # Encoder, container and copied streams are checked by opening the output for real.
     trial = _temporary(output)
     try:
-        FilmWriter(trial, info, codec=options.codec, crf=options.crf, shown=output).close()
+        FilmWriter(trial, info, codec=options.codec, crf=options.crf, shown=output).discard()
     finally:
         trial.unlink(missing_ok=True)
     return VideoJob(source, output, options, info, dict(fingerprint or {}))

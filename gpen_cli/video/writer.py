@@ -8,14 +8,16 @@ are remuxed as they are: the sound is bit-identical to the input's.
 
 from __future__ import annotations
 
+import errno
 import logging
+from contextlib import suppress
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from gpen_cli.errors import GpenError, InputError
+from gpen_cli.errors import GpenError, InputError, OutputError
 from gpen_cli.video.media import COPIED_TYPES, FilmInfo, Frame, open_film, stored
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,8 @@ FALLBACK_CODEC = "libx264"
 DEFAULT_CRF = 18  # x264's "visually lossless"; their own default (23) blurs restored detail
 # Encoders whose quality is set by a constant rate factor (--crf).
 CRF_ENCODERS = frozenset({"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"})
+# A full disk, a full quota, a file size limit.
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def pick_encoder(info: FilmInfo, name: str | None) -> av.Codec:
@@ -69,10 +73,12 @@ class FilmWriter:
         crf: int | None = None,
         offset: Fraction = Fraction(0),
         shown: Path | None = None,
+        warn: bool = True,
     ) -> None:
         self.info = info
         self.offset = offset
         self.shown = Path(shown or path)
+        self.warn = warn  # say what is left out (once: the trial writer does, the run not)
         encoder = pick_encoder(info, codec)
         try:
             self.container = av.open(str(path), "w")
@@ -81,19 +87,36 @@ class FilmWriter:
         try:
             self.video = self._add_video(encoder, crf)
             self.copies = self._add_copies()
-            self.container.start_encoding()
+            self._start(encoder)
         except BaseException:
-            self.container.close()
+            with suppress(av.FFmpegError, OSError):
+                self.container.close()
             Path(path).unlink(missing_ok=True)
             raise
 
+    def _start(self, encoder: av.Codec) -> None:
+        """Open the encoder and write the header: an encoder that refuses these frames (or a
+        folder that takes no file) is one line here, before any frame is restored."""
+        try:
+            self.container.start_encoding()
+        except (av.FFmpegError, OSError) as exc:
+            if isinstance(exc, OSError):  # the file system's refusal, not the encoder's
+                raise self._write_error(exc) from None
+            pix_fmt = self.video.pix_fmt
+            width, height = self.info.width, self.info.height
+            if _subsampled(pix_fmt, width, height) and (width % 2 or height % 2):
+                raise GpenError(
+                    f"{self.shown}: {encoder.name} cannot encode {width}×{height} frames as "
+                    f"{pix_fmt}, which needs an even width and height; choose --codec ffv1 "
+                    "(lossless) or crop the film to an even size first"
+                ) from None
+            raise GpenError(
+                f"{self.shown}: {encoder.name} refuses {width}×{height} {pix_fmt} frames "
+                f"({exc.strerror or exc}); choose another --codec"
+            ) from None
+
     def _add_video(self, encoder: av.Codec, crf: int | None) -> av.VideoStream:
         info, container = self.info, self.container
-        if encoder.canonical_name not in container.supported_codecs:
-            raise GpenError(
-                f"{self.shown}: a {self.shown.suffix} file cannot hold "
-                f"{encoder.canonical_name} video; choose another --codec or output type"
-            )
         options = {}
         if encoder.name in CRF_ENCODERS:
             options = {"crf": str(DEFAULT_CRF if crf is None else crf)}
@@ -101,7 +124,15 @@ class FilmWriter:
                 options["b"] = "0"  # constant quality, no bitrate cap
         elif crf is not None:
             logger.warning("--crf has no effect with %s", encoder.name)
-        stream = container.add_stream(encoder.name, rate=info.rate, options=options)
+        try:
+            # The container says what it cannot hold (a .webm no H.264, a .gif only GIF);
+            # some (MPEG-TS) cannot tell beforehand, and take what their format allows.
+            stream = container.add_stream(encoder.name, rate=info.rate, options=options)
+        except ValueError:
+            raise GpenError(
+                f"{self.shown}: a {self.shown.suffix} file cannot hold "
+                f"{encoder.canonical_name} video; choose another --codec or output type"
+            ) from None
         stream.width, stream.height = info.width, info.height
         stream.pix_fmt = _pixel_format(encoder, info.pix_fmt)
         stream.time_base = info.time_base
@@ -114,7 +145,6 @@ class FilmWriter:
         """Output streams for the input's audio and subtitle streams, by input index; the
         container's metadata copied too."""
         copies: dict[int, av.stream.Stream] = {}
-        supported = self.container.supported_codecs
         suffix = self.shown.suffix
         with open_film(self.info.path) as source:
             self.container.metadata.update(source.metadata)  # title, date…
@@ -122,16 +152,22 @@ class FilmWriter:
                 if stream.type not in COPIED_TYPES:
                     continue
                 name = stream.codec_context.name if stream.codec_context else "unknown"
-                if name not in supported:
+                try:
+                    copies[stream.index] = self.container.add_stream_from_template(stream)
+                except ValueError:  # the container cannot hold this codec
                     if stream.type == "audio":
                         raise GpenError(
                             f"the audio ({name}) cannot be copied into a {suffix} file "
                             "unchanged; write a .mkv (it holds any audio)"
+                        ) from None
+                    if self.warn:
+                        logger.warning(
+                            "%s subtitles cannot go into a %s file: left out", name, suffix
                         )
-                    logger.warning("%s subtitles cannot go into a %s file: left out", name, suffix)
-                    continue
-                copies[stream.index] = self.container.add_stream_from_template(stream)
         return copies
+
+    def _write_error(self, exc: OSError | av.FFmpegError) -> OutputError:
+        return write_error(self.shown, exc)
 
     def write(self, frame: Frame, image: np.ndarray | None) -> None:
         """Mux the packets that came before `frame`, then encode it: `image` (upright BGR)
@@ -155,19 +191,55 @@ class FilmWriter:
             out.duration = frame.decoded.duration
         out.pts = frame.pts - round(self.offset / self.info.time_base)
         out.time_base = self.info.time_base
-        self.container.mux(self.video.encode(out))
+        try:
+            self.container.mux(self.video.encode(out))
+        except (av.FFmpegError, OSError) as exc:
+            raise self._write_error(exc) from None
 
     def close(self) -> None:
         """Flush the encoder and finish the file (it is playable from here on)."""
         try:
-            self.container.mux(self.video.encode(None))
-        finally:
+            try:
+                self.container.mux(self.video.encode(None))
+            finally:
+                self.container.close()
+        except (av.FFmpegError, OSError) as exc:
+            raise self._write_error(exc) from None
+
+    def discard(self) -> None:
+        """Close a file that is thrown away (a trial, a failed or empty film): what it could
+        not finish (a GIF without frames has no valid end) does not matter then."""
+        with suppress(av.FFmpegError, OSError):
             self.container.close()
 
 
-def join_parts(parts: list[Path], output: Path) -> None:
+def write_error(shown: Path, exc: OSError | av.FFmpegError) -> OutputError:
+    """One line for a write that failed (a full disk, a removed folder...), naming `shown`."""
+    reason = getattr(exc, "strerror", None) or str(exc)
+    hint = "; free some space and run again" if getattr(exc, "errno", None) in _NO_SPACE else ""
+    return OutputError(f"cannot write {shown}: {reason}{hint}")
+
+
+def _subsampled(pix_fmt: str, width: int, height: int) -> bool:
+    """Whether `pix_fmt` stores colour at a lower resolution than brightness (4:2:0...)."""
+    try:
+        planes = av.VideoFormat(pix_fmt, width, height).components
+    except (ValueError, av.FFmpegError):
+        return False
+    return any(plane.width != width or plane.height != height for plane in planes)
+
+
+def join_parts(parts: list[Path], output: Path, shown: Path | None = None) -> None:
     """Concatenate films written by FilmWriter with the same settings, packet by packet:
-    their timestamps already follow on from each other, so nothing is re-encoded."""
+    their timestamps already follow on from each other, so nothing is re-encoded. Errors
+    name `shown` (the output the user asked for)."""
+    try:
+        _join(parts, output)
+    except OSError as exc:  # PyAV's OSError too: a full disk
+        raise write_error(shown or output, exc) from None
+
+
+def _join(parts: list[Path], output: Path) -> None:
     with av.open(str(output), "w") as joined:
         streams: dict[int, av.stream.Stream] = {}
         for part in parts:
