@@ -152,6 +152,7 @@ def test_a_non_sr_checkpoint_is_refused_in_one_line(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="not a super-resolution network") as caught:
         load_sr_net(tiny_checkpoint)
     assert "\n" not in str(caught.value)
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((64, 64, 3), np.uint8))
     result = CliRunner().invoke(
         app,
         ["restore", str(tmp_path / "x.png"), "--upscale", "2", "--bg-upsampler",
