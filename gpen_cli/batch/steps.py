@@ -59,7 +59,9 @@ def prepare(restorer: FaceRestorer, task: Task) -> Prepared:
     built-in ones are (they serialise their model calls themselves).
     """
     started = time.perf_counter()
-    loaded = load_image(task.source)
+    # An aligned crop is upscaled at the model's size, not the photo's.
+    upscale = 1 if restorer.aligned else restorer.config.upscale
+    loaded = load_image(task.source, upscale=upscale)
     prepared = restorer.prepare(loaded.pixels)
     return Prepared(task, loaded, prepared, started)
 
