@@ -102,7 +102,9 @@ def write_outputs(
     if passed_through(loaded, result, output, aligned):
         main = copy_file(loaded.path, output, overwrite=overwrite, protected=protected)
     else:
-        main = save_image(output, final, overwrite=overwrite, protected=protected)
+        main = save_image(
+            output, final, overwrite=overwrite, protected=protected, metadata=loaded.metadata
+        )
     return [main, *written]
 
 

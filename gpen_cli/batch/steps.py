@@ -16,6 +16,7 @@ from gpen_cli.outputs import write_outputs
 from gpen_cli.report import FacesSummary, ReportEntry, naming
 from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace
 from gpen_cli.stages.load import LoadedImage, load_image
+from gpen_cli.stages.metadata import dropped_note
 
 
 @dataclass
@@ -96,9 +97,16 @@ def finish(
             scores=[face.score for face in result.faces],
         ),
         seconds=round(time.perf_counter() - item.started, 3),
-        note=item.loaded.frames_note,
+        note=_note(item.loaded, task.output),
         output_size=[int(result.image.shape[1]), int(result.image.shape[0])],
     )
+
+
+def _note(loaded: LoadedImage, output: Path) -> str | None:
+    """The frames left out, and the metadata the output's format could not carry."""
+    dropped = dropped_note(loaded.metadata, output.suffix.lower())
+    notes = [note for note in (loaded.frames_note, dropped) if note]
+    return "; ".join(notes) or None
 
 
 def faces_restored(entry: ReportEntry, aligned: bool) -> int:

@@ -36,6 +36,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from gpen_cli.defaults import DEFAULT_MAX_PIXELS
 from gpen_cli.errors import InputError
+from gpen_cli.stages.metadata import Metadata, read_metadata
 from gpen_cli.stages.resize import resize_to
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class LoadedImage:
     was_gray: bool
     source_format: str  # "jpg", "png", "tif", "webp"...
     frames: int = 1  # an animated GIF or multi-page TIFF has more; only the first is used
+    metadata: Metadata = Metadata()  # ICC profile and upright EXIF, for the output
 
     @property
     def frames_note(self) -> str | None:
@@ -129,8 +131,9 @@ def load_image(
             was_gray = header.mode in _GRAY_PIL_MODES
             detected_format = (header.format or "").lower()
             frames = _frame_count(header)
+            metadata = read_metadata(header)
         else:
-            frames = 1
+            frames, metadata = 1, Metadata()
             size = _png_size(stream)
             if size is not None:
                 _check_size(path, *size, min_size, max_pixels)
@@ -158,6 +161,7 @@ def load_image(
         was_gray=was_gray or gray_array,
         source_format=_FORMAT_ALIASES.get(suffix, suffix),
         frames=frames,
+        metadata=metadata,
     )
 
 
