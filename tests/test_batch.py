@@ -633,3 +633,19 @@ def test_a_process_exits_while_its_engine_waits_for_input():
         [sys.executable, "-c", _EXIT_WHILE_WAITING_FOR_INPUT], capture_output=True, timeout=60
     )
     assert done.returncode == 3, done.stderr
+
+
+def test_cli_workers_are_capped_by_memory_in_one_line(tmp_path, tiny_checkpoint, monkeypatch):
+    from gpen_cli import memory
+
+    # Half of 3 GB holds one worker's photos at the input limit (1.7 GB) and no more.
+    monkeypatch.setattr(memory, "available_bytes", lambda: 3 << 30)
+    source = tmp_path / "in"
+    write_image(source / "a.png", photo(80, 80))
+    result = invoke(
+        source, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--aligned",
+        "--device", "cpu", "-j", "1000",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1000 workers capped to 1:" in result.output, result.output
+    assert (tmp_path / "out" / "a.png").is_file()
