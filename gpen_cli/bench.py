@@ -34,6 +34,7 @@ from torch import nn
 from gpen_cli import __version__
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
+from gpen_cli.memory import cap_batch_size
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 from gpen_cli.timing import StageClock
@@ -607,6 +608,20 @@ class BenchReport:
         return asdict(self)
 
 
+def _capped_sizes(sizes: Sequence[int], face_size: int) -> tuple[list[int], list[str]]:
+    """The batch sizes capped by memory (duplicates dropped), and a line for each cap."""
+    kept: list[int] = []
+    lines = []
+    for size in sizes:
+        capped, line = cap_batch_size(size, face_size)
+        if line:
+            logger.warning("%s", line)
+            lines.append(line)
+        if capped not in kept:
+            kept.append(capped)
+    return kept, lines
+
+
 def run_bench(
     config: RestoreConfig,
     *,
@@ -633,7 +648,9 @@ def run_bench(
         raise GpenError(f"size {size}, but {model_info['name']} is a {base_model.size} px model")
     from gpen_cli.stages.forward import default_batch_size
 
-    sizes = list(batch_sizes) or [default_batch_size(device, base_model.size)]
+    sizes, capped = _capped_sizes(
+        list(batch_sizes) or [default_batch_size(device, base_model.size)], base_model.size
+    )
     memory = PeakMemory(device)
     with tempfile.TemporaryDirectory(prefix="gpen-bench-") as scratch:
         work = build_workload(
@@ -644,6 +661,7 @@ def run_bench(
             seed=seed,
             scratch=Path(scratch),
         )
+        work.notes.extend(capped)
         if config.upscale > 1:
             add_upscaling(work, Path(scratch), seed)
         results = [

@@ -112,7 +112,14 @@ def write_outputs(
     if passed_through(loaded, result, output, aligned):
         main = copy_file(loaded.path, output, overwrite=overwrite, protected=protected, root=root)
     else:
-        main = save_image(output, final, overwrite=overwrite, protected=protected, root=root)
+        main = save_image(
+            output,
+            final,
+            overwrite=overwrite,
+            protected=protected,
+            root=root,
+            metadata=loaded.metadata,
+        )
     return [main, *written]
 
 

@@ -680,3 +680,19 @@ def test_the_same_photos_give_the_same_bytes_whatever_the_workers(tmp_path, batc
         assert [e.status for e in outcome.entries] == ["ok"] * 5
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert outputs[0] == outputs[1]
+
+
+def test_cli_workers_are_capped_by_memory_in_one_line(tmp_path, tiny_checkpoint, monkeypatch):
+    from gpen_cli import memory
+
+    # Half of 3 GB holds one worker's photos at the input limit (1.7 GB) and no more.
+    monkeypatch.setattr(memory, "available_bytes", lambda: 3 << 30)
+    source = tmp_path / "in"
+    write_image(source / "a.png", photo(80, 80))
+    result = invoke(
+        source, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--aligned",
+        "--device", "cpu", "-j", "1000",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1000 workers capped to 1:" in result.output, result.output
+    assert (tmp_path / "out" / "a.png").is_file()

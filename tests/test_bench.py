@@ -173,3 +173,18 @@ def test_absent_registry_weights_become_seeded_random_weights():
         resolve_bench_model(None, 300, None, seed=0)
     with pytest.raises(GpenError, match="not a GPEN generator"):
         resolve_bench_model("yunet", None, None, seed=0)
+
+
+def test_batch_sizes_are_capped_by_memory_in_one_line(tiny_checkpoint, monkeypatch):
+    from gpen_cli import memory
+
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    # Half of 64 MB holds 7 faces of 64 px by the estimate, not 100000.
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 << 20)
+    report = run_json(
+        "--model", str(tiny_checkpoint), "-b", "100000", "--repeats", "1", "--mask", "rect",
+    )  # fmt: skip
+    assert any("batch size 100000 capped to 7:" in note for note in report["notes"])
+    labels = [r["label"] for r in report["results"]]
+    assert labels == ["exact fp32 b1 eager", "fast fp32 b7 eager"]
+    assert all(result["faces"] == 7 for result in report["results"])

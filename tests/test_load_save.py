@@ -643,3 +643,52 @@ def test_png_cut_short_fails_without_a_decoder_message(tmp_path, capfd):
     with pytest.raises(InputError, match="ends before its IEND chunk"):
         load_image(path)
     assert "libpng" not in capfd.readouterr().err
+
+
+def _photo_with_metadata(path: Path, alpha: bool = False) -> tuple[bytes, np.ndarray]:
+    """A photo stored sideways (EXIF orientation 6) with an sRGB profile and a camera name."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 255, (24, 40, 4 if alpha else 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "TestCam"
+    image = Image.fromarray(pixels)
+    image.save(path, icc_profile=icc, exif=exif, quality=95)
+    return icc, pixels
+
+
+@pytest.mark.parametrize(
+    ("source", "output", "alpha"),
+    [("in.jpg", "out.jpg", False), ("in.png", "out.png", False), ("in.png", "out.webp", False),
+     ("in.png", "out.webp", True), ("in.webp", "out.png", False), ("in.jpg", "out.tif", False)],
+)  # fmt: skip
+def test_icc_profile_and_upright_exif_are_kept_and_pixels_unchanged(
+    tmp_path, source, output, alpha
+):
+    icc, _ = _photo_with_metadata(tmp_path / source, alpha)
+    loaded = load_image(tmp_path / source)
+    assert loaded.pixels.shape[:2] == (40, 24)  # turned upright
+    image = loaded.to_output(loaded.pixels)
+    kept = save_image(tmp_path / output, image, metadata=loaded.metadata)
+    plain = save_image(tmp_path / f"plain{Path(output).suffix}", image)
+    flags = cv2.IMREAD_UNCHANGED
+    assert np.array_equal(cv2.imread(str(kept), flags), cv2.imread(str(plain), flags))
+    with Image.open(kept) as written:
+        written.load()
+        assert written.info.get("icc_profile") == icc
+        if kept.suffix != ".tif":
+            exif = written.getexif()
+            assert exif[0x0112] == 1 and exif[0x010F] == "TestCam"
+
+
+def test_the_report_says_what_metadata_a_format_cannot_carry(tmp_path):
+    from gpen_cli.batch.steps import _note
+
+    _photo_with_metadata(tmp_path / "in.jpg")
+    loaded = load_image(tmp_path / "in.jpg")
+    assert _note(loaded, tmp_path / "out.png") is None
+    assert "EXIF not kept" in _note(loaded, tmp_path / "out.tif")
+    assert "ICC profile and EXIF not kept" in _note(loaded, tmp_path / "out.bmp")

@@ -296,3 +296,32 @@ def test_cli_upscale_writes_n_times_larger_photos_and_reports_them(tmp_path, rrd
     written = json.loads(report.read_text())
     assert written["upscale"] == 2 and written["upsampler"] == str(rrdb_files[2][1])
     assert written["results"][0]["output_size"] == [112, 80]
+
+
+def test_an_upscaled_output_past_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    # The header says 7000×6000 (42 MP, an allowed input); the pixel data is missing, so
+    # only a refusal from the header can name the upscaled size: 28000×24000 is 672 MP.
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 7000, 6000, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    data = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk
+    data += struct.pack(">I", zlib.crc32(chunk)) + b"\x00" * 64
+    source = tmp_path / "big.png"
+    source.write_bytes(data)
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app,
+        ["restore", str(source), "-o", str(tmp_path / "out.png"), "--upscale", "4",
+         "--bg-upsampler", "none", "--detector", "yunet", "--weights-dir",
+         str(shared_file("assets/weights")), "--model",
+         str(shared_file(f"{FIXTURES}/GPEN-BFR-256.pth")), "--mask", "rect", "--device", "cpu",
+         "--report", str(report)],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    error = json.loads(report.read_text())["results"][0]["error"]
+    assert str(source) in error and "7000×6000" in error and "4×" in error, error
+    assert "28000×24000" in error and "150 MP limit" in error, error
+    assert not (tmp_path / "out.png").exists()
+    assert source.read_bytes() == data

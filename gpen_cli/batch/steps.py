@@ -16,6 +16,7 @@ from gpen_cli.outputs import write_outputs
 from gpen_cli.report import FacesSummary, ReportEntry, naming
 from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace
 from gpen_cli.stages.load import LoadedImage, load_image
+from gpen_cli.stages.metadata import dropped_note
 
 
 @dataclass
@@ -59,7 +60,9 @@ def prepare(restorer: FaceRestorer, task: Task) -> Prepared:
     built-in ones are (they serialise their model calls themselves).
     """
     started = time.perf_counter()
-    loaded = load_image(task.source)
+    # An aligned crop is upscaled at the model's size, not the photo's.
+    upscale = 1 if restorer.aligned else restorer.config.upscale
+    loaded = load_image(task.source, upscale=upscale)
     prepared = restorer.prepare(loaded.pixels)
     return Prepared(task, loaded, prepared, started)
 
@@ -95,9 +98,16 @@ def finish(
             scores=[face.score for face in result.faces],
         ),
         seconds=round(time.perf_counter() - item.started, 3),
-        note=item.loaded.frames_note,
+        note=_note(item.loaded, task.output),
         output_size=[int(result.image.shape[1]), int(result.image.shape[0])],
     )
+
+
+def _note(loaded: LoadedImage, output: Path) -> str | None:
+    """The frames left out, and the metadata the output's format could not carry."""
+    dropped = dropped_note(loaded.metadata, output.suffix.lower())
+    notes = [note for note in (loaded.frames_note, dropped) if note]
+    return "; ".join(notes) or None
 
 
 def faces_restored(entry: ReportEntry, aligned: bool) -> int:

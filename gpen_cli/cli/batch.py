@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -270,6 +271,7 @@ def batch(
 
     setup_logging(quiet)
     check_engine(engine, address, gpus_per_worker, model_actors)
+    workers = _capped_workers(workers)
     opt.check_ext(ext)
     layout = plan_folders(input_dir, output, report, quiet, overwrite)
     options = BatchOptions(
@@ -287,6 +289,18 @@ def batch(
     job = prepare_job(engine, config, layout, options, ray_args, quiet)
     outcome = _run_with_progress(job, STOPPING[engine], layout, options, quiet)
     raise conclude_batch(outcome, config, input_dir, output, report, quiet, overwrite)
+
+
+def _capped_workers(workers: int | None) -> int | None:
+    """--workers capped by memory, said in one line when it is (None stays None: the default)."""
+    from gpen_cli.memory import cap_workers
+
+    if workers is None:
+        return None
+    workers, line = cap_workers(workers)
+    if line:
+        logging.getLogger("gpen_cli.batch").warning("%s", line)
+    return workers
 
 
 def prepare_job(

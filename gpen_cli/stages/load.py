@@ -38,6 +38,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError, features
 from gpen_cli.defaults import DEFAULT_MAX_PIXELS
 from gpen_cli.errors import InputError
 from gpen_cli.stages.integrity import data_ends_early
+from gpen_cli.stages.metadata import Metadata, read_metadata
 from gpen_cli.stages.resize import resize_to
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class LoadedImage:
     was_gray: bool
     source_format: str  # "jpg", "png", "tif", "webp"...
     frames: int = 1  # an animated GIF or multi-page TIFF has more; only the first is used
+    metadata: Metadata = Metadata()  # ICC profile and upright EXIF, for the output
 
     @property
     def frames_note(self) -> str | None:
@@ -148,23 +150,33 @@ def _to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     raise ValueError(f"cannot convert {image.dtype} pixels to {dtype}")
 
 
-def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode `path` upright, or raise InputError naming the file and why it cannot be used."""
+def load_image(
+    path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS, upscale: int = 1
+) -> LoadedImage:
+    """Decode `path` upright, or raise InputError naming the file and why it cannot be used.
+
+    `upscale` is the factor the photo will be enlarged by: the enlarged size is held to
+    `max_pixels` too, from the header, so a photo whose output would be too large costs
+    neither the decoding nor the upscaling.
+    """
     path = Path(path)
     with _open_for_reading(path) as stream:
         header = _read_header(stream, path)
         if header is not None:
             _check_size(path, *header.size, min_size, max_pixels)
+            check_upscaled_size(path, *header.size, upscale, max_pixels)
             # Orientation is a baseline TIFF tag: OpenCV's and Pillow's TIFF decoders apply it.
             orientation = 1 if header.format == "TIFF" else _orientation(header)
             was_gray = header.mode in _GRAY_PIL_MODES
             detected_format = (header.format or "").lower()
             frames = _frame_count(header)
+            metadata = read_metadata(header)
         else:
-            frames = 1
+            frames, metadata = 1, Metadata()
             size = _png_size(stream)
             if size is not None:
                 _check_size(path, *size, min_size, max_pixels)
+                check_upscaled_size(path, *size, upscale, max_pixels)
             orientation, was_gray, detected_format = 1, False, ""
         missing = data_ends_early(stream)
         if missing is not None:
@@ -182,6 +194,7 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
     array = _apply_orientation(array, orientation)
     height, width = array.shape[:2]
     _check_size(path, width, height, min_size, max_pixels)
+    check_upscaled_size(path, width, height, upscale, max_pixels)
     pixels, alpha, gray_array = _split_channels(array, path)
 
     suffix = path.suffix.lower().lstrip(".") or detected_format
@@ -192,6 +205,7 @@ def load_image(path: Path, min_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXE
         was_gray=was_gray or gray_array,
         source_format=_FORMAT_ALIASES.get(suffix, suffix),
         frames=frames,
+        metadata=metadata,
     )
 
 
@@ -272,6 +286,21 @@ def _check_size(path: Path, width: int, height: int, min_size: int, max_pixels: 
             f"{path}: header claims {width}×{height} px ({width * height / 1e6:.0f} MP), "
             f"more than the {max_pixels / 1e6:.0f} MP limit; refusing to decode"
         )
+
+
+def check_upscaled_size(
+    path: Path | None, width: int, height: int, upscale: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> None:
+    """Refuse a photo whose upscaled output would exceed `max_pixels`, as its input would."""
+    out_w, out_h = width * upscale, height * upscale
+    if upscale <= 1 or out_w * out_h <= max_pixels:
+        return
+    name = f"{path}: " if path is not None else ""
+    raise InputError(
+        f"{name}upscaling this {width}×{height} photo {upscale}× would make {out_w}×{out_h} px "
+        f"({out_w * out_h / 1e6:.0f} MP), more than the {max_pixels / 1e6:.0f} MP limit on "
+        "outputs; refusing before any work (upscale less, or shrink the photo first)"
+    )
 
 
 def _orientation(header: Image.Image) -> int:

@@ -25,6 +25,7 @@ from gpen_cli.atomic import write_atomically
 from gpen_cli.confine import check_inside
 from gpen_cli.errors import OutputError
 from gpen_cli.stages.load import to_uint8
+from gpen_cli.stages.metadata import Metadata, embed
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +75,14 @@ def save_image(
     protected: Iterable[Path] = (),
     root: Path | None = None,
     jpeg_quality: int = 95,
+    metadata: Metadata | None = None,
 ) -> Path:
     """Write `image` (uint8/uint16, grey, BGR or BGRA) to `path` atomically and return `path`.
 
-    `jpeg_quality` also sets WebP quality. Raises OutputError when `path` is one of the
-    `protected` inputs, exists without `overwrite`, reaches through a symbolic link below
-    the output folder `root`, or cannot be encoded or written.
+    `jpeg_quality` also sets WebP quality. `metadata` (the input's ICC profile and EXIF) is
+    inserted beside the encoded pixels where the format carries it. Raises OutputError when
+    `path` is one of the `protected` inputs, exists without `overwrite`, reaches through a
+    symbolic link below the output folder `root`, or cannot be encoded or written.
     """
     path = Path(path)
     _refuse_unsafe_target(path, overwrite, protected, root)
@@ -90,6 +93,8 @@ def save_image(
             f"(use one of {', '.join(WRITABLE_EXTENSIONS)})"
         )
     encoded = _encode(path, _for_format(image, extension), extension, jpeg_quality)
+    if metadata:
+        encoded = embed(encoded, extension, metadata, image.shape[1], image.shape[0])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -23,6 +23,7 @@ from torch import nn
 
 from gpen_cli.models.upsampler import SrNet
 from gpen_cli.stages.forward import pick_dtype
+from gpen_cli.stages.load import check_upscaled_size
 
 # Input pixels each tile reaches past its core on every side. Chosen from measurements of
 # tiled against whole-image output (README, "Upscaling"): at 8 px the tiled photo is already
@@ -161,7 +162,11 @@ class Upscaler:
         )
 
     def __call__(self, image: np.ndarray, progress: ProgressCallback | None = None) -> np.ndarray:
-        """The photo `scale` times larger, same dtype; `progress(done, total)` after each pass."""
+        """The photo `scale` times larger, same dtype; `progress(done, total)` after each pass.
+
+        A photo whose output would pass the pixel limit on inputs raises InputError first.
+        """
+        check_upscaled_size(None, image.shape[1], image.shape[0], self.scale)
         if self.net is None:
             self.last_tiles = 0
             return lanczos_upscale(image, self.scale)
