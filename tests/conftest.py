@@ -12,6 +12,21 @@ import gpen_cli  # noqa: F401  (first, as the CLI imports it: bounds OpenCV's de
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _user_weights_dir() -> Path:
+    """The user's own weights folder, as `gpen` resolves it: a detector fetched there with
+    `gpen weights download` lets its tests run on a clone without ../shared."""
+    from gpen_cli.weights import resolve_weights_dir
+
+    try:
+        return resolve_weights_dir(None)
+    except Exception:  # an unusable setting: only ../shared is searched
+        return Path("/nonexistent")
+
+
+# Read once, before any test isolates GPEN_WEIGHTS_DIR.
+USER_WEIGHTS = _user_weights_dir()
+
+
 def shared_dir() -> Path:
     return Path(os.environ.get("GPEN_SHARED_DIR", REPO.parent / "shared"))
 
@@ -22,6 +37,54 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data {path} is absent (set GPEN_SHARED_DIR to the shared/ folder)")
     return path
+
+
+def real_weights(name: str) -> Path:
+    """A real pretrained weights file (registry `name`), or skip saying how to get it.
+
+    Searched in ../shared/assets/weights, then in the user's weights folder.
+    """
+    from gpen_cli.weights import get_spec
+
+    filename = get_spec(name).filename
+    for folder in (shared_dir() / "assets" / "weights", USER_WEIGHTS):
+        if (folder / filename).is_file():
+            return folder / filename
+    pytest.skip(
+        f"needs the real {filename}: run `gpen weights download {name}` (or set GPEN_SHARED_DIR)"
+    )
+
+
+@pytest.fixture(scope="session")
+def seeded_weights_dir(tmp_path_factory) -> Path:
+    """The seeded GPEN-BFR-256 and ParseNet the official references were made from, saved
+    as the published checkpoints are (FP16), hash-checked (tests/seeded.py)."""
+    import seeded
+
+    folder = tmp_path_factory.mktemp("seeded-weights")
+    for name in ("GPEN-BFR-256.pth", "parsing_parsenet.pth"):
+        seeded.write(name, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_reference() -> dict:
+    """A seeded GPEN-64, a seeded input, and what the official generator returns for it."""
+    import numpy as np
+    import seeded
+    import torch
+
+    output = torch.from_numpy(np.load(seeded.OFFICIAL / "gpen_tiny_output.npy"))
+    tiny_input = seeded.tiny_input()
+    assert seeded.tensor_hash(tiny_input) == seeded.stored_hashes()["tiny_input"], (
+        "the seeded tiny input regenerates differently: torch's random generator changed"
+    )
+    return {
+        "config": dict(seeded.TINY_GPEN),
+        "state_dict": seeded.regenerate("GPEN-tiny-64.pth"),
+        "input": tiny_input,
+        "output": output,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -44,17 +107,14 @@ def _isolated_weights_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def pipeline_weights_dir(tmp_path_factory) -> Path:
-    """A weights folder with what the default pipeline needs besides GPEN, from ../shared.
+def pipeline_weights_dir(tmp_path_factory, seeded_weights_dir) -> Path:
+    """A weights folder with what the default pipeline needs besides GPEN.
 
-    The real RetinaFace MobileNet weights, and the seeded random ParseNet of the official
-    pipeline fixture (its labels split faces into several classes, as real weights do).
+    The real RetinaFace MobileNet weights (skips without them), and the seeded ParseNet of
+    the official references (its labels split faces into several classes, as real weights do).
     """
+    detector = real_weights("retinaface-mobile")
     folder = tmp_path_factory.mktemp("pipeline-weights")
-    for relative in (
-        "assets/weights/detection_mobilenet0.25_Final.pth",
-        "fixtures/official_pipeline/parsing_parsenet.pth",
-    ):
-        source = shared_file(relative)
-        (folder / source.name).symlink_to(source)
+    (folder / detector.name).symlink_to(detector)
+    (folder / "parsing_parsenet.pth").symlink_to(seeded_weights_dir / "parsing_parsenet.pth")
     return folder
