@@ -17,6 +17,8 @@ as the published checkpoints are (FP16), hands them to the official classes, and
   scores and landmarks;
 - `gpen_tiny_output.npy`: the official generator's FP32 output for the seeded tiny input;
 - `gpen_state_dict_layouts.json`: every key and shape of the official GPEN-BFR-256/512/1024/2048;
+- `alignment_reference.json`: the official 5-point template per crop size, and the official
+  forward and inverse transforms for seeded landmark sets on the astronaut photo;
 - `manifest.json`: the hash of every regenerated state dict (checked at test time).
 
 The official code is imported from the checkout given; nothing of it is copied here.
@@ -150,6 +152,48 @@ def official_generator(out: Path) -> None:
     (out / "gpen_state_dict_layouts.json").write_text(json.dumps(layouts) + "\n")
 
 
+def official_alignment(photos: list[Path], out: Path) -> None:
+    """The official template per size, and its transforms for seeded landmark sets placed on
+    the astronaut photo (forward: what `warp_and_crop_face` warps with; inverse: it returns)."""
+    import align_faces
+
+    class Recording:  # cv2 as align_faces sees it, keeping the matrix it warps with
+        matrix = None
+
+        def __getattr__(self, name):
+            return getattr(cv2, name)
+
+        def warpAffine(self, image, matrix, size, flags):  # noqa: N802
+            Recording.matrix = np.array(matrix, dtype=np.float64)
+            return cv2.warpAffine(image, matrix, size, flags=flags)
+
+    align_faces.cv2 = Recording()
+    template = {s: align_faces.get_reference_facial_points((s, s), 0.25, (0, 0), True)
+                for s in (256, 512, 1024, 2048)}  # fmt: skip
+    rng = np.random.default_rng(20)
+    side = cv2.imread(str(photos[1])).shape[0]
+    cases = []
+    for index in range(12):
+        size = (256, 512, 1024, 2048)[index % 4]
+        scale = rng.uniform(60, 160) / (template[size][1, 0] - template[size][0, 0]) * 0.5
+        angle = rng.uniform(-0.5, 0.5)
+        c, s_ = scale * np.cos(angle), scale * np.sin(angle)
+        centred = template[size] - size / 2
+        points = centred @ np.array([[c, s_], [-s_, c]]) + rng.uniform(0.3, 0.7, 2) * side
+        points = points + rng.normal(0, 2.0, points.shape)
+        _, inverse = align_faces.warp_and_crop_face(
+            np.zeros((8, 8, 3), np.uint8), points, reference_pts=template[size],
+            crop_size=(size, size),
+        )  # fmt: skip
+        cases.append({"size": size, "landmarks": points.tolist(),
+                      "forward": Recording.matrix.tolist(),
+                      "inverse": np.asarray(inverse, dtype=np.float64).tolist()})  # fmt: skip
+    align_faces.cv2 = cv2
+    reference = {"reference_points": {str(s): t.tolist() for s, t in template.items()},
+                 "cases": cases, "photo": photos[1].name}  # fmt: skip
+    (out / "alignment_reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, required=True, help="a checkout of yangxy/GPEN")
@@ -179,6 +223,7 @@ def main() -> None:
         unused_upsampler(base / "weights/realesrnet_x2.pth")
         official_pipeline(base, photos, args.out)
     official_generator(args.out)
+    official_alignment(photos, args.out)
 
 
 if __name__ == "__main__":

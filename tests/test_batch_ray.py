@@ -33,6 +33,8 @@ from gpen_cli.cli import app
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.restorer import FaceRestorer
 
+pytestmark = pytest.mark.ray
+
 ray = pytest.importorskip(
     "ray.data", reason="the ray extra is not installed (pip install -e '.[test,ray]')"
 )
