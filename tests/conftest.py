@@ -182,6 +182,12 @@ def _has_real_detector() -> bool:
     return True
 
 
+def pipeline_detector() -> str | ReplayDetector:
+    """What to hand a restorer built outside a test (a module fixture): the real RetinaFace
+    MobileNet by name where its weights are at hand, else the official faces replayed."""
+    return "retinaface-mobile" if _has_real_detector() else ReplayDetector()
+
+
 @pytest.fixture(scope="session")
 def pipeline_weights_dir(tmp_path_factory, seeded_weights_dir) -> Path:
     """A weights folder with what the default pipeline needs besides GPEN.
