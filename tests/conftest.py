@@ -153,8 +153,23 @@ class ReplayDetector:
         self.known = {}
         for name in PHOTOS.values():
             stem = Path(name).stem
-            height, width = cv2.imread(str(seeded.DATA / "photos" / name)).shape[:2]
-            self.known[(width, height)] = recorded[stem]
+            picture = cv2.imread(str(seeded.DATA / "photos" / name))
+            height, width = picture.shape[:2]
+            self.known[(width, height)] = (recorded[stem], picture)
+
+    @staticmethod
+    def _looks_like(image_bgr, picture) -> bool:
+        """The same picture (JPEG, noise, resized, grey), not another of its size."""
+        import cv2
+        import numpy as np
+
+        if image_bgr.ndim != 3 or image_bgr.dtype != np.uint8:
+            return False
+        resized = cv2.resize(picture, image_bgr.shape[1::-1], interpolation=cv2.INTER_AREA)
+        grey = [
+            cv2.cvtColor(p, cv2.COLOR_BGR2GRAY).astype(np.float32) for p in (resized, image_bgr)
+        ]
+        return float(np.mean(np.abs(grey[0] - grey[1]))) < 12.0  # a grey copy is the same photo
 
     def detect(self, image_bgr):
         import numpy as np
@@ -164,8 +179,9 @@ class ReplayDetector:
         height, width = image_bgr.shape[:2]
         matches = [
             (recorded, width / known_w)
-            for (known_w, known_h), recorded in self.known.items()
+            for (known_w, known_h), (recorded, picture) in self.known.items()
             if abs(height - known_h * width / known_w) < max(1.0, width / known_w)
+            and self._looks_like(image_bgr, picture)
         ]
         if not matches:
             return []

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import photo_as, real_weights
 from typer.testing import CliRunner
 
 from gpen_cli.atomic import is_partial_file
@@ -60,6 +59,7 @@ def local_ray():
 
 @pytest.fixture
 def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreConfig:
+    real_weights("retinaface-mobile")  # Ray's actors run the real detector, in their processes
     return RestoreConfig(
         model=str(tiny_checkpoint),
         detector="retinaface-mobile",
@@ -72,12 +72,10 @@ def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreConfig:
 
 def make_folder(root: Path, copies: int = 1) -> Path:
     """Faces (one and several, nested), a photo without a face, and files that are no photo."""
-    portrait = shared_file("assets/images/portrait_small.jpg")
-    group = shared_file("assets/images/group_small.jpg")
     (root / "sub").mkdir(parents=True)
     for index in range(copies):
-        shutil.copy(portrait, root / f"portrait{index}.jpg")
-        shutil.copy(group, root / "sub" / f"group{index}.jpg")
+        photo_as("portrait", root / f"portrait{index}.jpg")
+        photo_as("group", root / "sub" / f"group{index}.jpg")
     gradient = np.linspace(0, 255, 80 * 60, dtype=np.float32).reshape(60, 80).astype(np.uint8)
     cv2.imwrite(str(root / "no face.png"), gradient)
     (root / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
@@ -276,8 +274,7 @@ def test_a_broken_generator_is_refused_by_the_driver_before_ray_starts(
     torch.save(state, broken)
     monkeypatch.setattr(FaceRestorer, "__init__", _built_in_the_driver)
     monkeypatch.setattr("gpen_cli.batch.ray_engine.ray_session", _built_in_the_driver)
-    (tmp_path / "in").mkdir()
-    shutil.copy(shared_file("assets/images/portrait_small.jpg"), tmp_path / "in")
+    photo_as("portrait", tmp_path / "in" / "portrait_small.jpg")
     result = CliRunner().invoke(
         app,
         ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--engine", "ray",
