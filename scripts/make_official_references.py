@@ -14,7 +14,8 @@ as the published checkpoints are (FP16), hands them to the official classes, and
   alpha 1, RetinaFace MobileNet-0.25 in place of R50, CPU, FP32): `<stem>_GPEN.png`, the first
   face's aligned crop `_face00_in.png`, GPEN's crop `_face00_out.png` and its paste mask in
   crop space `_face00_mask.png` (16-bit), and in `detections.json` the official detector's boxes,
-  scores and landmarks;
+  scores and landmarks; `label_blocks_mask.png`: the official paste mask (512 px, 16-bit) of a
+  label map holding every ParseNet label;
 - `gpen_tiny_output.npy`: the official generator's FP32 output for the seeded tiny input;
 - `gpen_state_dict_layouts.json`: every key and shape of the official GPEN-BFR-256/512/1024/2048;
 - `alignment_reference.json`: the official 5-point template per crop size, and the official
@@ -123,6 +124,15 @@ def official_pipeline(base: Path, photos: list[Path], out: Path) -> None:
         cv2.imwrite(str(out / f"{stem}_face00_mask.png"), np.round(mask * 65535).astype(np.uint16))
         print(f"{stem}: {len(crops)} faces")
     (out / "detections.json").write_text(json.dumps(detections, indent=1) + "\n")
+    official_label_mask(enhancer, out)
+
+
+def official_label_mask(enhancer, out: Path) -> None:
+    """What the official colour map and `mask_postprocess` make of `seeded.label_blocks()`."""
+    logits = torch.nn.functional.one_hot(torch.from_numpy(seeded.label_blocks()), 19)
+    colours = enhancer.faceparser.tenor2mask(logits.permute(2, 0, 1)[None].float())[0]
+    mask = enhancer.mask_postprocess(colours / 255.0)
+    cv2.imwrite(str(out / "label_blocks_mask.png"), np.round(mask * 65535).astype(np.uint16))
 
 
 def unused_upsampler(path: Path) -> None:

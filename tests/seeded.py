@@ -76,6 +76,15 @@ def tiny_input() -> torch.Tensor:
     return torch.rand(TINY_INPUT_SHAPE, generator=generator) * 2 - 1
 
 
+def label_blocks():
+    """A 512 px label map with every ParseNet label (0-18) in 32 px blocks, inside and at the
+    border: the paste mask of each label, in one picture."""
+    import numpy as np
+
+    y, x = np.mgrid[:512, :512]
+    return ((y // 32) * 16 + x // 32) % 19
+
+
 RECIPES: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
     "GPEN-BFR-256.pth": pipeline_gpen_state,
     "parsing_parsenet.pth": parsenet_state,

@@ -112,6 +112,16 @@ def test_paste_mask_is_the_official_mask(official_restorer, stem):
     assert 0.05 < expected.mean() < 0.95  # a mask with an edge inside the crop
 
 
+def test_every_label_gives_the_official_paste_mask():
+    """Which labels count as face, the border and the blur: the official mask of a label map
+    holding all 19 labels (the seeded ParseNet need not produce every one on the photos)."""
+    from gpen_cli.stages.mask import labels_to_mask
+
+    mask = labels_to_mask(seeded.label_blocks(), 512)
+    expected = official("label_blocks_mask.png", cv2.IMREAD_UNCHANGED) / 65535.0
+    assert np.abs(mask - expected).max() <= 1.0 / 65535
+
+
 @pytest.mark.parametrize("stem", PHOTOS)
 def test_exact_generator_gives_the_official_crop_bit_for_bit(seeded_weights_dir, stem):
     restorer = FaceRestorer(
