@@ -1,4 +1,4 @@
-"""The alignment stage against numbers and crops from the official GPEN code."""
+"""The alignment stage against numbers and crops from the official GPEN code (tests/data)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_file
+import seeded
 
 from gpen_cli.stages.align import (
     Alignment,
@@ -19,11 +19,12 @@ from gpen_cli.stages.align import (
 
 
 def _fixture() -> dict:
-    return json.loads(shared_file("fixtures/alignment_reference.json").read_text())
+    """The official template and transforms (scripts/make_official_references.py)."""
+    return json.loads((seeded.OFFICIAL / "alignment_reference.json").read_text())
 
 
 def _image(name: str) -> np.ndarray:
-    return cv2.imread(str(shared_file(f"assets/images/{name}")), cv2.IMREAD_COLOR)
+    return cv2.imread(str(seeded.DATA / "photos" / name), cv2.IMREAD_COLOR)
 
 
 def _similarity(scale: float, angle: float, shift: tuple[float, float]) -> np.ndarray:
@@ -109,7 +110,7 @@ def _official_crop(image: np.ndarray, forward: np.ndarray, size: int) -> np.ndar
 
 
 def test_crops_match_official_crops_within_one_level() -> None:
-    image = _image("ffhq_00000_lq.png")
+    image = _image(_fixture()["photo"])
     for index, case in enumerate(_fixture()["cases"]):
         size = case["size"]
         expected = _official_crop(image, case["forward"], size)
@@ -125,7 +126,7 @@ def test_crops_match_official_crops_within_one_level() -> None:
 
 @pytest.mark.parametrize("corner", ["top-left", "bottom-right"])
 def test_crop_of_a_face_at_the_border_reads_only_its_region_and_pads_black(corner: str) -> None:
-    image = _image("portrait_small.jpg")
+    image = _image("astronaut_320.png")
     height, width = image.shape[:2]
     center = (20.0, 30.0) if corner == "top-left" else (width - 15.0, height - 25.0)
     # Template centred on `center` at scale 0.4: half the crop lies outside the image.

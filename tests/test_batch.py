@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import struct
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import shared_file
+from conftest import photo_as
 from torch import nn
 from typer.testing import CliRunner
 
@@ -543,15 +542,13 @@ def invoke(*args: str):
 
 
 @pytest.mark.slow
-def test_cli_restores_shared_photos_with_the_real_detector(
+def test_cli_restores_the_test_photos_with_the_default_detector(
     tmp_path, tiny_checkpoint, pipeline_weights_dir
 ):
     weights = pipeline_weights_dir
     source, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
-    source.mkdir()
-    shutil.copy(shared_file("assets/images/portrait_small.jpg"), source / "portrait.jpg")
-    (source / "nested").mkdir()
-    shutil.copy(shared_file("assets/images/group_small.jpg"), source / "nested" / "group.jpg")
+    photo_as("portrait", source / "portrait.jpg")
+    photo_as("group", source / "nested" / "group.jpg")
 
     result = invoke(
         source, "-o", out, "--model", tiny_checkpoint, "--weights-dir", weights,

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import photo_as, real_weights
 from typer.testing import CliRunner
 
 from gpen_cli.atomic import is_partial_file
@@ -32,6 +31,8 @@ from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.cli import app
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.restorer import FaceRestorer
+
+pytestmark = pytest.mark.ray
 
 ray = pytest.importorskip(
     "ray.data", reason="the ray extra is not installed (pip install -e '.[test,ray]')"
@@ -58,6 +59,7 @@ def local_ray():
 
 @pytest.fixture
 def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreConfig:
+    real_weights("retinaface-mobile")  # Ray's actors run the real detector, in their processes
     return RestoreConfig(
         model=str(tiny_checkpoint),
         detector="retinaface-mobile",
@@ -70,12 +72,10 @@ def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreConfig:
 
 def make_folder(root: Path, copies: int = 1) -> Path:
     """Faces (one and several, nested), a photo without a face, and files that are no photo."""
-    portrait = shared_file("assets/images/portrait_small.jpg")
-    group = shared_file("assets/images/group_small.jpg")
     (root / "sub").mkdir(parents=True)
     for index in range(copies):
-        shutil.copy(portrait, root / f"portrait{index}.jpg")
-        shutil.copy(group, root / "sub" / f"group{index}.jpg")
+        photo_as("portrait", root / f"portrait{index}.jpg")
+        photo_as("group", root / "sub" / f"group{index}.jpg")
     gradient = np.linspace(0, 255, 80 * 60, dtype=np.float32).reshape(60, 80).astype(np.uint8)
     cv2.imwrite(str(root / "no face.png"), gradient)
     (root / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
@@ -136,7 +136,7 @@ def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings):
 
 def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings):
     """A terminal's Ctrl-C reaches the whole process group, Ray's own processes included."""
-    source = make_folder(tmp_path / "in", copies=3)
+    source = make_folder(tmp_path / "in", copies=10)  # still running when Ctrl-C comes
     out, report = tmp_path / "out", tmp_path / "report.json"
     command = [
         sys.executable, "-m", "gpen_cli", "batch", str(source), "-o", str(out), "-q",
@@ -163,9 +163,9 @@ def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings)
     done = {e.output for e in second.entries if e.error == ALREADY_DONE}
     assert done >= {r["output"] for r in first["results"] if r["status"] == "ok"}
     redone = [e for e in second.entries if e.status in ("ok", "no_face")]
-    assert len(redone) + len(done) == 7  # the 6 photos with faces and the one without
+    assert len(redone) + len(done) == 21  # the 20 photos with faces and the one without
     assert not any(is_partial_file(path) for path in out.rglob("*"))
-    assert len(list(out.rglob("*.jpg"))) == 6
+    assert len(list(out.rglob("*.jpg"))) == 20
 
 
 def actor_pids() -> list[int]:
@@ -276,8 +276,7 @@ def test_a_broken_generator_is_refused_by_the_driver_before_ray_starts(
     torch.save(state, broken)
     monkeypatch.setattr(FaceRestorer, "__init__", _built_in_the_driver)
     monkeypatch.setattr("gpen_cli.batch.ray_engine.ray_session", _built_in_the_driver)
-    (tmp_path / "in").mkdir()
-    shutil.copy(shared_file("assets/images/portrait_small.jpg"), tmp_path / "in")
+    photo_as("portrait", tmp_path / "in" / "portrait_small.jpg")
     result = CliRunner().invoke(
         app,
         ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--engine", "ray",

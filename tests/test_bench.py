@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import shared_dir, shared_file
+from conftest import photo_as, real_weights
 from typer.testing import CliRunner
 
 from gpen_cli.bench import (
@@ -62,9 +62,8 @@ def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypa
 def test_pipeline_on_a_real_photo_times_the_restorers_own_stages(
     tiny_checkpoint, tmp_path, pipeline_weights_dir
 ):
-    photo = shared_file("assets/images/portrait_small.jpg")
-    (tmp_path / "photos").mkdir()
-    (tmp_path / "photos" / photo.name).symlink_to(photo)
+    real_weights("retinaface-mobile")  # the bench times the real detector, or no pipeline
+    photo_as("portrait", tmp_path / "photos" / "portrait.png")
     report = run_json(
         "--model", str(tiny_checkpoint), "-b", "2", "--half", "--repeats", "1",
         "--images", str(tmp_path / "photos"), "--detector", "retinaface-mobile",
@@ -90,12 +89,17 @@ def test_parsing_mask_cost_is_counted():
     assert parsing_gflop_per_face() == pytest.approx(469, rel=0.02)
 
 
-def test_default_photos_come_from_the_shared_folder(monkeypatch):
-    from gpen_cli.bench import default_photos
+def test_default_photos_come_from_the_shared_folder(monkeypatch, tmp_path):
+    from gpen_cli.bench import DEFAULT_PHOTOS, default_photos
 
-    monkeypatch.setenv("GPEN_SHARED_DIR", str(shared_dir()))
+    shared = tmp_path / "shared"
+    for name in ("portrait_small.jpg", "solvay_conference_1927.png"):
+        photo_as("portrait", shared / "assets" / "images" / name)
+    monkeypatch.setenv("GPEN_SHARED_DIR", str(shared))
     names = [p.name for p in default_photos()]
-    shared_file("assets/images/portrait_small.jpg")
+    assert names == [
+        n for n in DEFAULT_PHOTOS if n in ("portrait_small.jpg", "solvay_conference_1927.png")
+    ]
     assert "portrait_small.jpg" in names and "solvay_conference_1927.png" in names
     monkeypatch.delenv("GPEN_SHARED_DIR")
     assert default_photos() == []

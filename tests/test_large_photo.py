@@ -13,30 +13,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import photo_path
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
 
-GPEN_256 = "fixtures/official_pipeline/GPEN-BFR-256.pth"
-
 
 @pytest.mark.slow
 def test_pasting_into_the_input_writes_the_same_file_as_pasting_into_a_copy(
-    tmp_path, pipeline_weights_dir
+    tmp_path, pipeline_weights_dir, seeded_weights_dir
 ):
     """`--compare` keeps the input intact (a copy is pasted into); without it the faces go
     into the decoded photo itself. Same PNG either way, on a photo detected at 1000 px."""
-    portrait = cv2.imread(str(shared_file("assets/images/portrait_small.jpg")), cv2.IMREAD_COLOR)
+    model = str(seeded_weights_dir / "GPEN-BFR-256.pth")
+    portrait = cv2.imread(str(photo_path("portrait")), cv2.IMREAD_COLOR)
     source = tmp_path / "big.png"
-    cv2.imwrite(str(source), cv2.resize(portrait, None, fx=4, fy=4))  # 1672×2080
+    cv2.imwrite(str(source), cv2.resize(portrait, None, fx=5, fy=5))  # 1600×1600
     written = {}
     for flags in ([], ["--compare"]):
         folder = tmp_path / ("compare" if flags else "plain")
         result = CliRunner().invoke(
             app,
             [
-                "restore", str(source), "-o", str(folder), "--model", str(shared_file(GPEN_256)),
+                "restore", str(source), "-o", str(folder), "--model", model,
                 "--detector", "retinaface-mobile", "--weights-dir", str(pipeline_weights_dir),
                 "--mask", "rect", *flags,
             ],

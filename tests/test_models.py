@@ -8,21 +8,17 @@ import pickle
 from pathlib import Path
 
 import pytest
+import seeded
 import torch
-from conftest import shared_file
 
 from gpen_cli.errors import CheckpointError
 from gpen_cli.models import build_gpen, infer_config, load_gpen
 
 
 @pytest.fixture(scope="module")
-def tiny_reference() -> dict:
-    return torch.load(shared_file("fixtures/gpen_tiny_reference.pt"), weights_only=True)
-
-
-@pytest.fixture(scope="module")
 def layouts() -> dict:
-    return json.loads(shared_file("fixtures/gpen_state_dict_layouts.json").read_text())
+    """Every key and shape of the official GPEN-BFR-256/512/1024/2048 (official code's output)."""
+    return json.loads((seeded.OFFICIAL / "gpen_state_dict_layouts.json").read_text())
 
 
 @pytest.mark.parametrize("name", ["GPEN-BFR-256", "GPEN-BFR-512", "GPEN-BFR-1024", "GPEN-BFR-2048"])

@@ -7,15 +7,20 @@ import tracemalloc
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import photo_path
 
 from gpen_cli.stages.align import align_face, reference_points, warp_crop
 from gpen_cli.stages.mask import rect_mask
 from gpen_cli.stages.paste import Paste, paste_faces, warp_region
 
+# Photos of the sizes the geometry below was laid out on, made from the test portrait.
+_SIZES = {"portrait_small.jpg": (418, 520), "ffhq_00000_lq.png": (1024, 1024),
+          "ffhq_00001_lq.png": (1024, 1024)}  # fmt: skip
+
 
 def _image(name: str) -> np.ndarray:
-    return cv2.imread(str(shared_file(f"assets/images/{name}")), cv2.IMREAD_COLOR)
+    portrait = cv2.imread(str(photo_path("portrait")), cv2.IMREAD_COLOR)
+    return cv2.resize(portrait, _SIZES[name], interpolation=cv2.INTER_CUBIC)
 
 
 def _landmarks(size: int, scale: float, angle: float, center: tuple[float, float]) -> np.ndarray:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import shared_file
+from conftest import PHOTOS, photo_path, real_weights, shared_file
 
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
@@ -40,17 +40,18 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def weights_dir():
-    return shared_file("assets/weights/detection_mobilenet0.25_Final.pth").parent
+def weights_dir(pipeline_weights_dir):
+    return pipeline_weights_dir
 
 
 def photo(name: str) -> np.ndarray:
-    image = cv2.imread(str(shared_file(f"assets/images/{name}")), cv2.IMREAD_COLOR)
+    path = photo_path(name) if name in PHOTOS else shared_file(f"assets/images/{name}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert image is not None
     return image
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def identity_restorer(weights_dir):
     return FaceRestorer(
         Identity(512), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect"
@@ -60,13 +61,7 @@ def identity_restorer(weights_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
-    [
-        "solvay_conference_1927.png",
-        "portrait_small.jpg",
-        "ffhq_00000_lq.png",
-        "ffhq_00001_lq.png",
-        "ffhq_00002_lq.png",
-    ],
+    ["group", "portrait"],
 )
 def test_identity_model_gives_the_photo_back(identity_restorer, name):
     image = photo(name)
@@ -78,8 +73,9 @@ def test_identity_model_gives_the_photo_back(identity_restorer, name):
 
 @pytest.mark.slow
 def test_real_detector_finds_the_faces(identity_restorer):
+    real_weights("retinaface-mobile")
     assert len(identity_restorer.restore(photo("solvay_conference_1927.png")).faces) >= 27
-    assert len(identity_restorer.restore(photo("portrait_small.jpg")).faces) == 1
+    assert len(identity_restorer.restore(photo("portrait")).faces) == 1
 
 
 @pytest.mark.slow
@@ -218,9 +214,7 @@ def test_fetch_weights_names_a_missing_file_and_builds_nothing(
 
     folder = tmp_path / "weights"
     folder.mkdir()
-    (folder / "detection_mobilenet0.25_Final.pth").symlink_to(
-        shared_file("assets/weights/detection_mobilenet0.25_Final.pth")
-    )
+    (folder / "detection_mobilenet0.25_Final.pth").symlink_to(real_weights("retinaface-mobile"))
     with socket.socket() as closed:  # a port nothing listens on: refused at once
         closed.bind(("127.0.0.1", 0))
         monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")

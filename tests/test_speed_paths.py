@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import shared_file
 
 from gpen_cli.models import build_gpen, load_gpen, ops
 from gpen_cli.stages import forward as forward_module
@@ -20,11 +19,6 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, peak: float
     b = torch.as_tensor(np.asarray(b), dtype=torch.float64)
     mse = (a - b).pow(2).mean().item()
     return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
-
-
-@pytest.fixture(scope="module")
-def tiny_reference() -> dict:
-    return torch.load(shared_file("fixtures/gpen_tiny_reference.pt"), weights_only=True)
 
 
 @pytest.fixture
@@ -176,7 +170,10 @@ def test_compiled_model_sees_full_batches_only(tiny_reference, tiny_crops, monke
     assert shapes == [(2, 3, 64, 64), (2, 3, 64, 64)]
     unpadded = eager(tiny_crops)
     assert len(padded) == 3
-    assert all(np.array_equal(a, b) for a, b in zip(padded, unpadded, strict=True))
+    # A batch of one and a padded batch of two may round a pixel differently (the fast
+    # kernels pick their strategy by batch size), never by more than a level.
+    for a, b in zip(padded, unpadded, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_pad_batch_repeats_the_last_crop():

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import shared_file
+from conftest import photo_path, pipeline_detector
 from sr_reference import official_paste, official_sr, seeded_rrdbnet
 from torch import nn
 from typer.testing import CliRunner
@@ -25,7 +25,6 @@ from gpen_cli.stages.faces import Face
 from gpen_cli.stages.upscale import DEFAULT_OVERLAP, Upscaler, lanczos_upscale, plan_tiles
 
 CPU = torch.device("cpu")
-FIXTURES = "fixtures/official_pipeline"
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -33,8 +32,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def photo(stem: str = "portrait_small") -> np.ndarray:
-    return cv2.imread(str(shared_file(f"assets/images/{stem}.jpg")), cv2.IMREAD_COLOR)
+def photo(kind: str = "portrait") -> np.ndarray:
+    return cv2.imread(str(photo_path(kind)), cv2.IMREAD_COLOR)
 
 
 def textured(height: int, width: int) -> np.ndarray:
@@ -225,42 +224,42 @@ def test_faces_are_found_and_pasted_at_the_upscaled_size():
 
 
 def test_identity_upsampler_and_face_model_give_lanczos_outside_the_faces(pipeline_weights_dir):
-    image = photo()
+    image = photo("group")
     restorer = FaceRestorer(Identity(), "retinaface-mobile", weights_dir=pipeline_weights_dir,
                             mask="rect", device="cpu", upscale=2, bg_upsampler="none")  # fmt: skip
     prepared = restorer.prepare(image)
     result = restorer.finish(prepared, restorer.forward(prepared.model_inputs))
-    assert result.faces and result.image.shape == (1040, 836, 3)
+    assert result.faces and result.image.shape == (image.shape[0] * 2, image.shape[1] * 2, 3)
     footprint = np.zeros(result.image.shape[:2], np.float32)
     for alignment in prepared.alignments:  # where any restored crop can reach
         ones = np.ones((restorer.size, restorer.size), np.float32)
         footprint += cv2.warpAffine(ones, alignment.inverse, footprint.shape[::-1])
     outside = cv2.dilate((footprint > 0).astype(np.uint8), np.ones((5, 5))) == 0
     difference = np.abs(result.image.astype(int) - lanczos_upscale(image, 2).astype(int))
-    assert outside.mean() > 0.5
+    assert outside.mean() > 0.3  # three small faces: most of the photo is background
     assert difference[outside].max() <= 1
 
 
 @pytest.fixture(scope="module")
-def restorers(pipeline_weights_dir, rrdb_files):
+def restorers(pipeline_weights_dir, seeded_weights_dir, rrdb_files):
     """The use_sr-off pipeline (proven official) and --upscale 2, with the fixture's weights."""
-    gpen = shared_file(f"{FIXTURES}/GPEN-BFR-256.pth")
+    gpen = seeded_weights_dir / "GPEN-BFR-256.pth"
     common = {"weights_dir": pipeline_weights_dir, "device": "cpu"}
-    plain = FaceRestorer(gpen, "retinaface-mobile", **common)
+    plain = FaceRestorer(gpen, pipeline_detector(), **common)
     upscaling = FaceRestorer(
-        gpen, "retinaface-mobile", upscale=2, bg_upsampler=rrdb_files[2][1], **common
+        gpen, pipeline_detector(), upscale=2, bg_upsampler=rrdb_files[2][1], **common
     )
     return plain, upscaling
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stem", "target_db"), [("portrait_small", 50.0), ("group_small", 45.0)])
+@pytest.mark.parametrize(("stem", "target_db"), [("portrait", 50.0)])
 def test_upscale_2_gives_the_official_use_sr_output(restorers, rrdb_files, stem, target_db):
     """Against the official steps re-implemented independently (tests/sr_reference.py).
 
-    group_small is 411 px wide: the official upscales it to 823 px (its crop keeps one pixel
-    of the x2 pad) and detects there, we to exactly 822. The background agrees exactly; the
-    faces, aligned in a photo 0.1 % narrower, within about 50 dB (the report has figures).
+    An odd-width photo is upscaled by the official one pixel wider (its crop keeps one pixel
+    of the x2 pad) and detected there; replayed detections cannot follow that, so only the
+    even-width portrait is compared here (the report has figures for odd widths).
     """
     plain, upscaling = restorers
     image = photo(stem)
@@ -279,16 +278,18 @@ def test_upscale_2_gives_the_official_use_sr_output(restorers, rrdb_files, stem,
     assert psnr(ours.image, official[:height, :width]) >= target_db
 
 
-def test_cli_upscale_writes_n_times_larger_photos_and_reports_them(tmp_path, rrdb_files):
+def test_cli_upscale_writes_n_times_larger_photos_and_reports_them(
+    tmp_path, rrdb_files, pipeline_weights_dir, seeded_weights_dir
+):
     source = tmp_path / "in.png"
     cv2.imwrite(str(source), textured(40, 56))
     report = tmp_path / "report.json"
-    gpen = shared_file(f"{FIXTURES}/GPEN-BFR-256.pth")
+    gpen = seeded_weights_dir / "GPEN-BFR-256.pth"
     result = CliRunner().invoke(
         app,
         ["restore", str(source), "-o", str(tmp_path / "out.png"), "--upscale", "2",
-         "--bg-upsampler", str(rrdb_files[2][1]), "--detector", "yunet", "--weights-dir",
-         str(shared_file("assets/weights")), "--model", str(gpen),
+         "--bg-upsampler", str(rrdb_files[2][1]), "--detector", "retinaface-mobile",
+         "--weights-dir", str(pipeline_weights_dir), "--model", str(gpen),
          "--mask", "rect", "--device", "cpu", "--report", str(report)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

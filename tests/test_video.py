@@ -1,4 +1,4 @@
-"""`gpen video` on small films made here from the shared photos (FFV1 for pixel checks).
+"""`gpen video` on small films made here from the test portrait (FFV1 for pixel checks).
 
 Each film is 25 frames at 256 px and 25 fps: ten with a face, five without, ten with a
 face, and a one-second sine tone.
@@ -16,7 +16,7 @@ import torch
 
 av = pytest.importorskip("av", minversion="18.1", reason="gpen video needs PyAV 18.1+")
 
-from conftest import shared_file  # noqa: E402
+from conftest import photo_path, pipeline_detector  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 from videoclips import (  # noqa: E402
     audio_packets,
@@ -49,13 +49,13 @@ class Identity(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def weights_dir() -> Path:
-    return shared_file("assets/weights/detection_mobilenet0.25_Final.pth").parent
+def weights_dir(pipeline_weights_dir) -> Path:
+    return pipeline_weights_dir
 
 
 @pytest.fixture(scope="module")
 def pictures() -> list[np.ndarray]:
-    face = face_picture(shared_file("assets/images/portrait_small.jpg"), (256, 256))
+    face = face_picture(photo_path("portrait"), (256, 256))
     return [face] * 10 + [faceless_picture((256, 256))] * 5 + [face] * 10
 
 
@@ -77,7 +77,7 @@ def rgb_film(tmp_path_factory, pictures) -> Path:
 def restorer(model, weights_dir: Path) -> FaceRestorer:
     return FaceRestorer(
         model,
-        "retinaface-mobile",
+        pipeline_detector(),  # the frames are the test portrait, scaled: replayable
         weights_dir=weights_dir,
         device="cpu",
         batch_size=4,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import platformdirs
 import pytest
+import seeded
 from conftest import shared_file
 from typer.testing import CliRunner
 
@@ -36,7 +37,7 @@ def test_registry_entries_are_consistent():
 
 
 def test_gpen_configs_match_the_official_layouts():
-    layouts = json.loads(shared_file("fixtures/gpen_state_dict_layouts.json").read_text())
+    layouts = json.loads((seeded.OFFICIAL / "gpen_state_dict_layouts.json").read_text())
     gpen_specs = {name: s for name, s in weights.MODELS.items() if s.kind == "gpen"}
     assert set(gpen_specs) == set(layouts)
     for name, spec in gpen_specs.items():
