@@ -299,7 +299,9 @@ def test_cli_upscale_writes_n_times_larger_photos_and_reports_them(
     assert written["results"][0]["output_size"] == [112, 80]
 
 
-def test_an_upscaled_output_past_the_pixel_limit_is_refused_before_decoding(tmp_path):
+def test_an_upscaled_output_past_the_pixel_limit_is_refused_before_decoding(
+    tmp_path, tiny_checkpoint, pipeline_weights_dir
+):
     # The header says 7000×6000 (42 MP, an allowed input); the pixel data is missing, so
     # only a refusal from the header can name the upscaled size: 28000×24000 is 672 MP.
     import struct
@@ -315,10 +317,9 @@ def test_an_upscaled_output_past_the_pixel_limit_is_refused_before_decoding(tmp_
     result = CliRunner().invoke(
         app,
         ["restore", str(source), "-o", str(tmp_path / "out.png"), "--upscale", "4",
-         "--bg-upsampler", "none", "--detector", "yunet", "--weights-dir",
-         str(shared_file("assets/weights")), "--model",
-         str(shared_file(f"{FIXTURES}/GPEN-BFR-256.pth")), "--mask", "rect", "--device", "cpu",
-         "--report", str(report)],
+         "--bg-upsampler", "none", "--detector", "retinaface-mobile", "--weights-dir",
+         str(pipeline_weights_dir), "--model", str(tiny_checkpoint), "--mask", "rect",
+         "--device", "cpu", "--report", str(report)],
     )  # fmt: skip
     assert result.exit_code != 0
     error = json.loads(report.read_text())["results"][0]["error"]
