@@ -97,7 +97,7 @@ def parsing_gflop_per_face() -> float:
     from facexlib.parsing.parsenet import ParseNet
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gpen_cli.stages.mask import PARSING_INPUT_SIZE, PARSING_LABELS
+    from gpen_cli.stages.mask import PARSING_INPUT_SIZE, PARSING_LABELS, segmentation_logits
 
     side = PARSING_INPUT_SIZE
     with torch.device("meta"):
@@ -105,8 +105,7 @@ def parsing_gflop_per_face() -> float:
         probe = torch.zeros(1, 3, side, side)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        features = network.encoder(probe)
-        network.out_mask_conv(network.decoder(features + network.body(features)))
+        segmentation_logits(network, probe)
     return counter.get_total_flops() / 1e9
 
 

@@ -161,7 +161,9 @@ def load_masker(config: RestoreConfig, device: Any) -> Masker:
     name = networks(config).get("parsing")
     if name is None:
         return RectMasker()
-    return load_model(name, "parsing", config.weights_dir, device=device, half=config.half)
+    return load_model(
+        name, "parsing", config.weights_dir, device=device, half=config.half, exact=config.exact
+    )
 
 
 def load_refiner(config: RestoreConfig, device: Any) -> FanLandmarks | None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from gpen_cli.checkpoints import load_strict, read_state_dict
+from gpen_cli.models.parsenet import fused_head
 from gpen_cli.stages.forward import pick_dtype
 
 PARSING_INPUT_SIZE = 512
@@ -104,7 +105,9 @@ class ParsingMasker:
 
     Only the segmentation head runs: ParseNet also predicts a restored image, which the
     official pipeline computes and throws away. The checkpoint still loads strictly into the
-    whole network, so a file with a wrong or missing layer is refused.
+    whole network, so a file with a wrong or missing layer is refused. On the CPU the head
+    runs as fused oneDNN convolutions (gpen_cli/models/parsenet.py) unless `exact` asks for
+    facexlib's layers as they are.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class ParsingMasker:
         device: torch.device | str = "cpu",
         half: bool = False,
         chunk: int = PARSING_CHUNK,
+        exact: bool = False,
     ):
         from facexlib.parsing.parsenet import ParseNet
 
@@ -125,14 +129,16 @@ class ParsingMasker:
         what = "ParseNet face-parsing state dict"
         load_strict(network, read_state_dict(weights_path, what), str(weights_path), what)
         network = _without_identity_copies(network.eval().requires_grad_(False))
-        self.network = network.to(self.device, self.dtype, memory_format=torch.channels_last)
+        # Folded from the FP32 weights, then cast: a BF16 head rounds each weight once.
+        fused = None if exact or self.device.type != "cpu" else fused_head(network, self.dtype)
+        self.head = fused or functools.partial(
+            segmentation_logits,
+            network.to(self.device, self.dtype, memory_format=torch.channels_last),
+        )
 
     def labels(self, batch: torch.Tensor) -> torch.Tensor:
         """N×3×512×512 input → N×512×512 label maps (argmax over the 19 classes)."""
-        net = self.network
-        features = net.encoder(batch)
-        decoded = net.decoder(features + net.body(features))
-        return net.out_mask_conv(decoded).argmax(dim=1)
+        return self.head(batch).argmax(dim=1)
 
     @torch.inference_mode()
     def __call__(self, restored: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -144,6 +150,12 @@ class ParsingMasker:
             for face, label_map in zip(faces, labels.cpu().numpy(), strict=True):
                 masks.append(labels_to_mask(label_map, face.shape[0]))
         return masks
+
+
+def segmentation_logits(network: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """facexlib ParseNet's segmentation head as its own `forward` computes it: N×19×S×S."""
+    features = network.encoder(batch)
+    return network.out_mask_conv(network.decoder(features + network.body(features)))
 
 
 def _without_identity_copies(network: torch.nn.Module) -> torch.nn.Module:

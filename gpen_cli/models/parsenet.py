@@ -1,0 +1,222 @@
+"""ParseNet's segmentation head in fused oneDNN convolutions, for the CPU.
+
+facexlib's ParseNet computes every layer as reflection pad → convolution → batch norm →
+leaky ReLU, and a residual block's shortcut pads (or upsamples and pads) the block's input a
+second time. At 512 px each of those steps is a full pass over a 32–128 channel activation.
+The head here computes the same function with fewer passes:
+
+- batch norm (eval mode: an affine map per channel) folded into the convolution's weights;
+- the leaky ReLU and the residual addition done by the convolution that produces them
+  (oneDNN post-ops, as inductor's CPU fusions use them);
+- no padded copy of each input: oneDNN's zero padding, with the outermost ring of outputs
+  computed again from thin reflection-padded strips;
+- a block's input upsampled once for both of its branches.
+
+Folding reorders one multiplication, so the logits differ from facexlib's by rounding only
+(about 1e-6); the argmax labels and the official paste mask come out the same. The head
+reads the network's own modules and refuses, with `None` from `fused_head`, any layer it does
+not reproduce exactly, so a variant of the architecture runs facexlib's code instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_pointwise = torch.ops.mkldnn._convolution_pointwise
+_pointwise_binary = torch.ops.mkldnn._convolution_pointwise.binary
+
+
+class Unfusable(ValueError):
+    """A layer the fused head does not compute exactly as the network does."""
+
+
+def pad(x: torch.Tensor) -> torch.Tensor:
+    """ParseNet's padding: one reflected pixel on each side (its convolutions are 3×3)."""
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
+def upsample(x: torch.Tensor) -> torch.Tensor:
+    """ParseNet's upsampling: nearest neighbour, twice the size."""
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+@dataclass(frozen=True)
+class FusedConv:
+    """One facexlib `ConvLayer` (reflection pad, 3×3 convolution, batch norm folded in, and
+    the leaky ReLU `slope`), or a residual added to its result instead."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    stride: int
+    slope: float | None
+
+    @classmethod
+    def of(cls, layer: nn.Module, dtype: torch.dtype) -> FusedConv:
+        conv = layer.conv2d
+        if not layer.use_pad or tuple(conv.kernel_size) != (3, 3):
+            raise Unfusable("a convolution that is not a reflect-padded 3×3")
+        if tuple(conv.padding) != (0, 0) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
+            raise Unfusable("a padded, dilated or grouped convolution")
+        weight = conv.weight.detach().float()
+        bias = torch.zeros(weight.shape[0]) if conv.bias is None else conv.bias.detach().float()
+        scale, shift = _affine_of(layer.norm, weight.shape[0])
+        weight = weight * scale[:, None, None, None]
+        bias = bias * scale + shift
+        return cls(
+            weight=weight.to(dtype).contiguous(memory_format=torch.channels_last),
+            bias=bias.to(dtype),
+            stride=conv.stride[0],
+            slope=_slope_of(layer.relu),
+        )
+
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer on `x` (unpadded): ParseNet pads by reflection, oneDNN with zeros.
+
+        Only the outermost ring of outputs sees the padding, so the convolution runs with
+        oneDNN's zero padding (no padded copy of `x`) and that ring is then computed again
+        from thin reflection-padded strips of `x`.
+        """
+        height, width = x.shape[-2:]
+        if min(height, width) < 2 or (self.stride != 1 and (height % 2 or width % 2)):
+            return self._convolve(pad(x), residual, padding=0)
+        out = self._convolve(x, residual, padding=1)
+        for rows, columns, strip in self._border(x):
+            ring = None if residual is None else _dense(residual[:, :, rows, columns])
+            out[:, :, rows, columns] = self._convolve(strip, ring, padding=0)
+        return out
+
+    def _border(self, x: torch.Tensor) -> list[tuple[slice, slice, torch.Tensor]]:
+        """(output rows, output columns, reflection-padded input strip) for each side whose
+        outputs read the padding: all four at stride 1; top and left only at stride 2 (an
+        even-sized input's last window ends inside it)."""
+        every = slice(None)
+        sides = [
+            (slice(0, 1), every, pad(x[:, :, :2])[:, :, :3]),
+            (every, slice(0, 1), pad(x[:, :, :, :2])[:, :, :, :3]),
+        ]
+        if self.stride == 1:
+            sides += [
+                (slice(-1, None), every, pad(x[:, :, -2:])[:, :, 1:]),
+                (every, slice(-1, None), pad(x[:, :, :, -2:])[:, :, :, 1:]),
+            ]
+        return [(rows, columns, _dense(strip)) for rows, columns, strip in sides]
+
+    def _convolve(
+        self, x: torch.Tensor, residual: torch.Tensor | None, padding: int
+    ) -> torch.Tensor:
+        geometry = ([padding, padding], [self.stride, self.stride], [1, 1], 1)
+        if residual is not None:
+            return _pointwise_binary(
+                x, residual, self.weight, self.bias, *geometry, "add", None, None, [], None
+            )
+        if self.slope is None:
+            return _pointwise(x, self.weight, self.bias, *geometry, "none", [], "")
+        return _pointwise(x, self.weight, self.bias, *geometry, "leaky_relu", [self.slope], "")
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _affine_of(norm_layer: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A facexlib `NormLayer` as a per-channel scale and shift (batch norm in eval mode)."""
+    norm = norm_layer.norm
+    if isinstance(norm, nn.Identity):
+        return torch.ones(channels), torch.zeros(channels)
+    if not isinstance(norm, nn.BatchNorm2d) or norm.training or norm.running_var is None:
+        raise Unfusable("a normalisation other than batch norm in eval mode")
+    scale = torch.rsqrt(norm.running_var.float() + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight.detach().float()
+    shift = -norm.running_mean.float() * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias.detach().float()
+    return scale, shift
+
+
+def _slope_of(relu_layer: nn.Module) -> float | None:
+    """A facexlib `ReluLayer`'s leaky slope, None when it passes values through."""
+    func = relu_layer.func
+    if isinstance(func, nn.Identity):
+        return None
+    if isinstance(func, nn.LeakyReLU):
+        return float(func.negative_slope)
+    raise Unfusable(f"an activation the fused head does not compute ({type(func).__name__})")
+
+
+class FusedBlock:
+    """One facexlib `ResidualBlock`: shortcut + conv2(conv1(x)), the input upsampled once
+    for both branches where the block upsamples."""
+
+    def __init__(self, block: nn.Module, dtype: torch.dtype):
+        self.upsamples = _upsamples(block.conv1)
+        shortcut = block.shortcut_func
+        self.shortcut = FusedConv.of(shortcut, dtype) if isinstance(shortcut, nn.Module) else None
+        if self.shortcut is not None and (
+            self.shortcut.slope is not None or _upsamples(shortcut) != self.upsamples
+        ):
+            raise Unfusable("a shortcut that is not a plain convolution of the block's input")
+        self.conv1 = FusedConv.of(block.conv1, dtype)
+        self.conv2 = FusedConv.of(block.conv2, dtype)
+        if self.conv1.stride != 1 or _upsamples(block.conv2) or self.conv2.slope is not None:
+            raise Unfusable("a residual block of another shape")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsamples:
+            x = upsample(x)
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return self.conv2(self.conv1(x), residual=identity)
+
+
+def _upsamples(layer: nn.Module) -> bool:
+    """Whether a facexlib `ConvLayer` upsamples its input (its `scale_func` is a lambda)."""
+    return layer.scale_func(torch.zeros(1, 1, 1, 1)).shape[-1] == 2
+
+
+class FusedSegmentationHead:
+    """ParseNet's encoder → body (+ skip) → decoder → mask convolution: N×3×S×S to N×19×S×S
+    logits, for channels-last CPU tensors of the network's dtype."""
+
+    def __init__(self, network: nn.Module, dtype: torch.dtype):
+        first, *encoder = network.encoder
+        self.first = FusedConv.of(first, dtype)
+        if _upsamples(first) or self.first.stride != 1:
+            raise Unfusable("a first layer of another shape")
+        self.encoder = _blocks(encoder, dtype)
+        self.body = _blocks(network.body, dtype)
+        self.decoder = _blocks(network.decoder, dtype)
+        self.mask = FusedConv.of(network.out_mask_conv, dtype)
+        if _upsamples(network.out_mask_conv) or self.mask.stride != 1:
+            raise Unfusable("a mask layer of another shape")
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        features = self.first(batch)
+        for block in self.encoder:
+            features = block(features)
+        x = features
+        for block in self.body:
+            x = block(x)
+        x = x.add_(features)  # facexlib's `feat + body(feat)`: the same sum, in place
+        for block in self.decoder:
+            x = block(x)
+        return self.mask(x)
+
+
+def _blocks(blocks: Sequence[nn.Module], dtype: torch.dtype) -> list[FusedBlock]:
+    return [FusedBlock(block, dtype) for block in blocks]
+
+
+def fused_head(network: nn.Module, dtype: torch.dtype) -> Callable | None:
+    """The fused head of a facexlib ParseNet in eval mode, or None where it cannot be used:
+    no oneDNN in this torch, or a layer it does not reproduce."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return FusedSegmentationHead(network, dtype)
+    except (Unfusable, AttributeError):
+        return None

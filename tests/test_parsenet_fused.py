@@ -1,0 +1,124 @@
+"""ParseNet's fused CPU head computes facexlib's segmentation head, to rounding."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from gpen_cli.models.parsenet import FusedSegmentationHead, fused_head
+from gpen_cli.stages.mask import ParsingMasker, _without_identity_copies, segmentation_logits
+
+SIDE = 64  # the network is fully convolutional: a 64 px input runs every layer, cheaply
+
+
+def seeded_parsenet(seed: int = 3, **architecture) -> torch.nn.Module:
+    """A ParseNet with random weights *and* random batch-norm statistics, so that folding
+    the normalisation into the convolutions is really exercised."""
+    from facexlib.parsing.parsenet import ParseNet
+
+    torch.manual_seed(seed)
+    network = ParseNet(in_size=512, out_size=512, parsing_ch=19, **architecture)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return _without_identity_copies(network.eval().requires_grad_(False))
+
+
+@pytest.fixture(scope="module")
+def network() -> torch.nn.Module:
+    return seeded_parsenet()
+
+
+def batch(count: int = 2, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.rand(count, 3, SIDE, SIDE, generator=generator) * 2 - 1
+    return pixels.contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def test_fused_head_gives_facexlibs_logits_and_labels(network) -> None:
+    head = fused_head(network, torch.float32)
+    assert isinstance(head, FusedSegmentationHead)
+    x = batch()
+    expected = segmentation_logits(network, x)
+    got = head(x.clone())
+    assert got.shape == expected.shape == (2, 19, SIDE, SIDE)
+    scale = expected.abs().max().item()
+    assert (got - expected).abs().max().item() <= 1e-5 * max(scale, 1.0)
+    agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
+    assert agreement >= 0.999
+
+
+@torch.inference_mode()
+def test_fused_head_leaves_its_input_unchanged(network) -> None:
+    x = batch()
+    before = x.clone()
+    fused_head(network, torch.float32)(x)
+    assert torch.equal(x, before)
+
+
+@torch.inference_mode()
+def test_bf16_head_is_as_close_to_fp32_as_the_bf16_network(network) -> None:
+    """Folding in FP32 and rounding each weight once is no worse than facexlib in BF16."""
+    x = batch()
+    reference = segmentation_logits(network, x)
+    fused = fused_head(network, torch.bfloat16)(x.to(torch.bfloat16)).float()
+    eager_bf16 = _bf16_copy(network)
+    eager = segmentation_logits(eager_bf16, x.to(torch.bfloat16)).float()
+    fused_error = (fused - reference).abs().mean().item()
+    eager_error = (eager - reference).abs().mean().item()
+    assert fused_error <= 1.5 * eager_error
+
+
+def _bf16_copy(network: torch.nn.Module) -> torch.nn.Module:
+    copy = seeded_parsenet()
+    copy.load_state_dict(network.state_dict())
+    return copy.to(torch.bfloat16)
+
+
+def test_a_variant_the_head_does_not_reproduce_runs_facexlibs_layers() -> None:
+    variant = seeded_parsenet(relu_type="prelu")  # PReLU: not a post-op the head computes
+    assert fused_head(variant, torch.float32) is None
+
+
+def test_masker_runs_the_fused_head_on_the_cpu_and_facexlibs_when_exact(tmp_path) -> None:
+    network = seeded_parsenet()
+    path = tmp_path / "parsing_parsenet.pth"
+    torch.save(network.state_dict(), path)
+    fused = ParsingMasker(path)
+    exact = ParsingMasker(path, exact=True)
+    assert isinstance(fused.head, FusedSegmentationHead)
+    assert isinstance(exact.head, functools.partial)
+    with torch.inference_mode():
+        x = batch(1)
+        agreement = (fused.labels(x) == exact.labels(x)).float().mean().item()
+    assert agreement >= 0.999
+
+
+@pytest.mark.parametrize(
+    ("stride", "height", "width"), [(1, 9, 14), (1, 2, 5), (2, 16, 10), (2, 7, 12)]
+)
+@pytest.mark.parametrize("relu_type", ["leakyrelu", "none"])
+@torch.inference_mode()
+def test_zero_padded_convolution_with_its_ring_recomputed_is_the_reflection_padded_one(
+    stride: int, height: int, width: int, relu_type: str
+) -> None:
+    from facexlib.parsing.parsenet import ConvLayer
+
+    from gpen_cli.models.parsenet import FusedConv
+
+    torch.manual_seed(height * width + stride)
+    layer = ConvLayer(5, 7, 3, "down" if stride == 2 else "none", relu_type=relu_type)
+    layer = _without_identity_copies(layer.eval())
+    x = torch.randn(2, 5, height, width).contiguous(memory_format=torch.channels_last)
+    expected = layer(x)
+    residual = torch.randn_like(expected).contiguous(memory_format=torch.channels_last)
+    conv = FusedConv.of(layer, torch.float32)
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+    if relu_type == "none":  # a residual is added to a layer without activation
+        torch.testing.assert_close(conv(x, residual), expected + residual, rtol=1e-5, atol=1e-5)
