@@ -26,6 +26,7 @@ from gpen_cli.config import (
     RestoreConfig,
 )
 from gpen_cli.errors import GpenError
+from gpen_cli.weights import MissingFileError, needed_specs
 
 PIPELINE = "Pipeline"
 SPEED = "Speed"
@@ -334,18 +335,51 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
 
         @functools.wraps(command)
         def with_config(**arguments: Any) -> Any:
+            context = arguments.pop(_CONTEXT)
             values = {p.name: arguments.pop(p.name) for p in added}
-            config = RestoreConfig(**values)
+            config = RestoreConfig(**with_user_defaults(values, context))
             if not arguments.get("quiet"):
                 note_unused(config)
-            return command(**arguments, config=config)
+            try:
+                return command(**arguments, config=config)
+            except MissingFileError as exc:  # name every file the command needs, not the first
+                from gpen_cli.restorer import networks
 
-        parameters = kept[:1] + added + kept[1:]
+                raise exc.including(needed_specs(networks(config), config.weights_dir)) from None
+
+        # Typer hands the click context to a parameter of this type: it says which options
+        # were given on the command line.
+        context = inspect.Parameter(
+            _CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context
+        )
+        parameters = [context, *kept[:1], *added, *kept[1:]]
         with_config.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         with_config.__annotations__ = {p.name: p.annotation for p in parameters}
         return with_config
 
     return decorate
+
+
+_CONTEXT = "gpen_click_context"
+
+
+def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[str, Any]:
+    """`values` with each option not given on the command line taken from the user's
+    defaults ($GPEN_<KEY>, else the config file: see gpen_cli/settings.py). The weights
+    folder is left to `weights`, which reads the same places in the same order."""
+    from gpen_cli import settings
+
+    defaulted = [
+        name
+        for name in values
+        if name != "weights_dir"
+        and getattr(context.get_parameter_source(name), "name", "DEFAULT") == "DEFAULT"
+    ]
+    chosen = settings.effective(defaulted) if defaulted else {}
+    return {
+        **values,
+        **{name: item.value for name, item in chosen.items() if item.source != "built-in"},
+    }
 
 
 def note_unused(config: RestoreConfig) -> None:
