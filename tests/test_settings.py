@@ -167,3 +167,9 @@ def test_the_library_keeps_the_built_in_defaults(config_file):
     """A program's output never depends on a file it did not name."""
     config_file('model = "GPEN-BFR-256"\nmask = "rect"\n')
     assert RestoreConfig() == RestoreConfig(model="GPEN-BFR-512", mask="parsing")
+
+
+def test_a_default_upsampler_is_a_preference_not_noted_on_every_run(tmp_path, config_file, offline):
+    config_file('bg_upsampler = "realesrgan_x4plus"\n')
+    assert "does nothing without" not in _needed(tmp_path)
+    assert "does nothing without --upscale" in _needed(tmp_path, "--bg-upsampler", "none")

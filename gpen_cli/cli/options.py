@@ -339,7 +339,7 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
             values = {p.name: arguments.pop(p.name) for p in added}
             config = RestoreConfig(**with_user_defaults(values, context))
             if not arguments.get("quiet"):
-                note_unused(config)
+                note_unused(config, {name for name in values if _given(context, name)})
             try:
                 return command(**arguments, config=config)
             except MissingFileError as exc:  # name every file the command needs, not the first
@@ -369,12 +369,7 @@ def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[s
     folder is left to `weights`, which reads the same places in the same order."""
     from gpen_cli import settings
 
-    defaulted = [
-        name
-        for name in values
-        if name != "weights_dir"
-        and getattr(context.get_parameter_source(name), "name", "DEFAULT") == "DEFAULT"
-    ]
+    defaulted = [name for name in values if name != "weights_dir" and not _given(context, name)]
     chosen = settings.effective(defaulted) if defaulted else {}
     return {
         **values,
@@ -382,10 +377,16 @@ def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[s
     }
 
 
-def note_unused(config: RestoreConfig) -> None:
-    """One line for a setting given that does nothing with the others (it is not refused:
-    the run is what was asked, less what cannot apply)."""
-    if config.bg_upsampler is not None and config.upsampler is None:
+def _given(context: typer.Context, name: str) -> bool:
+    """Whether option `name` was typed (or came from click's own sources), not defaulted."""
+    return getattr(context.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+
+
+def note_unused(config: RestoreConfig, given: Collection[str]) -> None:
+    """One line for a setting given on the command line that does nothing with the others
+    (it is not refused: the run is what was asked, less what cannot apply). A default from
+    the config file is a preference for when it applies: it is not noted."""
+    if "bg_upsampler" in given and config.bg_upsampler is not None and config.upsampler is None:
         say(
             "[yellow]note:[/]",
             f"{flag('bg_upsampler')} {config.bg_upsampler} does nothing without "
