@@ -807,7 +807,7 @@ def _check_for_add(source: Path, spec: ModelSpec) -> str:
     problem = check_structure(source, spec)
     if problem:
         raise GpenError(f"{source}: not {spec.name}: {problem}")
-    return "layout and values" if spec.kind == "gpen" else f"loads as {KIND_NAMES[spec.kind]}"
+    return "layout and values" if spec.kind == "gpen" else f"loads as {spec.name}"
 
 
 def _copy_into(source: Path, final: Path) -> None:
