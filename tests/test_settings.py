@@ -173,3 +173,14 @@ def test_a_default_upsampler_is_a_preference_not_noted_on_every_run(tmp_path, co
     config_file('bg_upsampler = "realesrgan_x4plus"\n')
     assert "does nothing without" not in _needed(tmp_path)
     assert "does nothing without --upscale" in _needed(tmp_path, "--bg-upsampler", "none")
+
+
+def test_bench_times_the_users_default_model(tiny_checkpoint, config_file, monkeypatch):
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    config_file(f'model = "{tiny_checkpoint}"\nmask = "rect"\n')
+    args = ["bench", "-b", "1", "--repeats", "1", "--faces", "1", "--device", "cpu", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model"]["config"]["size"] == 64  # the checkpoint named in the file
+    assert report["model"]["name"] == tiny_checkpoint.name

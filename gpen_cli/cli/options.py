@@ -377,6 +377,15 @@ def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[s
     }
 
 
+def user_default(setting: str) -> Any:
+    """The user's default for `setting` (environment or config file), None when built-in:
+    for a command that declares that option itself (`gpen bench --model`)."""
+    from gpen_cli import settings
+
+    chosen = settings.effective([setting])[setting]
+    return None if chosen.source == "built-in" else chosen.value
+
+
 def _given(context: typer.Context, name: str) -> bool:
     """Whether option `name` was typed (or came from click's own sources), not defaulted."""
     return getattr(context.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
