@@ -69,7 +69,7 @@ class RestoreConfig:
 
     model: str = DEFAULT_MODEL  # a registry name or a checkpoint file
     detector: DetectorName = DetectorName.RETINAFACE_RESNET50
-    weights_dir: Path | None = None  # None: $GPEN_WEIGHTS_DIR, ./weights, the user cache
+    weights_dir: Path | None = None  # None: $GPEN_WEIGHTS_DIR, the config file, user data
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     batch_size: int | None = None  # faces per forward pass; None: 16 on CUDA, 4 on CPU
     fidelity_weight: float = 1.0  # 1: the restored face, 0: the original

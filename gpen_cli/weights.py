@@ -213,10 +213,23 @@ class VerifyResult:
     actual_sha256: str | None
     checksum_source: Literal["registry", "recorded", "structure"] | None
     detail: str = ""
+    structure_checked: bool = False  # loaded and compared with its entry's layout
 
     @property
     def failed(self) -> bool:
         return self.status == "mismatch"
+
+    @property
+    def check(self) -> str:
+        """The check the file was put to, in words ("" when it is missing, "none" when no
+        check is known for it)."""
+        if not self.present:
+            return ""
+        hashed = {"registry": "published sha256", "recorded": "sha256 recorded at download"}
+        parts = [hashed[self.checksum_source]] if self.checksum_source in hashed else []
+        if self.structure_checked:
+            parts.append("layout and values")
+        return " + ".join(parts) or "none"
 
 
 class DownloadError(GpenError):
@@ -283,21 +296,43 @@ def load_model(
 
 
 def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[Path, str]:
-    """The weights folder and what chose it (for `gpen weights list`)."""
+    """The weights folder and what chose it: `explicit` (--weights-dir), else
+    $GPEN_WEIGHTS_DIR, else `weights_dir` in the config file, else the user data folder.
+
+    The current directory plays no part: the same command finds the same files from any
+    folder. (A file left in an older place is pointed to by the missing-file message.)
+    """
+    from gpen_cli import settings
+
     if explicit is not None:
         return Path(explicit).expanduser().absolute(), "--weights-dir"
-    from_env = os.environ.get(WEIGHTS_DIR_ENV, "").strip()
-    if from_env:
-        return Path(from_env).expanduser().absolute(), f"${WEIGHTS_DIR_ENV}"
-    local = Path.cwd() / "weights"
-    if local.is_dir():
-        return local, "./weights"
-    return platformdirs.user_cache_path("gpen-cli") / "weights", "user cache"
+    chosen = settings.effective(["weights_dir"])["weights_dir"]
+    if chosen.value is not None:
+        source = chosen.source
+        return Path(chosen.value), source if source.startswith("$") else f"weights_dir in {source}"
+    return settings.user_weights_dir(), "the user data folder"
 
 
 def resolve_weights_dir(explicit: str | Path | None = None) -> Path:
-    """--weights-dir, else $GPEN_WEIGHTS_DIR, else ./weights when it exists, else the user cache."""
+    """--weights-dir, else $GPEN_WEIGHTS_DIR, else the config file's, else the user data folder."""
     return resolve_weights_dir_and_source(explicit)[0]
+
+
+def older_places() -> list[Path]:
+    """Where earlier versions looked for weights, and where a checkout's README said to copy
+    them: ./weights, the checkout's weights/, and the user cache folder."""
+    checkout = Path(__file__).resolve().parents[1] / "weights"
+    cache = platformdirs.user_cache_path("gpen-cli") / "weights"
+    places = [Path.cwd() / "weights", checkout, cache]
+    return [place for index, place in enumerate(places) if place not in places[:index]]
+
+
+def found_elsewhere(filename: str, folder: Path) -> Path | None:
+    """`filename` in one of the `older_places` other than `folder`, or None."""
+    for place in older_places():
+        if place.absolute() != folder.absolute() and (place / filename).is_file():
+            return place / filename
+    return None
 
 
 def weight_path(name: str, weights_dir: Path | None = None) -> Path:
@@ -319,10 +354,28 @@ def source_url(spec: ModelSpec) -> str:
 
 
 def fetch_command(names: Iterable[str], weights_dir: Path, force: bool = False) -> str:
-    """The command a user runs to fetch the models `names` into `weights_dir`."""
+    """The command a user runs to fetch the models `names` into `weights_dir` (the folder
+    named only when it is not the one found without it)."""
     flags = " --force" if force else ""
-    folder = shlex.quote(str(weights_dir))
-    return f"gpen weights download {' '.join(names)}{flags} --weights-dir {folder}"
+    if Path(weights_dir).absolute() != _default_folder():
+        flags += f" --weights-dir {shlex.quote(str(weights_dir))}"
+    return f"gpen weights download {' '.join(names)}{flags}"
+
+
+def add_command(weights_dir: Path, file: str = "FILE") -> str:
+    """The command installing a copied file into `weights_dir` (see `fetch_command`)."""
+    folder = ""
+    if Path(weights_dir).absolute() != _default_folder():
+        folder = f" --weights-dir {shlex.quote(str(weights_dir))}"
+    return f"gpen weights add {file}{folder}"
+
+
+def _default_folder() -> Path | None:
+    """The folder found with no --weights-dir; None when the settings are unusable."""
+    try:
+        return resolve_weights_dir(None).absolute()
+    except GpenError:
+        return None
 
 
 def sha256_file(path: Path) -> str:
@@ -361,22 +414,68 @@ def ensure_weight(
                 f"another file. Fetch it again with: {fetch_command([name], folder, force=True)}"
             )
         return path
-    hint = fetch_command([name], folder)
-    if spec.kind == "gpen":
-        hint += ", or pass --model PATH"
     url = source_url(spec)
     if not download:
-        raise WeightsMissingError(
-            f"{spec.filename} not found in {folder} (downloads are off). Fetch it from {url} "
-            f"with: {hint}."
-        )
+        raise MissingFileError([spec], folder, source, url, None)
     try:
         return _fetch(spec, folder, progress=progress, url=url)
     except DownloadError as exc:
-        raise WeightsMissingError(
-            f"{spec.filename} not found in {folder} and the download from {url} failed "
-            f"({exc.reason}). Fetch it with: {hint}."
-        ) from None
+        raise MissingFileError([spec], folder, source, url, exc.reason) from None
+
+
+class MissingFileError(WeightsMissingError):
+    """Files a command needs are not in the weights folder, and the first could not be
+    fetched (`reason`; None when downloads are off). The message names every file, the
+    folder searched and what chose it, and both ways to put them there."""
+
+    def __init__(
+        self, specs: list[ModelSpec], folder: Path, source: str, url: str, reason: str | None
+    ) -> None:
+        self.specs, self.folder, self.source, self.url, self.reason = (
+            specs, folder, source, url, reason
+        )  # fmt: skip
+        super().__init__(_missing_message(specs, folder, source, url, reason))
+
+    def including(self, specs: Iterable[ModelSpec]) -> MissingFileError:
+        """The same error naming `specs` too: every file a command will need, not the first."""
+        more = [spec for spec in specs if spec not in self.specs]
+        return MissingFileError(self.specs + more, self.folder, self.source, self.url, self.reason)
+
+
+def _missing_message(
+    specs: list[ModelSpec], folder: Path, source: str, url: str, reason: str | None
+) -> str:
+    """The first file, why it could not be fetched, then every file the command needs that
+    is absent, and both ways to put them in the folder (a download, or a copy added)."""
+    first = specs[0].filename
+    if reason is None:
+        message = f"{first} not found in {folder} ({source}), and downloads are off."
+    else:
+        message = (
+            f"{first} not found in {folder} ({source}), and its download from {url} "
+            f"failed ({reason})."
+        )
+    if len(specs) > 1:
+        message += f" Missing there too: {', '.join(spec.filename for spec in specs[1:])}."
+    them = "it" if len(specs) == 1 else "them"
+    message += (
+        f" Fetch {them} with: {fetch_command([spec.name for spec in specs], folder)}; or copy "
+        f"{them} from another machine and install each with: {add_command(folder)}"
+    )
+    if any(spec.kind == "gpen" for spec in specs):
+        message += ", or pass --model PATH"
+    for spec in specs:
+        older = found_elsewhere(spec.filename, folder)
+        if older is not None:
+            message += f". {spec.filename} is in {older.parent}: {add_command(folder, str(older))}"
+    return message + "."
+
+
+def needed_specs(named: Mapping[str, str], weights_dir: Path | None) -> list[ModelSpec]:
+    """The registry entries among `named` (kind → name or file) absent from the folder."""
+    folder = resolve_weights_dir(weights_dir)
+    specs = [get_spec(name, kind) for kind, name in named.items() if not Path(name).is_file()]
+    return [spec for spec in specs if not (folder / spec.filename).is_file()]
 
 
 def download(
@@ -565,11 +664,9 @@ def verify(name: str, weights_dir: Path | None = None) -> VerifyResult:
         # No published hash (a recorded one only proves the file is what was downloaded):
         # check that it is the generator its name says, with finite weights.
         problem = check_gpen_structure(path, spec)
-        if problem:
-            status, detail = "mismatch", problem
-        else:
-            status, source = "ok", source or "structure"
-            detail = "" if expected else "no published checksum; layout and values checked"
+        status, detail = ("mismatch", problem) if problem else ("ok", "")
+        source = source or "structure"
+        return VerifyResult(name, path, True, size, status, expected, actual, source, detail, True)
     elif expected is None:
         status, detail = "unknown", "no known checksum to compare with"
     else:
@@ -602,3 +699,131 @@ def check_gpen_structure(path: Path, spec: ModelSpec | None) -> str:
         more = f" (+{len(damaged) - 3} more)" if len(damaged) > 3 else ""
         return f"NaN or infinite values in {', '.join(damaged[:3])}{more}"
     return ""
+
+
+def check_structure(path: Path, spec: ModelSpec) -> str:
+    """Why `path` is not a file of `spec` ("" when it is), for entries without a published
+    hash: a GPEN generator must have its name's layout and finite values; any other file
+    must build into its module on the CPU (an upsampler at its entry's scale)."""
+    if spec.kind == "gpen":
+        return check_gpen_structure(path, spec)
+    options = {} if spec.kind == "upsampler" else {"device": "cpu"}
+    try:
+        built = spec.build(path, **options)
+    except GpenError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    except Exception as exc:  # a builder's own error: the file is not what the entry loads
+        return f"does not load as {spec.name} ({type(exc).__name__}: {str(exc)[:160]})"
+    scale = spec.config.get("scale")
+    if scale is not None and getattr(built, "scale", scale) != scale:
+        return f"an x{built.scale} upsampler, not {spec.name} (x{scale})"
+    return ""
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `add` did with one file: the entry it is, where it went, the check it passed."""
+
+    spec: ModelSpec
+    path: Path
+    check: str
+    already: bool = False
+
+
+def identify(path: Path, name: str | None = None) -> ModelSpec:
+    """The registry entry a file is: `name` when given, else the entry whose file name or
+    published hash it has, else the GPEN generator its tensors' layout is."""
+    if name is not None:
+        return get_spec(name)
+    by_filename = {spec.filename.lower(): spec for spec in MODELS.values()}
+    if path.name.lower() in by_filename:
+        return by_filename[path.name.lower()]
+    size = path.stat().st_size
+    hashed = [spec for spec in MODELS.values() if spec.sha256 and spec.size_bytes == size]
+    digest = sha256_file(path) if hashed else None
+    for spec in hashed:
+        if spec.sha256 == digest:
+            return spec
+    layout = _gpen_layout(path)
+    for spec in MODELS.values():
+        if spec.kind == "gpen" and layout is not None and dict(spec.config) == layout:
+            return spec
+    raise GpenError(
+        f"{path}: cannot tell which model this file is (neither its name, its hash nor its "
+        f"layout is one of the registry's); name it with --as NAME, one of: {', '.join(MODELS)}"
+    )
+
+
+def _gpen_layout(path: Path) -> dict | None:
+    """The GPEN configuration of the file's tensors, or None when it is no GPEN generator."""
+    from gpen_cli.models.loading import read_gpen
+
+    try:
+        _, config = read_gpen(path)
+    except GpenError:
+        return None
+    return {key: config.get(key) for key in ("size", "channel_multiplier", "narrow")}
+
+
+def add(source: Path, weights_dir: Path | None = None, name: str | None = None,
+        force: bool = False) -> Added:  # fmt: skip
+    """Check `source` and copy it into the weights folder under its registry file name.
+
+    The check is the published size and sha256 where the registry has them, the file's
+    structure otherwise (`check_structure`); a file that fails is refused and nothing is
+    written. The copy lands under its final name only once complete (as a download does),
+    with its sha256 recorded beside it when none is published; `source` is only read.
+    """
+    source = Path(source)
+    if not source.is_file():
+        what = "a folder, not a file" if source.is_dir() else "no such file"
+        raise GpenError(f"{source}: {what}")
+    spec = identify(source, name)
+    check = _check_for_add(source, spec)
+    folder = resolve_weights_dir(weights_dir)
+    final = folder / spec.filename
+    if final.is_file() and (final.samefile(source) or sha256_file(final) == sha256_file(source)):
+        return Added(spec, final, check, already=True)
+    if final.exists() and not force:
+        raise GpenError(f"{source}: {final} exists and is another file; pass --force to replace it")
+    _copy_into(source, final)
+    if spec.sha256 is None:
+        _record_checksum(final, sha256_file(final))
+    return Added(spec, final, check)
+
+
+def _check_for_add(source: Path, spec: ModelSpec) -> str:
+    """Which check `source` passed as a file of `spec`; GpenError saying why when none."""
+    size = source.stat().st_size
+    if spec.size_bytes is not None and size != spec.size_bytes:
+        raise GpenError(f"{source}: {size} bytes, but {spec.name} has {spec.size_bytes}")
+    if spec.sha256 is not None:
+        actual = sha256_file(source)
+        if actual != spec.sha256:
+            raise GpenError(
+                f"{source}: sha256 {actual} is not {spec.name}'s published {spec.sha256}"
+            )
+        return "published sha256"
+    problem = check_structure(source, spec)
+    if problem:
+        raise GpenError(f"{source}: not {spec.name}: {problem}")
+    return "layout and values" if spec.kind == "gpen" else f"loads as {spec.name}"
+
+
+def _copy_into(source: Path, final: Path) -> None:
+    """Copy `source` to `final` through a hidden temporary file renamed into place."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.partial-{secrets.token_hex(6)}")
+    except OSError as exc:
+        raise GpenError(f"cannot write in {final.parent}: {exc.strerror or exc}") from None
+    try:
+        with open(source, "rb") as reader, open(partial, "xb") as writer:
+            while chunk := reader.read(_CHUNK_BYTES):
+                writer.write(chunk)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(partial, final)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise GpenError(f"cannot write {final}: {exc.strerror or exc}") from None

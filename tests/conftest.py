@@ -115,6 +115,28 @@ def _isolated_weights_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GPEN_WEIGHTS_DIR", str(tmp_path_factory.mktemp("weights")))
 
 
+@pytest.fixture(scope="session")
+def _user_folders(tmp_path_factory) -> Path:
+    """An empty config file and empty user config and data folders for the whole run."""
+    home = tmp_path_factory.mktemp("user-folders")
+    (home / "config.toml").write_text("")
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(_user_folders, monkeypatch):
+    """No test reads the developer's config file, GPEN_<KEY> defaults or user folders: the
+    built-in defaults apply unless a test sets its own."""
+    from gpen_cli import settings
+
+    monkeypatch.setenv(settings.CONFIG_ENV, str(_user_folders / "config.toml"))
+    for key in settings.KEYS:
+        if key != "weights_dir":  # set above, to a folder of the test's own
+            monkeypatch.delenv(settings.env_name(key), raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_user_folders / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(_user_folders / "data"))
+
+
 # Test photos (tests/data/photos) by what they stand for: one large face, several small ones.
 PHOTOS = {"portrait": "astronaut_320.png", "group": "solvay_crop.png"}
 

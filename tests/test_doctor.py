@@ -203,19 +203,74 @@ def test_checksums_pass_on_the_real_detectors():
     assert "retinaface-mobile" in result.detail and "yunet" in result.detail
 
 
-def test_weights_present_lists_files_and_asks_for_a_generator_and_parsing(context):
+def test_weights_present_lists_files_and_asks_for_what_restore_needs(context):
     context.weights_dir.mkdir()
     (context.weights_dir / MOBILE.filename).write_bytes(b"x" * 1_500_000)
     result = storage.weights_present(context)
     assert result.status == WARN
     assert "retinaface-mobile 1.5 MB" in result.detail
-    assert "no GPEN generator and face parsing yet" in result.detail
-    assert result.fix.startswith("gpen weights download GPEN-BFR-512 parsenet --weights-dir")
+    assert "`gpen restore` also needs GPEN-BFR-512, retinaface-resnet50, parsenet" in result.detail
+    assert result.fix.startswith("gpen weights download GPEN-BFR-512 retinaface-resnet50 parsenet")
+    assert "gpen weights add FILE" in result.fix
 
-    (context.weights_dir / "GPEN-BFR-256.pth").write_bytes(b"x")
+    for name in ("GPEN-BFR-512", "retinaface-resnet50"):
+        (context.weights_dir / weights.MODELS[name].filename).write_bytes(b"x")
     assert storage.weights_present(context).status == WARN  # the default mask needs ParseNet
     (context.weights_dir / "parsing_parsenet.pth").write_bytes(b"x")
     assert storage.weights_present(context).status == PASS
+
+
+def test_weights_present_is_not_fooled_by_another_generator(context):
+    """GPEN-BFR-256 and the mobile detector are no default restore's weights."""
+    context.weights_dir.mkdir()
+    for name in ("GPEN-BFR-256", "retinaface-mobile", "parsenet"):
+        (context.weights_dir / weights.MODELS[name].filename).write_bytes(b"x")
+    result = storage.weights_present(context)
+    assert result.status == WARN
+    assert "also needs GPEN-BFR-512, retinaface-resnet50 " in result.detail
+
+
+def test_weights_present_follows_the_config_file(context, tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text('model = "GPEN-BFR-256"\ndetector = "retinaface-mobile"\nmask = "rect"\n')
+    monkeypatch.setenv("GPEN_CONFIG", str(config))
+    context.weights_dir.mkdir()
+    for name in ("GPEN-BFR-256", "retinaface-mobile"):
+        (context.weights_dir / weights.MODELS[name].filename).write_bytes(b"x")
+    result = storage.weights_present(context)
+    assert result.status == PASS
+    assert "`gpen restore` needs GPEN-BFR-256, retinaface-mobile: all here" in result.detail
+
+
+def test_checksums_say_which_check_each_file_passed(context, seeded_weights_dir):
+    """A GPEN file, with no published hash, is checked by structure and said so."""
+    context.weights_dir.mkdir()
+    (context.weights_dir / "GPEN-BFR-256.pth").symlink_to(seeded_weights_dir / "GPEN-BFR-256.pth")
+    spec = weights.MODELS["retinaface-resnet50"]
+    path = context.weights_dir / spec.filename
+    path.write_bytes(b"detector bytes")
+    weights.checksum_path(path).write_text(f"{weights.sha256_file(path)}  {path.name}\n")
+    result = storage.weights_checksums(context)
+    assert result.status == PASS
+    assert "sha256 verified" not in result.detail
+    assert "GPEN-BFR-256 (layout and values)" in result.detail
+    assert "retinaface-resnet50 (recorded sha256)" in result.detail
+
+
+def test_a_bad_config_file_fails_the_config_check_and_the_doctor_still_runs(tmp_path, monkeypatch):
+    from gpen_cli.doctor import config_file
+
+    config = tmp_path / "config.toml"
+    config.write_text('detector = "retina"\n')
+    monkeypatch.setenv("GPEN_CONFIG", str(config))
+    monkeypatch.setattr(
+        doctor, "CHECKS", (Check(config_file.CONFIG_FILE, config_file.config_file),)
+    )
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    row = json.loads(result.stdout)["checks"][0]
+    assert row["status"] == "fail"
+    assert row["detail"].startswith(f"config file {config}: detector: unknown detector 'retina'")
 
 
 def test_unwritable_weights_folder_warns(tmp_path):
@@ -359,17 +414,55 @@ def test_warnings_alone_exit_0(monkeypatch):
     assert "1 passed, 1 warnings, 0 failed" in result.stdout
 
 
-def test_details_and_fixes_are_never_broken_mid_word(monkeypatch):
-    folder = "/a/rather/long/path/to/a/weights/folder/that/does/not/fit/in/eighty/columns"
+def test_details_fit_80_columns_and_no_name_is_cut(monkeypatch):
+    folder = "/a/rather/long/path/to/a/weights/folder/that/does/not/fit/in/the/line"
+    detail = (
+        f"{folder} (the user data folder): GPEN-BFR-256 4.4 MB, detection_mobilenet0.25_Final.pth"
+    )
     fix = f"gpen weights download GPEN-BFR-512 retinaface-resnet50 parsenet --weights-dir {folder}"
     checks = (
-        Check("weights present", lambda _c: CheckResult("weights present", WARN, folder, fix)),
+        Check("weights present", lambda _c: CheckResult("weights present", WARN, detail, fix)),
         Check("numpy version", lambda _c: CheckResult("numpy version", PASS, "ok", "")),
     )
     monkeypatch.setattr(doctor, "CHECKS", checks)
     lines = runner.invoke(app, ["doctor"], env={"COLUMNS": "80"}).stdout.splitlines()
-    assert any(line.endswith(f"weights present  {folder}") for line in lines)
-    assert lines[lines.index("weights present:") + 1] == f"  {fix}"  # whole, on its own line
+    fix_line = lines.index("weights present:") + 1
+    assert lines[fix_line] == f"  {fix}"  # whole, on its own line, to be copied
+    assert all(len(line) <= 80 for index, line in enumerate(lines) if index != fix_line)
+    words = " ".join(line.strip() for line in lines[: lines.index("To fix:") - 1]).split()
+    assert folder in words and "detection_mobilenet0.25_Final.pth" in words
+
+
+def test_device_on_a_cpu_machine_with_a_cuda_build_of_torch(monkeypatch, context):
+    """No GPU: say so, and that the CUDA libraries torch brought are unused, with the CPU
+    build's install command (the same versions, no other package touched)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch_env, "nvidia_gpu_present", lambda: False)
+    monkeypatch.setattr(torch_env, "cuda_libraries_bytes", lambda: 3_100_000_000)
+    result = torch_env.device(context)
+    assert result.status == WARN
+    assert "no GPU found" in result.detail
+    assert "CUDA 12.4 libraries installed with torch (3.1 GB) are unused here" in result.detail
+    assert "install a CUDA build" not in result.fix
+    assert result.fix.startswith("to save 3.1 GB: pip install --force-reinstall --no-deps torch==")
+    assert "--index-url https://download.pytorch.org/whl/cpu" in result.fix
+
+    monkeypatch.setattr(torch_env, "nvidia_gpu_present", lambda: True)
+    result = torch_env.device(context)
+    assert "an NVIDIA GPU is here but torch's CUDA 12.4 cannot use it" in result.detail
+    assert result.fix == torch_env.DRIVER_FIX
+
+
+def test_device_with_a_cpu_only_torch_points_to_a_cuda_build(monkeypatch, context):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    result = torch_env.device(context)
+    assert "torch is a CPU-only build" in result.detail and result.fix == torch_env.CUDA_FIX
 
 
 def test_json_output_is_the_list_and_nothing_else(monkeypatch):

@@ -9,7 +9,6 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import platformdirs
 import pytest
 import seeded
 from conftest import shared_file
@@ -73,18 +72,44 @@ def test_unknown_model_lists_the_known_names():
 
 
 def test_weights_dir_resolution_order(tmp_path, monkeypatch):
+    """--weights-dir > $GPEN_WEIGHTS_DIR > weights_dir in the config file > the user data
+    folder; the current directory plays no part."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()  # a ./weights is no longer a place weights are read from
     monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
-    cache = platformdirs.user_cache_path("gpen-cli") / "weights"
+    data = tmp_path / "data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
 
-    assert weights.resolve_weights_dir() == cache  # no ./weights yet
-    (tmp_path / "weights").mkdir()
-    assert weights.resolve_weights_dir() == tmp_path / "weights"
+    assert weights.resolve_weights_dir_and_source() == (
+        data / "gpen-cli" / "weights",
+        "the user data folder",
+    )
+    config = tmp_path / "conf" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('weights_dir = "my-weights"\n')
+    monkeypatch.setenv("GPEN_CONFIG", str(config))
+    assert weights.resolve_weights_dir_and_source() == (
+        tmp_path / "conf" / "my-weights",  # relative to the config file
+        f"weights_dir in {config}",
+    )
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "from-env"))
-    assert weights.resolve_weights_dir() == tmp_path / "from-env"
+    assert weights.resolve_weights_dir_and_source() == (tmp_path / "from-env", "$GPEN_WEIGHTS_DIR")
     assert weights.resolve_weights_dir(Path("explicit")) == tmp_path / "explicit"
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, "")  # empty counts as unset
-    assert weights.resolve_weights_dir() == tmp_path / "weights"
+    assert weights.resolve_weights_dir() == tmp_path / "conf" / "my-weights"
+
+
+def test_the_weights_folder_is_the_same_from_any_directory(tmp_path, monkeypatch):
+    """A file installed once is found by `gpen weights path` run from anywhere."""
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    found = set()
+    for where in (tmp_path, tmp_path / "elsewhere"):
+        where.mkdir(exist_ok=True)
+        (where / "weights").mkdir()
+        monkeypatch.chdir(where)
+        found.add(runner.invoke(app, ["weights", "path", "yunet"]).stdout.strip())
+    assert found == {str(tmp_path / "data" / "gpen-cli" / "weights" / "face_detection_yunet.onnx")}
 
 
 def test_weight_path_is_folder_plus_filename(tmp_path):

@@ -157,6 +157,8 @@ def bench(
 
     setup_logging(quiet or as_json or as_markdown)
     sizes = parse_batch_sizes((batch_size or []) + (more_batch_sizes or []))
+    if model is None and size is None:  # bench's own --model: the user's default model too
+        model = opt.user_default("model")
     with err_console.status("Benchmarking…", spinner="dots") if not quiet else nullcontext():
         report = run_bench(
             config,

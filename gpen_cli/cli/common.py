@@ -34,8 +34,8 @@ WeightsDirOption = Annotated[
     Path | None,
     typer.Option(
         "--weights-dir",
-        help="Folder holding weights files. Default: $GPEN_WEIGHTS_DIR, ./weights when present, "
-        "else the user cache folder.",
+        help="Folder holding weights files. Default: $GPEN_WEIGHTS_DIR, else weights_dir in "
+        "the config file, else the user data folder (see `gpen weights list`).",
         show_default=False,
     ),
 ]

@@ -6,7 +6,9 @@ import contextlib
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,19 +53,27 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def print_findings(results: list) -> None:
-    """One line a check (status, name, detail), then each fix on a line of its own.
+    """One paragraph a check (status, name, detail) wrapped at spaces to the terminal, then
+    each fix on a line of its own.
 
-    Nothing is laid out in columns: a detail or a fix carries paths and commands, and a
-    column would break them mid-word. Long lines are left to the terminal, so a copied
-    command is whole.
+    A detail carries paths and file names: it is wrapped between words only, so none is
+    ever cut (a word longer than the line gets a line of its own). A fix is often a
+    command: it is printed whole on one line, so that a copied command is whole.
     """
     from gpen_cli.doctor import PASS, summary_line
 
     width = max(len(result.name) for result in results)
+    columns = max(console.width, 40)
     for result in results:
-        status = f"[{_STATUS_STYLE[result.status]}]{result.status}[/]"
-        line = Text.from_markup(f"{status}  ") + Text(f"{result.name:<{width}}  {result.detail}")
-        console.print(line, soft_wrap=True, highlight=False)
+        head = f"{result.status}  {result.name:<{width}}  {result.detail}"
+        lines = textwrap.wrap(
+            head, columns, subsequent_indent=" " * 6, break_long_words=False,
+            break_on_hyphens=False,
+        )  # fmt: skip
+        first = Text(lines[0][:4], style=_STATUS_STYLE[result.status]) + Text(lines[0][4:])
+        console.print(first, soft_wrap=True, highlight=False)
+        for line in lines[1:]:
+            console.print(Text(line), soft_wrap=True, highlight=False)
     to_fix = [result for result in results if result.status != PASS and result.fix]
     if to_fix:
         console.print("\n[bold]To fix:[/]", highlight=False)
@@ -71,6 +81,19 @@ def print_findings(results: list) -> None:
         console.print(Text(f"{result.name}:"), highlight=False)
         console.print(Text(f"  {result.fix}"), soft_wrap=True, highlight=False)
     console.print(summary_line(results), highlight=False)
+
+
+def _weights_folder(weights_dir: Path | None) -> tuple[Path, str]:
+    """The weights folder the commands use; where a bad config file or variable hides it
+    (the "config file" check says so), the user data folder."""
+    from gpen_cli import settings
+    from gpen_cli.errors import GpenError
+    from gpen_cli.weights import resolve_weights_dir_and_source
+
+    try:
+        return resolve_weights_dir_and_source(weights_dir)
+    except GpenError:
+        return settings.user_weights_dir(), "the user data folder: the config is unusable"
 
 
 def register(app: typer.Typer) -> None:
@@ -89,10 +112,9 @@ def doctor(as_json: JsonOption = False, weights_dir: WeightsDirOption = None) ->
     """
     # Imported here so `gpen --help` stays fast; the doctor package itself is light.
     from gpen_cli.doctor import CHECKS, FAIL, DoctorContext, run_check
-    from gpen_cli.weights import resolve_weights_dir_and_source
 
     setup_logging(quiet=as_json)
-    folder, source = resolve_weights_dir_and_source(weights_dir)
+    folder, source = _weights_folder(weights_dir)
     context = DoctorContext(folder, source)
     results = []
     with _stdout_to_stderr(), err_console.status("") as spinner:

@@ -26,6 +26,7 @@ from gpen_cli.config import (
     RestoreConfig,
 )
 from gpen_cli.errors import GpenError
+from gpen_cli.weights import MissingFileError, needed_specs
 
 PIPELINE = "Pipeline"
 SPEED = "Speed"
@@ -334,13 +335,24 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
 
         @functools.wraps(command)
         def with_config(**arguments: Any) -> Any:
+            context = arguments.pop(_CONTEXT)
             values = {p.name: arguments.pop(p.name) for p in added}
-            config = RestoreConfig(**values)
+            config = RestoreConfig(**with_user_defaults(values, context))
             if not arguments.get("quiet"):
-                note_unused(config)
-            return command(**arguments, config=config)
+                note_unused(config, {name for name in values if _given(context, name)})
+            try:
+                return command(**arguments, config=config)
+            except MissingFileError as exc:  # name every file the command needs, not the first
+                from gpen_cli.restorer import networks
 
-        parameters = kept[:1] + added + kept[1:]
+                raise exc.including(needed_specs(networks(config), config.weights_dir)) from None
+
+        # Typer hands the click context to a parameter of this type: it says which options
+        # were given on the command line.
+        context = inspect.Parameter(
+            _CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context
+        )
+        parameters = [context, *kept[:1], *added, *kept[1:]]
         with_config.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         with_config.__annotations__ = {p.name: p.annotation for p in parameters}
         return with_config
@@ -348,10 +360,42 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
     return decorate
 
 
-def note_unused(config: RestoreConfig) -> None:
-    """One line for a setting given that does nothing with the others (it is not refused:
-    the run is what was asked, less what cannot apply)."""
-    if config.bg_upsampler is not None and config.upsampler is None:
+_CONTEXT = "gpen_click_context"
+
+
+def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[str, Any]:
+    """`values` with each option not given on the command line taken from the user's
+    defaults ($GPEN_<KEY>, else the config file: see gpen_cli/settings.py). The weights
+    folder is left to `weights`, which reads the same places in the same order."""
+    from gpen_cli import settings
+
+    defaulted = [name for name in values if name != "weights_dir" and not _given(context, name)]
+    chosen = settings.effective(defaulted) if defaulted else {}
+    return {
+        **values,
+        **{name: item.value for name, item in chosen.items() if item.source != "built-in"},
+    }
+
+
+def user_default(setting: str) -> Any:
+    """The user's default for `setting` (environment or config file), None when built-in:
+    for a command that declares that option itself (`gpen bench --model`)."""
+    from gpen_cli import settings
+
+    chosen = settings.effective([setting])[setting]
+    return None if chosen.source == "built-in" else chosen.value
+
+
+def _given(context: typer.Context, name: str) -> bool:
+    """Whether option `name` was typed (or came from click's own sources), not defaulted."""
+    return getattr(context.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+
+
+def note_unused(config: RestoreConfig, given: Collection[str]) -> None:
+    """One line for a setting given on the command line that does nothing with the others
+    (it is not refused: the run is what was asked, less what cannot apply). A default from
+    the config file is a preference for when it applies: it is not noted."""
+    if "bg_upsampler" in given and config.bg_upsampler is not None and config.upsampler is None:
         say(
             "[yellow]note:[/]",
             f"{flag('bg_upsampler')} {config.bg_upsampler} does nothing without "

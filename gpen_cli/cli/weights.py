@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+import textwrap
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.filesize import decimal
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from gpen_cli import weights
-from gpen_cli.cli.common import WeightsDirOption, console, fail, one_line_errors
-from gpen_cli.errors import EXIT_SOME_FAILED
+from gpen_cli.cli.common import WeightsDirOption, console, fail, one_line_errors, say
+from gpen_cli.errors import EXIT_SOME_FAILED, GpenError
 
 weights_app = typer.Typer(
     name="weights",
-    help="List, download, verify and locate the weights files (GPEN, detectors, parsing).",
+    help="List, download, add, verify and locate the weights files (GPEN, detectors, parsing).",
     no_args_is_help=True,
 )
 
@@ -65,17 +66,23 @@ def list_command(weights_dir: WeightsDirOption = None, as_json: JsonOption = Fal
         _print_json({"weights_dir": str(folder), "source": source, "models": rows})
         return
 
-    console.print(
-        f"Weights folder: [bold]{escape(str(folder))}[/] (from {escape(source)})",
-        highlight=False,
-        soft_wrap=True,
-    )
-    table = Table("name", "kind", "present", "size", "file")
+    print_folder(folder, source)
+    # Whole names at 80 columns: one space between columns, no borders, nothing wrapped.
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    for header in ("name", "kind", "here", "size", "file"):
+        table.add_column(header, no_wrap=True, justify="right" if header == "size" else "left")
     for row in rows:
         mark = "[green]yes[/]" if row["present"] else "[dim]no[/]"
         size = _size(row["size_bytes"]) if row["present"] else f"[dim]{_size(row['size_bytes'])}[/]"
         table.add_row(row["name"], row["kind"], mark, size, row["file"])
     console.print(table)
+    console.print(Text(f"Add a file you have with: {weights.add_command(folder)}"), soft_wrap=True)
+
+
+def print_folder(folder: Path, source: str) -> None:
+    """The weights folder and what chose it, the path on a line of its own (never cut)."""
+    console.print(Text(f"Weights folder ({source}):"), highlight=False, soft_wrap=True)
+    console.print(Text(f"  {folder}", style="bold"), highlight=False, soft_wrap=True)
 
 
 @weights_app.command("download")
@@ -111,19 +118,98 @@ def download_command(
     else:
         raise fail("name one or more models (see `gpen weights list`), or pass --all")
     folder = weights.resolve_weights_dir(weights_dir)
-    for spec in specs:
-        path = folder / spec.filename
-        if path.is_file() and not force:
-            console.print(
-                Text(f"{spec.name}: already present at {path}"), highlight=False, soft_wrap=True
-            )
-            continue
-        path = weights.download(spec, folder)
-        checked = "sha256 checked" if spec.sha256 else "sha256 recorded"
-        size = _size(path.stat().st_size)
-        console.print(
-            Text(f"{spec.name}: saved {path} ({size}, {checked})"), highlight=False, soft_wrap=True
+    if len(specs) == 1:
+        problem = _download_one(specs[0], folder, force)
+        if problem:
+            raise fail(problem)
+        return
+    failures = []
+    for spec in specs:  # every name is tried; each failure is said as it happens
+        if problem := _download_one(spec, folder, force):
+            failures.append(problem)
+            say("[bold red]error:[/]", problem)
+    if failures:
+        raise fail(
+            f"{len(failures)} of {len(specs)} downloads failed. Without internet, copy the "
+            f"files from another machine and run: {weights.add_command(folder)}"
         )
+
+
+def _download_one(spec: weights.ModelSpec, folder: Path, force: bool) -> str:
+    """Fetch one file, saying what was done; "" then, else the failure with its URL."""
+    path = folder / spec.filename
+    if path.is_file() and not force:
+        console.print(
+            Text(f"{spec.name}: already present at {path}"), highlight=False, soft_wrap=True
+        )
+        return ""
+    try:
+        path = weights.download(spec, folder)
+    except weights.DownloadError as exc:
+        return f"{spec.name}: {exc}"
+    checked = "sha256 checked" if spec.sha256 else "sha256 recorded"
+    size = _size(path.stat().st_size)
+    console.print(
+        Text(f"{spec.name}: saved {path} ({size}, {checked})"), highlight=False, soft_wrap=True
+    )
+    return ""
+
+
+@weights_app.command("add")
+@one_line_errors
+def add_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Weights files you have (copied, downloaded by hand).", metavar="FILE"),
+    ],
+    as_name: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="NAME",
+            show_default=False,
+            help="The model the file is (see `gpen weights list`). Default: told by its file "
+            "name, its hash or its layout.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a different file already installed.")
+    ] = False,
+    weights_dir: WeightsDirOption = None,
+) -> None:
+    """Check weights files and install them in the weights folder: the offline install.
+
+    Each file is checked (its published sha256 where there is one, its structure
+    otherwise), then copied under its registry name; the file given is left as it is.
+
+    $ gpen weights add ~/Downloads/GPEN-BFR-512.pth
+
+    $ gpen weights add model.pth --as GPEN-BFR-256
+
+    Exit 1 when a file is refused.
+    """
+    if as_name is not None and len(files) > 1:
+        raise fail("--as names the model of one file; add the files one at a time")
+    if as_name is not None:
+        weights.get_spec(as_name)  # a bad name is a usage error before any file is read
+    refused = [str(file) for file in files if not _add_one(file, as_name, force, weights_dir)]
+    if refused:
+        raise fail(f"{len(refused)} of {len(files)} files refused", EXIT_SOME_FAILED)
+
+
+def _add_one(file: Path, name: str | None, force: bool, weights_dir: Path | None) -> bool:
+    try:
+        added = weights.add(file, weights_dir, name=name, force=force)
+    except GpenError as exc:
+        say("[bold red]error:[/]", str(exc))
+        return False
+    done = "already installed at" if added.already else "installed"
+    console.print(
+        Text(f"{added.spec.name}: {done} {added.path} (checked: {added.check})"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    return True
 
 
 _STATUS_STYLE = {"ok": "green", "mismatch": "bold red", "unknown": "yellow", "missing": "dim"}
@@ -149,7 +235,7 @@ def verify_command(
     """
     specs = [weights.get_spec(name) for name in names] if names else weights.MODELS.values()
     results = [weights.verify(spec.name, weights_dir) for spec in specs]
-    folder = weights.resolve_weights_dir(weights_dir)
+    folder, source = weights.resolve_weights_dir_and_source(weights_dir)
     bad = [r.name for r in results if r.failed or (names and not r.present)]
     if as_json:
         _print_json(
@@ -166,6 +252,7 @@ def verify_command(
                         "sha256": result.actual_sha256,
                         "expected_sha256": result.expected_sha256,
                         "checksum_source": result.checksum_source,
+                        "check": result.check,
                         "detail": result.detail,
                     }
                     for result in results
@@ -173,22 +260,30 @@ def verify_command(
             }
         )
     else:
-        table = Table("name", "status", "size", "checked against", "detail")
+        print_folder(folder, source)
         for result in results:
-            style = _STATUS_STYLE[result.status]
-            table.add_row(
-                result.name,
-                f"[{style}]{result.status}[/]",
-                _size(result.size_bytes) if result.present else "",
-                result.checksum_source or "",
-                Text(result.detail),
-            )
-        console.print(table)
+            print_verified(result)
     if bad:
         command = weights.fetch_command(bad, folder, force=True)
         raise fail(
             f"missing or damaged: {', '.join(bad)}. Fetch again with: {command}", EXIT_SOME_FAILED
         )
+
+
+def print_verified(result: weights.VerifyResult) -> None:
+    """One line a model (name, status, size, the check it passed), then its detail wrapped
+    at spaces under it: at 80 columns nothing is cut, no name or hash broken."""
+    style = _STATUS_STYLE[result.status]
+    size = _size(result.size_bytes) if result.present else ""
+    line = Text(f"{result.name:<20}")
+    rest = f"{size:>8}  {result.check}".rstrip()
+    line.append(f"{result.status:<9}" if rest else result.status, style=style)
+    line.append(rest)
+    console.print(line, highlight=False, soft_wrap=True)
+    width = max(console.width, 40)
+    for part in textwrap.wrap(result.detail, width - 4, break_long_words=False,
+                              break_on_hyphens=False):  # fmt: skip
+        console.print(Text(f"    {part}"), highlight=False, soft_wrap=True)
 
 
 @weights_app.command("path")

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from gpen_cli.doctor import numerics, packages, ray_extra, selftest, storage, torch_env
+from gpen_cli.doctor import (
+    config_file,
+    numerics,
+    packages,
+    ray_extra,
+    selftest,
+    storage,
+    torch_env,
+)
 from gpen_cli.doctor.result import (
     FAIL,
     PASS,
@@ -37,10 +45,10 @@ CHECKS: tuple[Check, ...] = (
     Check(torch_env.DEVICE, torch_env.device),
     Check(torch_env.HALF, torch_env.half_precision),
     Check(torch_env.COMPILE, torch_env.torch_compile),
+    Check(config_file.CONFIG_FILE, config_file.config_file),
     Check(storage.WEIGHTS_PRESENT, storage.weights_present),
     Check(storage.WEIGHTS_CHECKSUMS, storage.weights_checksums),
     Check(storage.WEIGHTS_WRITABLE, storage.weights_writable),
-    Check(storage.CACHE_WRITABLE, storage.cache_writable),
     Check(storage.FREE_DISK, storage.free_disk),
     Check(selftest.SELF_TEST, selftest.self_test),
     Check(ray_extra.RAY_EXTRA, ray_extra.ray_extra),

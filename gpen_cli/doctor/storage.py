@@ -10,23 +10,23 @@ from pathlib import Path
 from gpen_cli import weights
 from gpen_cli.config import RestoreConfig
 from gpen_cli.doctor.result import FAIL, PASS, WARN, CheckResult, DoctorContext, first_line
+from gpen_cli.errors import GpenError
 
 WEIGHTS_PRESENT = "weights present"
 WEIGHTS_CHECKSUMS = "weights checksums"
 WEIGHTS_WRITABLE = "weights folder writable"
-CACHE_WRITABLE = "cache writable"
 FREE_DISK = "free disk"
 
 LOW_DISK_BYTES = 2 * 10**9
 FOLDER_FIX = "pass --weights-dir or set GPEN_WEIGHTS_DIR to a writable folder"
 
-# What a plain `gpen restore` needs, by kind.
-_DEFAULTS = {
-    "gpen": RestoreConfig().model,
-    "detector": RestoreConfig().detector.value,
-    "parsing": "parsenet",
+# What each check a file passed is called in the doctor's lines.
+_CHECK_WORDS = {
+    "published sha256": "published sha256",
+    "sha256 recorded at download": "recorded sha256",
+    "layout and values": "layout and values",
+    "sha256 recorded at download + layout and values": "recorded sha256, layout and values",
 }
-_KIND_LABELS = {"gpen": "GPEN generator", "detector": "face detector", "parsing": "face parsing"}
 
 
 def _megabytes(size: int) -> str:
@@ -38,30 +38,48 @@ def present_models(folder: Path) -> list[weights.ModelSpec]:
     return [spec for spec in weights.MODELS.values() if (folder / spec.filename).is_file()]
 
 
+def restore_needs() -> tuple[dict[str, str], str]:
+    """What `gpen restore` with no pipeline flag needs here (kind → name or file), with the
+    user's defaults (config file, GPEN_* variables) applied, and a note when they are
+    unusable (the built-in defaults are checked then)."""
+    from gpen_cli import settings
+    from gpen_cli.restorer import networks
+
+    try:
+        return networks(settings.default_config()), ""
+    except GpenError:
+        return networks(RestoreConfig()), " (the built-in defaults: the config is unusable)"
+
+
 def weights_present(context: DoctorContext) -> CheckResult:
-    """Which models are in the weights folder, and whether a default restore can run offline."""
+    """Which models are in the weights folder, and whether `gpen restore` with the current
+    defaults has every file it needs without a download."""
     folder = context.weights_dir
-    where = f"{folder} ({context.weights_dir_source})"
     found = present_models(folder)
     listing = ", ".join(
         f"{spec.name} {_megabytes((folder / spec.filename).stat().st_size)}" for spec in found
     )
-    detail = f"{where}: {listing}" if found else f"{where}: no weights files"
-    kinds = {spec.kind for spec in found}
-    missing = {kind: name for kind, name in _DEFAULTS.items() if kind not in kinds}
+    detail = f"{folder} ({context.weights_dir_source}): {listing or 'no weights files'}"
+    needed, note = restore_needs()
+    missing = weights.needed_specs(needed, folder)  # a model given as a file exists
     if missing:
-        absent = " and ".join(_KIND_LABELS[kind] for kind in missing)
+        names = ", ".join(spec.name for spec in missing)
         return CheckResult(
             WEIGHTS_PRESENT,
             WARN,
-            f"{detail}; no {absent} yet (fetched on first use)",
-            weights.fetch_command(missing.values(), folder),
+            f"{detail}; `gpen restore`{note} also needs {names} (downloaded on first use)",
+            f"{weights.fetch_command([spec.name for spec in missing], folder)}; offline: "
+            f"{weights.add_command(folder)}",
         )
-    return CheckResult(WEIGHTS_PRESENT, PASS, detail)
+    names = ", ".join(needed.values())
+    return CheckResult(
+        WEIGHTS_PRESENT, PASS, f"{detail}; `gpen restore`{note} needs {names}: all here"
+    )
 
 
 def weights_checksums(context: DoctorContext) -> CheckResult:
-    """Hash every present file against the registry's or the recorded sha256."""
+    """Check every present file: its published or recorded sha256, or its structure, and
+    say which check each file passed."""
     folder = context.weights_dir
     results = [weights.verify(spec.name, folder) for spec in present_models(folder)]
     if not results:
@@ -75,9 +93,13 @@ def weights_checksums(context: DoctorContext) -> CheckResult:
             f"corrupt or wrong file: {detail}",
             weights.fetch_command([result.name for result in damaged], folder, force=True),
         )
-    verified = [result.name for result in results if result.status == "ok"]
+    passed = [
+        f"{result.name} ({_CHECK_WORDS.get(result.check, result.check)})"
+        for result in results
+        if result.status == "ok"
+    ]
     unknown = [result.name for result in results if result.status == "unknown"]
-    detail = f"sha256 verified: {', '.join(verified) or 'none'}"
+    detail = f"checked: {', '.join(passed) or 'none'}"
     if unknown:
         detail += f"; no known checksum for {', '.join(unknown)}"
     return CheckResult(WEIGHTS_CHECKSUMS, PASS, detail)
@@ -113,18 +135,6 @@ def weights_writable(context: DoctorContext) -> CheckResult:
         return CheckResult(WEIGHTS_WRITABLE, WARN, f"{problem}: downloads will fail", FOLDER_FIX)
     state = "writable" if folder.is_dir() else "absent, can be created"
     return CheckResult(WEIGHTS_WRITABLE, PASS, f"{folder}: {state}")
-
-
-def cache_writable(context: DoctorContext) -> CheckResult:
-    """The per-user cache, where weights go when no folder is chosen."""
-    import platformdirs
-
-    folder = platformdirs.user_cache_path("gpen-cli")
-    problem = _writability(folder)
-    if problem:
-        return CheckResult(CACHE_WRITABLE, WARN, problem, FOLDER_FIX)
-    state = "writable" if folder.is_dir() else "absent, can be created"
-    return CheckResult(CACHE_WRITABLE, PASS, f"{folder}: {state}")
 
 
 def free_disk(context: DoctorContext) -> CheckResult:

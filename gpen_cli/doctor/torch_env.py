@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from gpen_cli.doctor.result import (
     FAIL,
@@ -27,6 +28,10 @@ TORCH_FIX = "pip install 'torch>=2.4'"
 CUDA_FIX = (
     "with an NVIDIA GPU, install a CUDA build of torch: https://pytorch.org/get-started/locally/"
 )
+DRIVER_FIX = "install or update the NVIDIA driver (nvidia-smi must list the GPU)"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# Removes what only a CUDA build uses: the nvidia-* libraries and triton.
+_DROP_CUDA = "pip uninstall -y $(pip freeze | grep -oE '^(nvidia-[^=]+|triton)')"
 COMPILE_FIX = "run without --compile (needs a C++ compiler on CPU, triton on CUDA)"
 # Seconds the tiny compiled function may take, imports included; a cold compile on a small
 # CPU takes ~25 s.
@@ -87,9 +92,59 @@ def device(context: DoctorContext) -> CheckResult:
             f"{props.total_memory / 2**30:.1f} GiB, cuDNN {cudnn}"
         )
         return CheckResult(DEVICE, PASS, detail)
-    why = "torch is a CPU-only build" if not torch.version.cuda else "no CUDA device is visible"
-    detail = f"CPU ({torch.get_num_threads()} threads): {why}, so each face takes seconds"
-    return CheckResult(DEVICE, WARN, detail, CUDA_FIX)
+    threads = f"CPU ({torch.get_num_threads()} threads)"
+    if not torch.version.cuda:
+        detail = f"{threads}: torch is a CPU-only build, so each face takes seconds"
+        return CheckResult(DEVICE, WARN, detail, CUDA_FIX)
+    if nvidia_gpu_present():
+        detail = (
+            f"{threads}: an NVIDIA GPU is here but torch's CUDA {torch.version.cuda} cannot "
+            "use it (driver missing or too old), so each face takes seconds"
+        )
+        return CheckResult(DEVICE, WARN, detail, DRIVER_FIX)
+    size = cuda_libraries_bytes()
+    libraries = f"{size / 1e9:.1f} GB" if size else "about 3 GB"
+    detail = (
+        f"{threads}: no GPU found, so each face takes seconds. The CUDA {torch.version.cuda} "
+        f"libraries installed with torch ({libraries}) are unused here"
+    )
+    return CheckResult(DEVICE, WARN, detail, f"to save {libraries}: {cpu_build_command()}")
+
+
+def cpu_build_command() -> str:
+    """Replace torch and torchvision by the CPU builds of the same versions (no other
+    package touched), then drop the CUDA libraries."""
+    import importlib.metadata
+
+    pins = []
+    for package in ("torch", "torchvision"):
+        try:
+            pins.append(f"{package}=={importlib.metadata.version(package).split('+')[0]}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    install = f"pip install --force-reinstall --no-deps {' '.join(pins)} --index-url {CPU_INDEX}"
+    return f"{install} && {_DROP_CUDA}"
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether the kernel sees an NVIDIA GPU (Linux: its driver lists one), whatever torch
+    makes of it."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def cuda_libraries_bytes() -> int:
+    """The size of the nvidia-* packages pip installed beside torch (0 when none)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return sum(
+        path.stat().st_size
+        for folder in folders
+        for path in Path(folder).rglob("*")
+        if path.is_file() and not path.is_symlink()
+    )
 
 
 def half_precision(context: DoctorContext) -> CheckResult:
