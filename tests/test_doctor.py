@@ -470,7 +470,7 @@ def test_json_output_is_the_list_and_nothing_else(monkeypatch):
     result = runner.invoke(app, ["doctor", "--json"])
     assert result.exit_code == 1
     document = json.loads(result.stdout)
-    assert document["schema_version"] == 1 and document["ok"] is False
+    assert document["schema_version"] == 2 and document["ok"] is False
     assert document["checks"] == [
         {"key": "check_0", "name": "check 0", "status": "pass", "detail": "detail 0", "fix": "fix"},
         {"key": "check_1", "name": "check 1", "status": "fail", "detail": "detail 1", "fix": "fix"},

@@ -29,7 +29,7 @@ JsonOption = Annotated[
 ]
 
 # Raised whenever a key of `gpen doctor --json` changes meaning or goes.
-DOCTOR_SCHEMA_VERSION = 1
+DOCTOR_SCHEMA_VERSION = 2  # 2: cache_writable gone; weights_present checks the defaults
 
 
 @contextlib.contextmanager
