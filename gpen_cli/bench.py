@@ -645,7 +645,7 @@ def run_bench(
     base_model, model_info = resolve_bench_model(model, size, config.weights_dir, seed)
     if size is not None and model is not None and base_model.size != size:
         raise GpenError(f"size {size}, but {model_info['name']} is a {base_model.size} px model")
-    from gpen_cli.stages.forward import default_batch_size
+    from gpen_cli.devices import default_batch_size
 
     sizes, capped = _capped_sizes(
         list(batch_sizes) or [default_batch_size(device, base_model.size)], base_model.size

@@ -10,9 +10,7 @@ three steps, with nothing to detect or paste.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,14 @@ import numpy as np
 from torch import nn
 
 from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
+from gpen_cli.devices import pick_device, torch_turn
 from gpen_cli.errors import GpenError
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
 from gpen_cli.stages.blend import blend_fidelity
 from gpen_cli.stages.clahe import apply_clahe
 from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.faces import Face
-from gpen_cli.stages.forward import GpenForward, pick_device
+from gpen_cli.stages.forward import GpenForward
 from gpen_cli.stages.load import to_uint8
 from gpen_cli.stages.mask import Masker, RectMasker
 from gpen_cli.stages.paste import Paste, paste_faces
@@ -220,19 +219,6 @@ def check_photo(image: Any) -> None:
         raise ValueError(
             f"image must be H×W×3 BGR uint8 or uint16, got shape {image.shape} {image.dtype}"
         )
-
-
-def torch_turn(device: Any) -> AbstractContextManager:
-    """What a stage holds while its networks run: on a CPU, one lock for them all.
-
-    Each thread that runs a torch operator on the CPU gets a team of intra-op threads as wide
-    as the cores: detection in the engine's prepare threads and the generator in its forward
-    thread at once would run twice as many busy threads as there are cores, evicting each
-    other's caches. Taking turns, each network has every core; decoding, alignment and
-    paste-back (NumPy, OpenCV) still overlap them. A GPU runs its work queued from any thread,
-    so there nothing is held.
-    """
-    return threading.Lock() if device.type == "cpu" else nullcontext()
 
 
 def center_face(faces: list[Face], width: int, height: int) -> list[Face]:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from gpen_cli import devices as devices_module
+from gpen_cli.devices import compile_mode, pick_dtype
 from gpen_cli.models import build_gpen, load_gpen, ops
-from gpen_cli.stages import forward as forward_module
-from gpen_cli.stages.forward import GpenForward, compile_mode, pad_batch, pick_dtype
+from gpen_cli.stages.forward import GpenForward, pad_batch
 
 
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, peak: float) -> float:
@@ -63,7 +64,7 @@ def test_cached_weights_follow_changes_to_the_model(tiny_reference):
 @pytest.mark.parametrize("half", [False, True], ids=["fp32", "bf16"])
 def test_forward_leaves_the_model_it_is_handed_untouched(tiny_reference, monkeypatch, exact, half):
     """GpenForward runs its own copy when it needs another formulation, dtype or mode."""
-    monkeypatch.setattr(forward_module, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(devices_module, "cpu_has_fast_bf16", lambda: True)
     model = build_gpen(**tiny_reference["config"]).train()  # official, training, with grads
     model.load_state_dict(tiny_reference["state_dict"])
     before = {key: value.clone() for key, value in model.state_dict().items()}
@@ -85,7 +86,7 @@ def test_forward_runs_a_ready_model_as_it_is(tiny_reference):
 
 
 def test_bf16_restores_faces_like_fp32(tiny_reference, tiny_crops, monkeypatch):
-    monkeypatch.setattr(forward_module, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(devices_module, "cpu_has_fast_bf16", lambda: True)
     fp32 = GpenForward(load_gpen(tiny_reference["state_dict"]), device="cpu", half=False)
     bf16 = GpenForward(load_gpen(tiny_reference["state_dict"]), device="cpu", half=True)
     assert (fp32.dtype, bf16.dtype) == (torch.float32, torch.bfloat16)
@@ -99,9 +100,9 @@ def test_dtype_choice(monkeypatch, caplog):
     assert pick_dtype(cuda, True) == torch.float16
     assert pick_dtype(cuda, False) == torch.float32  # FP32 unless asked, on every device
     assert pick_dtype(cpu, False) == torch.float32
-    monkeypatch.setattr(forward_module, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(devices_module, "cpu_has_fast_bf16", lambda: True)
     assert pick_dtype(cpu, True) == torch.bfloat16
-    monkeypatch.setattr(forward_module, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(devices_module, "cpu_has_fast_bf16", lambda: False)
     with caplog.at_level(logging.WARNING):
         assert pick_dtype(cpu, True) == torch.float32
     assert "no native BF16" in caplog.text

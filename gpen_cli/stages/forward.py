@@ -10,74 +10,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpen_cli.devices import check_device, usable_devices
+from gpen_cli.devices import (
+    compile_mode,
+    default_batch_size,
+    pick_device,
+    pick_dtype,
+    use_channels_last,
+)
 from gpen_cli.errors import GpenError
 from gpen_cli.models import FullGenerator, copy_gpen
 
 logger = logging.getLogger(__name__)
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """`auto` is the first CUDA device when there is one, else the CPU.
-
-    Raises GpenError for device types the pipeline does not support, ValueError for a CUDA
-    device this machine does not have.
-    """
-    if check_device(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{device}: CUDA is not available on this machine")
-    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
-            f"{device}: this machine has {torch.cuda.device_count()} CUDA devices "
-            f"(use one of {', '.join(usable_devices())})"
-        )
-    return resolved
-
-
-def default_batch_size(device: torch.device, size: int) -> int:
-    """Enough faces to keep the device busy without running out of memory."""
-    if device.type == "cuda":
-        return max(1, 16 * (512 // max(size, 256)) ** 2) if size <= 512 else 4
-    return 4
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Does oneDNN run BF16 natively here (AVX512-BF16, AMX)? Emulated BF16 is slower than FP32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def pick_dtype(device: torch.device, half: bool) -> torch.dtype:
-    """FP32 unless asked: FP16 on CUDA, BF16 on a CPU that runs it natively.
-
-    Half precision changes pixels (about 40 dB PSNR against FP32), so it is never a default:
-    the default output is the official FP32 one on every device.
-    """
-    if not half:
-        return torch.float32
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu" and cpu_has_fast_bf16():
-        return torch.bfloat16
-    logger.warning("--half: this %s has no native BF16 support; running in FP32", device.type)
-    return torch.float32
-
-
-def use_channels_last(device: torch.device, exact: bool) -> bool:
-    """NHWC activations: faster convolutions and blurs for the fast path (CPU and CUDA alike).
-
-    The exact path keeps the official layout, which it reshapes freely.
-    """
-    return not exact and device.type in ("cpu", "cuda")
-
-
-def compile_mode(device: torch.device) -> str:
-    """CUDA graphs suit the forward's repeated same-shape batches; the CPU has none."""
-    return "reduce-overhead" if device.type == "cuda" else "default"
 
 
 def pad_batch(chunk: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray]:

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpen_cli.devices import pick_dtype
 from gpen_cli.models.upsampler import SrNet
-from gpen_cli.stages.forward import pick_dtype
 from gpen_cli.stages.load import check_upscaled_size
 
 # Input pixels each tile reaches past its core on every side. Chosen from measurements of
