@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 from contextlib import nullcontext
 from fractions import Fraction
@@ -150,6 +151,18 @@ def plan_window(start: str | None, duration: str | None):
     return Window(begin, None if length is None else begin + length)
 
 
+def _plan(source: Path, output: Path, options, fingerprint: dict) -> VideoJob:
+    """The job, once its input and output are checked; a photo is pointed to `gpen restore`."""
+    from gpen_cli.video import plan_video
+    from gpen_cli.video.media import StillImageError
+
+    try:
+        return plan_video(source, output, options, fingerprint)
+    except StillImageError as exc:
+        command = f"gpen restore {shlex.quote(str(source))}"
+        raise GpenError(f"{exc}; restore it with: {command}") from None
+
+
 def run_job(job: VideoJob, restorer, quiet: bool) -> VideoOutcome:
     """Restore the film with a progress bar; Ctrl-C finishes the frames in flight."""
     from gpen_cli.batch.signals import graceful_stop
@@ -217,7 +230,7 @@ def video(
     except ImportError:
         raise fail("gpen video needs PyAV (Python 3.11+): pip install 'gpen-cli[video]'") from None
     from gpen_cli.restorer import FaceRestorer
-    from gpen_cli.video import VideoOptions, plan_video
+    from gpen_cli.video import VideoOptions
 
     setup_logging(quiet)
     window = plan_window(start, duration)
@@ -226,7 +239,7 @@ def video(
         window=window, codec=codec, crf=crf, segment=segment, smooth=smooth, overwrite=overwrite
     )
     fingerprint = {k: v for k, v in config.describe().items() if k not in ("device", "weights_dir")}
-    job = plan_video(source, output, options, fingerprint)
+    job = _plan(source, output, options, fingerprint)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = FaceRestorer(config=config)
     outcome = run_job(job, restorer, quiet)
