@@ -21,7 +21,7 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
-from gpen_cli.cli.runs import conclude, stop_handlers
+from gpen_cli.cli.runs import FINISHING, conclude, stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.report import summarize, upscale_settings, with_earlier_results
@@ -36,7 +36,7 @@ SCAN = "Folder scan"
 RAY = "Ray engine"
 ENGINES = ("thread", "ray")
 # What the first Ctrl-C does, by engine.
-STOPPING = {"thread": "finishing the photos in flight", "ray": "cancelling the Ray job"}
+STOPPING = {"thread": FINISHING, "ray": "cancelling the Ray job"}
 
 
 def _count_in_background(
@@ -258,8 +258,9 @@ def batch(
 
     Outputs are written atomically; run the same command again after a
     stop and it skips what is done (its report still describes the whole
-    job). The first Ctrl-C finishes the photos in flight and writes the
-    report, a second one stops at once.
+    job). The first Ctrl-C finishes the faces being restored, writes
+    their photos and the report, and leaves the rest for that rerun; a
+    second one stops at once.
 
     Exit codes: 0 nothing failed; 1 some inputs failed; 2 usage or set-up
     error (bad option, missing weights), found before any output is

@@ -16,7 +16,6 @@ from rich.markup import escape
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
     console,
-    err_console,
     fail,
     one_line_errors,
     rate_progress,
@@ -24,6 +23,7 @@ from gpen_cli.cli.common import (
     setup_logging,
     update_rate,
 )
+from gpen_cli.cli.runs import stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
 
@@ -174,16 +174,7 @@ def run_job(job: VideoJob, restorer, quiet: bool) -> VideoOutcome:
         progress.update(0, advance=1, faces=progress.tasks[0].fields["faces"] + frame.faces)
         update_rate(progress)
 
-    def on_first() -> None:
-        err_console.print(
-            "[yellow]stopping:[/] finishing the frames in flight; Ctrl-C again stops at once",
-            highlight=False,
-        )
-
-    def on_second() -> None:
-        err_console.show_cursor(True)
-        err_console.print("\n[red]stopped[/] (no partial film kept)", highlight=False)
-
+    on_first, on_second = stop_handlers("finishing the frames in flight", " (no partial film kept)")
     try:
         with progress, graceful_stop(stop, on_first, on_second):
             progress.add_task("Restoring", total=job.frames_to_do(), faces=0, rate=0.0)
