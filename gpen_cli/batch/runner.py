@@ -97,7 +97,8 @@ class PhotoProgress:
 
     Stages: "started" (decoding and detection begin), "found" (`faces_found` known),
     "restored" (`faces_restored` of them through the generator so far), "done" (its report
-    entry is recorded). The totals are filled in by the engine, in the caller's thread.
+    entry is recorded, with its `status`; a file skipped has only this one). The totals are
+    filled in by the engine, in the caller's thread.
     """
 
     source: str
@@ -106,6 +107,7 @@ class PhotoProgress:
     faces_restored: int = 0
     photos_done: int = 0  # report entries recorded in the run, any status
     faces_done: int = 0  # faces restored and written in the run
+    status: str | None = None  # "done": the entry's status (a skipped file took no work)
 
 
 class Tally:
@@ -120,7 +122,9 @@ class Tally:
         """Count `entry`; the "done" progress of its photo, with the new totals."""
         self.photos += 1
         self.faces += steps.faces_restored(entry, self.aligned)
-        return self.stamp(PhotoProgress(entry.input, "done", entry.faces.count))
+        return self.stamp(
+            PhotoProgress(entry.input, "done", entry.faces.count, status=entry.status)
+        )
 
     def stamp(self, event: PhotoProgress) -> PhotoProgress:
         """`event` with the totals as they are now."""

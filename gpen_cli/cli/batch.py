@@ -21,6 +21,7 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
+from gpen_cli.cli.eta import EtaColumn, FaceEstimate
 from gpen_cli.cli.runs import FINISHING, conclude, stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
@@ -40,13 +41,25 @@ STOPPING = {"thread": FINISHING, "ray": "cancelling the Ray job"}
 
 
 def _count_in_background(
-    progress: Progress, task: int, layout: BatchLayout, options: BatchOptions
+    progress: Progress,
+    task: int,
+    estimate: FaceEstimate,
+    layout: BatchLayout,
+    options: BatchOptions,
 ) -> None:
-    """Give the progress bar its total (and so an ETA) without delaying the first photo."""
-    from gpen_cli.batch.scan import count_items
+    """Give the progress bar its total (and so an ETA) without delaying the first photo:
+    the photos to restore, neither those done already nor files that are not images."""
+    from gpen_cli.batch.scan import count_work
 
     def count() -> None:
-        total = count_items(layout, recursive=options.recursive, pattern=options.pattern)
+        total = count_work(
+            layout,
+            ext=options.ext,
+            recursive=options.recursive,
+            pattern=options.pattern,
+            overwrite=options.overwrite,
+        )
+        estimate.total = total
         progress.update(task, total=total)
 
     threading.Thread(target=count, name="gpen-batch-count", daemon=True).start()
@@ -82,18 +95,21 @@ def _run_with_progress(
     from gpen_cli.batch.signals import graceful_stop
 
     stop = threading.Event()
-    progress = rate_progress("images", quiet)
+    estimate = FaceEstimate()
+    progress = rate_progress("images", quiet, eta=EtaColumn(estimate))
     task = progress.add_task("Restoring", total=None, faces=0, rate=0.0)
 
     def on_progress(event: PhotoProgress) -> None:
-        if event.stage != "done":
-            return
-        elapsed = progress.tasks[0].elapsed or 0.0
-        rate = event.faces_done / elapsed if elapsed > 0 else 0.0
-        progress.update(task, completed=event.photos_done, faces=event.faces_done, rate=rate)
+        estimate(event)
+        progress.update(
+            task,
+            completed=estimate.photos_done,
+            faces=estimate.faces_written,
+            rate=estimate.faces_per_second(),
+        )
 
     with progress, graceful_stop(stop, *stop_handlers(stopping)):
-        _count_in_background(progress, task, layout, options)
+        _count_in_background(progress, task, estimate, layout, options)
         return run(stop, on_progress)
 
 

@@ -16,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -109,16 +110,16 @@ class _ShortOfEdge:
             yield from Segment.adjust_line_length(line, width, pad=False)
 
 
-def rate_progress(unit: str, quiet: bool) -> Progress:
+def rate_progress(unit: str, quiet: bool, eta: ProgressColumn | None = None) -> Progress:
     """A progress bar on stderr counting `unit` (photos, frames) and the faces restored,
-    with their rate and an ETA; give its task the fields `faces` and `rate`."""
+    with their rate and an ETA (`eta`, else one from the bar's own rate); give its task the
+    fields `faces` and `rate`."""
     return StopSafeProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(unit + ", {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        *([eta] if eta else [TextColumn("ETA"), TimeRemainingColumn()]),
         TimeElapsedColumn(),
         console=err_console,
         disable=quiet,
