@@ -52,13 +52,17 @@ def _count_in_background(
     from gpen_cli.batch.scan import count_work
 
     def count() -> None:
-        total = count_work(
-            layout,
-            ext=options.ext,
-            recursive=options.recursive,
-            pattern=options.pattern,
-            overwrite=options.overwrite,
-        )
+        try:
+            total = count_work(
+                layout,
+                ext=options.ext,
+                recursive=options.recursive,
+                pattern=options.pattern,
+                overwrite=options.overwrite,
+            )
+        except Exception:  # a bar without a total (no ETA) is no reason to stop, nor a trace
+            logging.getLogger("gpen_cli.batch").debug("counting the photos failed", exc_info=True)
+            return
         estimate.total = total
         progress.update(task, total=total)
 
