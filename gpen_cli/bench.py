@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -435,8 +435,11 @@ def run_config(
     work: Workload,
     repeats: int,
     memory: PeakMemory,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> ConfigResult:
-    """Set up one configuration, warm it up, then time `repeats` passes."""
+    """Set up one configuration, warm it up, then time `repeats` passes; `on_step` is told
+    each step as it begins ("setting up", "warming up", "run 2 of 3")."""
+    on_step("setting up")
     memory.reset()
     started = time.perf_counter()
     clock = StageClock()
@@ -450,9 +453,13 @@ def run_config(
     )
     setup_s = time.perf_counter() - started
     run = pipeline_pass if work.pipeline else forward_pass
+    generator = restorer.generator
+    label = config_label(config, generator.dtype, generator.compiled)
+    on_step(f"{label}: warming up")
     warm_up(work, restorer)
     passes = []
-    for _ in range(max(1, repeats)):
+    for repeat in range(max(1, repeats)):
+        on_step(f"{label}: run {repeat + 1} of {max(1, repeats)}")
         clock.take()
         tiles.take()
         faces = run(work, restorer, clock)
@@ -460,10 +467,9 @@ def run_config(
     stages = _median_stages(passes)
     upscale_s = stages.get("upscale", 0.0)
     total = statistics.median(sum(p.values()) for p in passes)
-    generator = restorer.generator
     forward_per_face = _per_face(stages["forward"], faces)
     result = ConfigResult(
-        label=config_label(config, generator.dtype, generator.compiled),
+        label=label,
         batch_size=config.batch_size,
         dtype=str(generator.dtype).replace("torch.", ""),
         exact=config.exact,
@@ -621,6 +627,47 @@ def _capped_sizes(sizes: Sequence[int], face_size: int) -> tuple[list[int], list
     return kept, lines
 
 
+def unfilled_batches(configs: Sequence[RestoreConfig], faces: int, photos: bool) -> list[str]:
+    """A warning for each configuration whose batch the workload's faces cannot fill: it
+    times batches of `faces`, the same forward as a smaller batch size would, so its row
+    says nothing of its own batch size. `photos`: the faces are the photos', not crops."""
+    lines = []
+    for config in configs:
+        if 0 < faces < config.batch_size:
+            held = f"{faces} face" + ("s" if faces > 1 else "")
+            fill = "photos with more faces fill it" if photos else "more crops fill it"
+            lines.append(
+                f"batch size {config.batch_size} never fills: the workload holds {held} a "
+                f"run, so its row times batches of {faces} ({fill})"
+            )
+            logger.warning("%s", lines[-1])
+    return lines
+
+
+def _time_configs(
+    configs: Sequence[RestoreConfig],
+    base_model: nn.Module,
+    work: Workload,
+    repeats: int,
+    memory: PeakMemory,
+    on_step: Callable[[str], None] | None,
+) -> list[ConfigResult]:
+    """Each configuration's result, the faithful baseline first; once it has counted the
+    faces, a warning for each batch size they cannot fill."""
+    results: list[ConfigResult] = []
+    for number, config in enumerate(configs, 1):
+        where = f"configuration {number} of {len(configs)}"
+
+        def step(text: str, where: str = where) -> None:
+            if on_step is not None:
+                on_step(f"{where}: {text}")
+
+        results.append(run_config(config, base_model, work, repeats, memory, step))
+        if number == 1:
+            work.notes.extend(unfilled_batches(configs, results[0].faces, work.pipeline))
+    return results
+
+
 def run_bench(
     config: RestoreConfig,
     *,
@@ -631,11 +678,13 @@ def run_bench(
     repeats: int = 3,
     faces: int | None = None,
     seed: int = 0,
+    on_step: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Time the faithful baseline and `config` at each batch size on one workload.
 
     `model` (a registry name, possibly absent, or a file) or `size` picks the generator;
-    `config.model` is not used, so the timings need no downloaded weights.
+    `config.model` is not used, so the timings need no downloaded weights. `on_step` is
+    told each step as it begins ("configuration 2 of 3: fast fp32 b4 eager: run 1 of 3").
     """
     if repeats < 1:
         raise GpenError(f"repeats must be at least 1, got {repeats}")
@@ -663,10 +712,8 @@ def run_bench(
         work.notes.extend(capped)
         if config.upscale > 1:
             add_upscaling(work, Path(scratch), seed)
-        results = [
-            run_config(each, base_model, work, repeats, memory)
-            for each in plan_configs(work.config, sizes)
-        ]
+        configs = plan_configs(work.config, sizes)
+        results = _time_configs(configs, base_model, work, repeats, memory, on_step)
     return summarise(results, work, model_info, device, repeats, memory)
 
 

@@ -486,18 +486,18 @@ def test_a_failure_of_the_machinery_aborts_the_run_and_is_raised_in_the_caller(
     assert engine_threads() == []
 
 
-def test_a_stop_after_the_last_photo_started_leaves_nothing_undone(tmp_path):
+def test_a_stop_after_the_last_photo_went_through_the_generator_leaves_nothing_undone(tmp_path):
     source, out = tmp_path / "in", tmp_path / "out"
     for index in range(2):
         write_image(source / f"p{index}.png", photo())
     stop = threading.Event()
 
-    def stop_when_the_last_starts(event) -> None:
-        if event.stage == "started" and event.source.endswith("p1.png"):
+    def stop_when_the_last_is_restored(event) -> None:
+        if event.stage == "restored" and event.source.endswith("p1.png"):
             stop.set()
 
     outcome = run_folder(
-        make_restorer(), source, out, stop=stop, on_progress=stop_when_the_last_starts
+        make_restorer(), source, out, stop=stop, on_progress=stop_when_the_last_is_restored
     )
 
     assert stop.is_set() and not outcome.interrupted  # nothing for a rerun to do
@@ -527,10 +527,10 @@ def test_first_signal_sets_stop_and_handlers_are_restored():
     stop = threading.Event()
     calls = []
     previous = signal.getsignal(signal.SIGTERM)
-    with graceful_stop(stop, on_first=lambda: calls.append("first")):
+    with graceful_stop(stop, on_first=lambda signum: calls.append(signum.name)):
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(5)
-    assert calls == ["first"]
+    assert calls == ["SIGTERM"]
     assert signal.getsignal(signal.SIGTERM) is previous
 
 

@@ -147,7 +147,7 @@ def test_a_second_signal_stops_the_process_at_once():
         from gpen_cli.batch.signals import graceful_stop
 
         stop = threading.Event()
-        with graceful_stop(stop, on_first=lambda: print("first", flush=True)):
+        with graceful_stop(stop, on_first=lambda signum: print("first", flush=True)):
             os.kill(os.getpid(), signal.SIGINT)
             assert stop.wait(10)
             os.kill(os.getpid(), signal.SIGINT)

@@ -192,3 +192,43 @@ def test_batch_sizes_are_capped_by_memory_in_one_line(tiny_checkpoint, monkeypat
     labels = [r["label"] for r in report["results"]]
     assert labels == ["exact fp32 b1 eager", "fast fp32 b7 eager"]
     assert all(result["faces"] == 7 for result in report["results"])
+
+
+def test_each_configuration_tells_its_steps_and_an_unfillable_batch_is_warned(
+    tiny_checkpoint, monkeypatch
+):
+    from gpen_cli.bench import run_bench
+
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    steps: list[str] = []
+    report = run_bench(
+        RestoreConfig(mask="rect", device="cpu"),
+        model=str(tiny_checkpoint),
+        batch_sizes=[4],
+        repeats=1,
+        faces=1,
+        on_step=steps.append,
+    )
+    assert steps == [
+        "configuration 1 of 2: setting up",
+        "configuration 1 of 2: exact fp32 b1 eager: warming up",
+        "configuration 1 of 2: exact fp32 b1 eager: run 1 of 1",
+        "configuration 2 of 2: setting up",
+        "configuration 2 of 2: fast fp32 b4 eager: warming up",
+        "configuration 2 of 2: fast fp32 b4 eager: run 1 of 1",
+    ]
+    # One face a run: the b4 row times batches of one, and says so; the b1 row is fine.
+    warnings = [note for note in report.notes if "never fills" in note]
+    assert warnings == [
+        "batch size 4 never fills: the workload holds 1 face a run, so its row times "
+        "batches of 1 (more crops fill it)"
+    ]
+
+
+def test_the_cli_shows_the_unfillable_batch_warning(tiny_checkpoint, monkeypatch):
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    args = ["--model", str(tiny_checkpoint), "-b", "2", "--repeats", "1", "--faces", "1"]
+    result = runner.invoke(app, ["bench", *args, "--mask", "rect"])
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.output.split())
+    assert "batch size 2 never fills: the workload holds 1 face a run" in words

@@ -89,7 +89,8 @@ def test_first_ctrl_c_finishes_in_flight_exits_130_and_the_same_command_resumes(
 
     assert first.exit_code == 130, first.output
     assert (
-        "stopping: finishing the photos in flight; press Ctrl-C again to stop now" in first.output
+        "stopping: finishing the faces being restored; press Ctrl-C again to stop now"
+        in first.output
     )
     lines = first.output.splitlines()
     assert f"outputs: {out}" in lines and f"report: {report}" in lines

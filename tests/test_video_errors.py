@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -149,3 +150,48 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, tiny
     line = one_error_line(output)
     assert f"cannot write {out / 'x.mkv'}: File too large; free some space" in line
     assert list(out.iterdir()) == []
+
+
+def _exif_jpeg(path: Path) -> Path:
+    """A JPEG with EXIF: FFmpeg hands its EXIF on as frame side data PyAV has no name for."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0110] = "camera"  # Model
+    Image.fromarray(faceless_picture((64, 48))).save(path, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "my photo.png"])
+def test_a_photo_is_refused_in_one_line_pointing_to_gpen_restore(tmp_path, common, name):
+    photo = tmp_path / name
+    if photo.suffix == ".jpg":
+        _exif_jpeg(photo)
+    else:
+        from PIL import Image
+
+        Image.fromarray(faceless_picture((64, 48))).save(photo)
+    result = video(photo, *common)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result.output)
+    assert f"{photo}: a still image, not a film" in line, line
+    assert line.endswith(f"gpen restore {shlex.quote(str(photo))}"), line
+    assert sorted(path.name for path in tmp_path.iterdir()) == [name]
+
+
+def test_a_film_whose_frames_carry_side_data_pyav_cannot_name_is_restored(tmp_path, common):
+    # Motion JPEG in Matroska, each frame the EXIF JPEG's own packet: its frames carry EXIF.
+    jpeg = _exif_jpeg(tmp_path / "frame.jpg")
+    source = tmp_path / "mjpeg.mkv"
+    with av.open(str(jpeg)) as still, av.open(str(source), "w") as container:
+        packet = next(p for p in still.demux(video=0) if p.size)
+        stream = container.add_stream_from_template(still.streams.video[0])
+        for index in range(5):
+            copy = av.Packet(bytes(packet))
+            copy.stream, copy.time_base = stream, Fraction(1, 25)
+            copy.pts = copy.dts = index
+            copy.duration = 1
+            container.mux(copy)
+    result = video(source, "-o", tmp_path / "out.mkv", *common)
+    assert result.exit_code == 0, result.output
+    assert len(read_frames(tmp_path / "out.mkv")) == 5

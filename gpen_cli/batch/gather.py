@@ -79,6 +79,12 @@ class CropGatherer(Generic[Item]):
         self._waiting.extend((photo, index, crop) for index, crop in enumerate(crops))
         return []
 
+    def discard(self) -> list[Item]:
+        """Empty the queue; the photos that had faces in it (none of them can complete)."""
+        photos = {id(photo): photo.item for photo, _, _ in self._waiting}
+        self._waiting.clear()
+        return list(photos.values())
+
     def take(self) -> Batch[Item] | None:
         """The next batch: `batch_size` faces, or all that wait when fewer do (a flush)."""
         if not self._waiting:

@@ -9,13 +9,17 @@ bounded however long the list, and at most `2 × workers` of them are decoded or
 ahead of the generator: enough to keep it fed, few for a Ctrl-C to finish. Torch and
 OpenCV release the GIL in their kernels, so the threads overlap. What the threads share
 sits in `_Shared`, behind one lock whose condition wakes whoever waits for a change:
-nothing polls, nothing needs an end marker.
+nothing needs an end marker, and only `stop` is polled (below).
 
 `gpen batch` runs a folder scan through it, `gpen restore` the files it was given.
 
-Stopping: setting `stop` ends the scan and drops the photos admitted but not yet started
-(a rerun does them); the photos in flight are finished and written. A failure of the
-machinery itself (not of one photo) aborts the run and is raised again in the caller.
+Stopping: setting `stop` ends the scan and drops every photo none of whose faces has been
+through the generator yet, and every photo with faces still waiting for it (a rerun does
+them); the batch in the generator is finished, and the photos it completes are written. So
+a stop takes one forward and the writes behind it, however many photos are admitted. The
+forward thread looks at `stop` between batches, the caller's thread a few times a second
+while it waits (a signal handler setting `stop` wakes no waiting thread). A failure
+of the machinery itself (not of one photo) aborts the run and is raised again in the caller.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from gpen_cli.restorer import FaceRestorer
 logger = logging.getLogger(__name__)
 
 Stage = Literal["started", "found", "restored", "done"]
+# How often the caller's thread, waiting, looks whether `stop` was set.
+STOP_CHECK_SECONDS = 0.2
 
 
 def default_workers() -> int:
@@ -91,7 +97,8 @@ class PhotoProgress:
 
     Stages: "started" (decoding and detection begin), "found" (`faces_found` known),
     "restored" (`faces_restored` of them through the generator so far), "done" (its report
-    entry is recorded). The totals are filled in by the engine, in the caller's thread.
+    entry is recorded, with its `status`; a file skipped has only this one). The totals are
+    filled in by the engine, in the caller's thread.
     """
 
     source: str
@@ -100,6 +107,7 @@ class PhotoProgress:
     faces_restored: int = 0
     photos_done: int = 0  # report entries recorded in the run, any status
     faces_done: int = 0  # faces restored and written in the run
+    status: str | None = None  # "done": the entry's status (a skipped file took no work)
 
 
 class Tally:
@@ -114,7 +122,9 @@ class Tally:
         """Count `entry`; the "done" progress of its photo, with the new totals."""
         self.photos += 1
         self.faces += steps.faces_restored(entry, self.aligned)
-        return self.stamp(PhotoProgress(entry.input, "done", entry.faces.count))
+        return self.stamp(
+            PhotoProgress(entry.input, "done", entry.faces.count, status=entry.status)
+        )
 
     def stamp(self, event: PhotoProgress) -> PhotoProgress:
         """`event` with the totals as they are now."""
@@ -140,8 +150,10 @@ class _Aborted(Exception):
 class _Shared:
     """What the threads of one run share, behind one lock; every change wakes the waiters."""
 
-    def __init__(self, limit: int, ahead: int) -> None:
+    def __init__(self, limit: int, ahead: int, stop: threading.Event) -> None:
         self.changed = threading.Condition()
+        self.stop = stop
+        self.stopping = False  # `stop` was seen: no photo goes to the generator any more
         self.limit = limit  # photos admitted at once
         self.ahead = ahead  # of those, photos being prepared or prepared, not yet gathered
         self.admitted = 0  # photos admitted and not yet written, failed or dropped
@@ -182,17 +194,45 @@ class _Shared:
             self.changed.notify_all()
 
     def end_prepare(self, number: int, item: steps.Prepared | None, event: Event | None) -> None:
-        """The prepare step of photo `number` ended: `item` goes on to the generator; without
-        one the photo failed, and `event` is its entry."""
+        """The prepare step of photo `number` ended: `item` goes on to the generator (after
+        a stop it is dropped); without one the photo failed, and `event` is its entry."""
         with self.changed:
             self.preparing -= 1
-            if item is not None:
+            if item is not None and not self.stopping:
                 self.ready[number] = item
             else:
                 self.gone.add(number)
                 self.admitted -= 1
+                if item is not None:
+                    self.dropped += 1
+                    event = None
             if event is not None:
                 self.events.append(event)
+            self.changed.notify_all()
+
+    def look_at_stop(self) -> bool:
+        """Whether the run is stopping (`check_stop`, taking the lock)."""
+        with self.changed:
+            self.check_stop()
+            return self.stopping
+
+    def check_stop(self) -> None:
+        """Once `stop` is set: the prepared photos waiting for the generator are dropped,
+        and every thread is woken to see it. Called under the lock."""
+        if self.stopping or not self.stop.is_set():
+            return
+        self.stopping = True
+        self.gone.update(self.ready)
+        self.admitted -= len(self.ready)
+        self.dropped += len(self.ready)
+        self.ready.clear()
+        self.changed.notify_all()
+
+    def abandon(self, photos: int) -> None:
+        """After a stop, `photos` with faces still waiting for the generator are left undone."""
+        with self.changed:
+            self.admitted -= photos
+            self.dropped += photos
             self.changed.notify_all()
 
     def post(self, *events: Event, leaving: int = 0) -> None:
@@ -215,14 +255,17 @@ class _Shared:
 
     def next_ready(self, timeout: float | None) -> steps.Prepared | None:
         """The next prepared photo in admission order; None when it did not come within
-        `timeout` seconds (None: no limit) or none will come any more."""
+        `timeout` seconds (None: no limit), none will come any more, or the run is stopping."""
         with self.changed:
             self.changed.wait_for(
-                lambda: self._next_is_ready() or self._upstream_done() or self.aborted, timeout
+                lambda: (
+                    self._next_is_ready() or self._upstream_done() or self.aborted or self.stopping
+                ),
+                timeout,
             )
             if self.aborted:
                 raise _Aborted
-            if not self._next_is_ready():
+            if self.stopping or not self._next_is_ready():
                 return None
             self.changed.notify_all()  # room for one more photo ahead
             item = self.ready.pop(self.next_number)
@@ -243,9 +286,13 @@ class _Shared:
 
     def take_events(self, until: Callable[[], bool]) -> tuple[list[Event], bool]:
         """Wait for events or for `until()` (read under the lock); the events, and whether
-        `until()` held."""
+        `until()` held. Waiting, it looks at `stop` every STOP_CHECK_SECONDS."""
         with self.changed:
-            self.changed.wait_for(lambda: self.events or until() or self.aborted)
+            while True:
+                self.check_stop()
+                if self.events or until() or self.aborted:
+                    break
+                self.changed.wait(STOP_CHECK_SECONDS)
             if self.aborted:
                 raise _Aborted
             events, self.events = self.events, []
@@ -288,6 +335,11 @@ class _ReadAhead:
         """Whether the next input (or the end) is there; read under `changed`."""
         return bool(self._slot)
 
+    def at_end(self) -> bool:
+        """Whether the inputs are known to be exhausted; read under `changed`."""
+        with self._changed:
+            return len(self._slot) == 1 and self._slot[0] is _END
+
     def take(self) -> object:
         with self._changed:
             self._changed.wait_for(self.ready)
@@ -318,10 +370,10 @@ class _Engine:
     ) -> None:
         self.restorer = restorer
         self.options = options
-        self.stop = stop
         self.on_entry = on_entry
         self.on_progress = on_progress
-        self.shared = _Shared(4 * options.workers + restorer.batch_size, 2 * options.workers)
+        limit = 4 * options.workers + restorer.batch_size
+        self.shared = _Shared(limit, 2 * options.workers, stop)
         self.write_options = steps.WriteOptions(
             options.overwrite,
             options.aligned,
@@ -365,29 +417,33 @@ class _Engine:
     def _feed(self, items: Iterable[Task | ReportEntry]) -> None:
         """Admit each photo when there is room for it, serving the hooks while waiting, also
         while the next input is awaited (a source may block: a Ray actor's task queue)."""
-        ahead = _ReadAhead(items, self.shared.changed)
+        shared = self.shared
+        ahead = _ReadAhead(items, shared.changed)
         try:
-            while (item := self._next_input(ahead)) is not _END:
-                if isinstance(item, Task):
-                    self._serve(self.shared.has_room)
-                if self.stop.is_set():
-                    self.scan_cut = True
+            while True:
+                self._serve(lambda: ahead.ready() or shared.stopping)
+                if shared.stopping:
+                    self.scan_cut = not ahead.at_end()
+                    break
+                item = ahead.take()
+                if item is _END:
                     break
                 if isinstance(item, ReportEntry):
                     self._dispatch(item)
                     continue
-                self._submit(self.preparers, self._prepare, item, self.shared.admit())
+                self._serve(lambda: shared.has_room() or shared.stopping)
+                if shared.stopping:
+                    self.scan_cut = True
+                    break
+                self._submit(self.preparers, self._prepare, item, shared.admit())
         finally:
             ahead.close()
-        self.shared.end_feed()
-
-    def _next_input(self, ahead: _ReadAhead) -> object:
-        self._serve(ahead.ready)
-        return ahead.take()
+        shared.end_feed()
 
     @property
     def left_undone(self) -> bool:
-        """Whether a stop left photos for a rerun (a stop after the last one started did not)."""
+        """Whether a stop left photos for a rerun (one after the last photo's faces went
+        through the generator did not)."""
         return self.scan_cut or self.shared.dropped > 0
 
     def _serve(self, until: Callable[[], bool]) -> None:
@@ -426,7 +482,7 @@ class _Engine:
     # ------------------------------------------------------------------ the jobs
 
     def _prepare(self, task: Task, number: int) -> None:
-        if self.stop.is_set() or self.shared.aborted:  # not started: left for the next run
+        if self.shared.look_at_stop() or self.shared.aborted:  # not started: left undone
             self.shared.drop(number)
             return
         self.shared.post(PhotoProgress(str(task.source), "started"))
@@ -447,19 +503,23 @@ class _Engine:
 
     def _forward(self) -> None:
         """Pack the faces of the photos, in the order they were admitted, into batches of the
-        generator's size; a partial batch runs when no photo is left to come, at a stop, or
-        (with `gather_seconds`) when the next photo did not come in time."""
+        generator's size; a partial batch runs when no photo is left to come, or (with
+        `gather_seconds`) when the next photo did not come in time. After a stop, the photos
+        with faces still waiting are left undone."""
         gatherer: CropGatherer[steps.Prepared] = CropGatherer(self.restorer.batch_size)
         while True:
+            if self.shared.look_at_stop():
+                self.shared.abandon(len(gatherer.discard()))
+                return
             if gatherer.full:
                 self._run_batch(gatherer)
                 continue
-            wait = None
-            if gatherer.pending:
-                wait = 0.0 if self.stop.is_set() else self.options.gather_seconds
+            wait = self.options.gather_seconds if gatherer.pending else None
             item = self.shared.next_ready(wait)
             if item is not None:
                 self._pass_on(gatherer.add(item, item.prepared.model_inputs))
+            elif self.shared.stopping:
+                continue
             elif gatherer.pending:
                 self._run_batch(gatherer)  # nothing more came in time
             else:

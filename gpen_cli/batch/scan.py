@@ -153,10 +153,17 @@ def plan_items(
         yield Task(source, output, layout.output_dir)
 
 
-def count_items(layout: BatchLayout, *, recursive: bool = True, pattern: str | None = None) -> int:
-    """How many entries `plan_items` yields (for the progress bar), by a walk of its own."""
+def count_work(
+    layout: BatchLayout,
+    *,
+    ext: str = "same",
+    recursive: bool = True,
+    pattern: str | None = None,
+    overwrite: bool = False,
+) -> int:
+    """How many of the entries `plan_items` yields are not skipped: the photos a run works
+    on (and the few it fails at once), for the progress bar, by a walk of its own."""
+    items = plan_items(layout, ext=ext, recursive=recursive, pattern=pattern, overwrite=overwrite)
     return sum(
-        1
-        for found in walk_tree(layout.input_dir, recursive=recursive, excluded=layout.excluded)
-        if found.error is not None or matches(found.relative, pattern)
+        1 for item in items if not (isinstance(item, ReportEntry) and item.status == "skipped")
     )

@@ -21,10 +21,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @contextmanager
 def graceful_stop(
     stop: threading.Event,
-    on_first: Callable[[], None] | None = None,
+    on_first: Callable[[signal.Signals], None] | None = None,
     on_second: Callable[[], None] | None = None,
 ) -> Iterator[None]:
-    """Within the block, the first SIGINT/SIGTERM sets `stop` and calls `on_first`; the
+    """Within the block, the first SIGINT/SIGTERM sets `stop` and calls `on_first` with the
+    signal (a user's Ctrl-C, or a service manager's SIGTERM, which is told differently); the
     next one calls `on_second` and exits the process with code 130 at once.
 
     Outside the main thread signals cannot be handled, and the block changes nothing.
@@ -40,7 +41,7 @@ def graceful_stop(
         if received == 1:
             stop.set()
             if on_first is not None:
-                on_first()
+                on_first(signal.Signals(signum))
             return
         if on_second is not None:
             on_second()

@@ -46,8 +46,11 @@ for _name in _COMMAND_MODULES:
 
 
 def main() -> None:
-    """The `gpen` command: its process policy first (see gpen_cli/cli/process.py), then the app."""
+    """The `gpen` command: its process policy first (see gpen_cli/cli/process.py), then the
+    app, where an error nobody foresaw is one line naming the file that holds its trace."""
+    from gpen_cli.cli.crash import unexpected_errors_in_one_line
     from gpen_cli.cli.process import apply_memory_policy
 
     apply_memory_policy()
-    app()
+    with unexpected_errors_in_one_line():
+        app()

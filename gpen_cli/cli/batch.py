@@ -21,7 +21,8 @@ from gpen_cli.cli.common import (
     say,
     setup_logging,
 )
-from gpen_cli.cli.runs import conclude, stop_handlers
+from gpen_cli.cli.eta import EtaColumn, FaceEstimate
+from gpen_cli.cli.runs import FINISHING, conclude, stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.report import summarize, upscale_settings, with_earlier_results
@@ -36,17 +37,33 @@ SCAN = "Folder scan"
 RAY = "Ray engine"
 ENGINES = ("thread", "ray")
 # What the first Ctrl-C does, by engine.
-STOPPING = {"thread": "finishing the photos in flight", "ray": "cancelling the Ray job"}
+STOPPING = {"thread": FINISHING, "ray": "cancelling the Ray job"}
 
 
 def _count_in_background(
-    progress: Progress, task: int, layout: BatchLayout, options: BatchOptions
+    progress: Progress,
+    task: int,
+    estimate: FaceEstimate,
+    layout: BatchLayout,
+    options: BatchOptions,
 ) -> None:
-    """Give the progress bar its total (and so an ETA) without delaying the first photo."""
-    from gpen_cli.batch.scan import count_items
+    """Give the progress bar its total (and so an ETA) without delaying the first photo:
+    the photos to restore, neither those done already nor files that are not images."""
+    from gpen_cli.batch.scan import count_work
 
     def count() -> None:
-        total = count_items(layout, recursive=options.recursive, pattern=options.pattern)
+        try:
+            total = count_work(
+                layout,
+                ext=options.ext,
+                recursive=options.recursive,
+                pattern=options.pattern,
+                overwrite=options.overwrite,
+            )
+        except Exception:  # a bar without a total (no ETA) is no reason to stop, nor a trace
+            logging.getLogger("gpen_cli.batch").debug("counting the photos failed", exc_info=True)
+            return
+        estimate.total = total
         progress.update(task, total=total)
 
     threading.Thread(target=count, name="gpen-batch-count", daemon=True).start()
@@ -82,18 +99,21 @@ def _run_with_progress(
     from gpen_cli.batch.signals import graceful_stop
 
     stop = threading.Event()
-    progress = rate_progress("images", quiet)
+    estimate = FaceEstimate()
+    progress = rate_progress("images", quiet, eta=EtaColumn(estimate))
     task = progress.add_task("Restoring", total=None, faces=0, rate=0.0)
 
     def on_progress(event: PhotoProgress) -> None:
-        if event.stage != "done":
-            return
-        elapsed = progress.tasks[0].elapsed or 0.0
-        rate = event.faces_done / elapsed if elapsed > 0 else 0.0
-        progress.update(task, completed=event.photos_done, faces=event.faces_done, rate=rate)
+        estimate(event)
+        progress.update(
+            task,
+            completed=estimate.photos_done,
+            faces=estimate.faces_written,
+            rate=estimate.faces_per_second(),
+        )
 
     with progress, graceful_stop(stop, *stop_handlers(stopping)):
-        _count_in_background(progress, task, layout, options)
+        _count_in_background(progress, task, estimate, layout, options)
         return run(stop, on_progress)
 
 
@@ -258,8 +278,9 @@ def batch(
 
     Outputs are written atomically; run the same command again after a
     stop and it skips what is done (its report still describes the whole
-    job). The first Ctrl-C finishes the photos in flight and writes the
-    report, a second one stops at once.
+    job). The first Ctrl-C finishes the faces being restored, writes
+    their photos and the report, and leaves the rest for that rerun; a
+    second one stops at once.
 
     Exit codes: 0 nothing failed; 1 some inputs failed; 2 usage or set-up
     error (bad option, missing weights), found before any output is

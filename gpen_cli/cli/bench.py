@@ -159,7 +159,12 @@ def bench(
     sizes = parse_batch_sizes((batch_size or []) + (more_batch_sizes or []))
     if model is None and size is None:  # bench's own --model: the user's default model too
         model = opt.user_default("model")
-    with err_console.status("Benchmarking…", spinner="dots") if not quiet else nullcontext():
+    status = err_console.status("Benchmarking…", spinner="dots") if not quiet else nullcontext()
+    with status:
+
+        def on_step(step: str) -> None:
+            status.update(f"Benchmarking {step}…")
+
         report = run_bench(
             config,
             model=model,
@@ -168,6 +173,7 @@ def bench(
             images=images,
             repeats=repeats,
             faces=faces,
+            on_step=None if quiet else on_step,
         )
     if as_json:
         typer.echo(json.dumps(_json_safe(report.to_dict()), indent=2))

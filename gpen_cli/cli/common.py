@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.segment import Segment
 
 from gpen_cli.config import ConfigError
 from gpen_cli.errors import EXIT_USAGE, GpenError
@@ -81,16 +83,43 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
 
 
-def rate_progress(unit: str, quiet: bool) -> Progress:
+class StopSafeProgress(Progress):
+    """A Progress whose lines end two columns short of the terminal's edge.
+
+    The terminal echoes a Ctrl-C as "^C" where the cursor is: at the end of a full-width
+    bar that wraps to a new line, the redraw then starts a line too low, and a stale copy of
+    the bar stays above what is printed next (the `stopping:` line).
+    """
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield _ShortOfEdge(self.make_tasks_table(self.tasks))
+
+
+class _ShortOfEdge:
+    """`renderable` drawn, and cut, two columns narrower than the space it is given."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(1, options.max_width - 2)
+        lines = console.render_lines(self.renderable, options.update_width(width), pad=False)
+        for number, line in enumerate(lines):
+            if number:
+                yield Segment.line()
+            yield from Segment.adjust_line_length(line, width, pad=False)
+
+
+def rate_progress(unit: str, quiet: bool, eta: ProgressColumn | None = None) -> Progress:
     """A progress bar on stderr counting `unit` (photos, frames) and the faces restored,
-    with their rate and an ETA; give its task the fields `faces` and `rate`."""
-    return Progress(
+    with their rate and an ETA (`eta`, else one from the bar's own rate); give its task the
+    fields `faces` and `rate`."""
+    return StopSafeProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(unit + ", {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        *([eta] if eta else [TextColumn("ETA"), TimeRemainingColumn()]),
         TimeElapsedColumn(),
         console=err_console,
         disable=quiet,

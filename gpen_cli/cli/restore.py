@@ -15,7 +15,7 @@ from rich.text import Text
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import console, one_line_errors, setup_logging
-from gpen_cli.cli.runs import PhotoRows, conclude, photo_progress, stop_handlers
+from gpen_cli.cli.runs import FINISHING, PhotoRows, conclude, photo_progress, stop_handlers
 from gpen_cli.cli.tiles import TileProgress
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
@@ -284,8 +284,8 @@ def restore(
 
     $ gpen restore scan.tif --fidelity-weight 0.7 --mask rect
 
-    The first Ctrl-C finishes the photos in flight and writes the report,
-    a second one stops at once.
+    The first Ctrl-C finishes the faces being restored, writes their
+    photos and the report; a second one stops at once.
 
     Exit codes: 0 every input was restored or had no face; 1 some inputs
     failed; 2 usage or set-up error (bad option, missing weights), found
@@ -325,13 +325,14 @@ def restore(
 def run_items(
     restorer: FaceRestorer, items: list, options: BatchOptions, progress: Progress
 ) -> BatchOutcome:
-    """The photos through the engine, a progress row each; Ctrl-C finishes those in flight.
+    """The photos through the engine, a progress row each; Ctrl-C finishes the faces being
+    restored.
     The entries come back in the order the photos were given."""
     from gpen_cli.batch import run_batch
     from gpen_cli.batch.signals import graceful_stop
 
     stop = threading.Event()
-    with progress, graceful_stop(stop, *stop_handlers("finishing the photos in flight")):
+    with progress, graceful_stop(stop, *stop_handlers(FINISHING)):
         rows = PhotoRows(progress, len(items))
         outcome = run_batch(restorer, items, options, stop=stop, on_progress=rows)
     outcome.entries = in_given_order(outcome.entries, items)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from gpen_cli.cli.common import console, err_console, say
+from gpen_cli.cli.common import StopSafeProgress, console, err_console, say
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
 from gpen_cli.report import ReportEntry, write_report
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 def photo_progress(quiet: bool) -> Progress:
     """The display of `gpen restore`: a row per photo in flight, tiles when upscaling."""
-    return Progress(
+    return StopSafeProgress(
         TextColumn("{task.description}"),
         BarColumn(bar_width=24),
         MofNCompleteColumn(),
@@ -73,17 +74,27 @@ class PhotoRows:
             self.progress.update(row, completed=event.faces_restored)
 
 
-def stop_handlers(stopping: str) -> tuple[Callable[[], None], Callable[[], None]]:
-    """What the first and the second Ctrl-C print (`stopping`: what the first one does)."""
+# What the first stop signal does to a run of the thread engine: the faces in the generator
+# are finished and their photos written; the photos not there yet are left for a rerun.
+FINISHING = "finishing the faces being restored"
 
-    def on_first() -> None:
-        err_console.print(
-            f"[yellow]stopping:[/] {stopping}; press Ctrl-C again to stop now", highlight=False
-        )
+
+def stop_handlers(
+    stopping: str, left: str = ""
+) -> tuple[Callable[[signal.Signals], None], Callable[[], None]]:
+    """What the first and the second stop signal print (`stopping`: what the first one
+    does; `left`: what the second one leaves). Ctrl-C is named only to who pressed it."""
+
+    def on_first(signum: signal.Signals) -> None:
+        if signum == signal.SIGINT:
+            again = "press Ctrl-C again to stop now"
+        else:
+            again = f"a second {signum.name} stops at once"
+        err_console.print(f"[yellow]stopping:[/] {stopping}; {again}", highlight=False)
 
     def on_second() -> None:
         err_console.show_cursor(True)
-        err_console.print("\n[red]stopped[/]", highlight=False)
+        err_console.print(f"\n[red]stopped[/]{escape(left)}", highlight=False)
 
     return on_first, on_second
 

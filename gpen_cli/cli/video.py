@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 from contextlib import nullcontext
 from fractions import Fraction
@@ -15,7 +16,6 @@ from rich.markup import escape
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
     console,
-    err_console,
     fail,
     one_line_errors,
     rate_progress,
@@ -23,6 +23,7 @@ from gpen_cli.cli.common import (
     setup_logging,
     update_rate,
 )
+from gpen_cli.cli.runs import stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
 
@@ -150,6 +151,18 @@ def plan_window(start: str | None, duration: str | None):
     return Window(begin, None if length is None else begin + length)
 
 
+def _plan(source: Path, output: Path, options, fingerprint: dict) -> VideoJob:
+    """The job, once its input and output are checked; a photo is pointed to `gpen restore`."""
+    from gpen_cli.video import plan_video
+    from gpen_cli.video.media import StillImageError
+
+    try:
+        return plan_video(source, output, options, fingerprint)
+    except StillImageError as exc:
+        command = f"gpen restore {shlex.quote(str(source))}"
+        raise GpenError(f"{exc}; restore it with: {command}") from None
+
+
 def run_job(job: VideoJob, restorer, quiet: bool) -> VideoOutcome:
     """Restore the film with a progress bar; Ctrl-C finishes the frames in flight."""
     from gpen_cli.batch.signals import graceful_stop
@@ -161,16 +174,7 @@ def run_job(job: VideoJob, restorer, quiet: bool) -> VideoOutcome:
         progress.update(0, advance=1, faces=progress.tasks[0].fields["faces"] + frame.faces)
         update_rate(progress)
 
-    def on_first() -> None:
-        err_console.print(
-            "[yellow]stopping:[/] finishing the frames in flight; Ctrl-C again stops at once",
-            highlight=False,
-        )
-
-    def on_second() -> None:
-        err_console.show_cursor(True)
-        err_console.print("\n[red]stopped[/] (no partial film kept)", highlight=False)
-
+    on_first, on_second = stop_handlers("finishing the frames in flight", " (no partial film kept)")
     try:
         with progress, graceful_stop(stop, on_first, on_second):
             progress.add_task("Restoring", total=job.frames_to_do(), faces=0, rate=0.0)
@@ -217,7 +221,7 @@ def video(
     except ImportError:
         raise fail("gpen video needs PyAV (Python 3.11+): pip install 'gpen-cli[video]'") from None
     from gpen_cli.restorer import FaceRestorer
-    from gpen_cli.video import VideoOptions, plan_video
+    from gpen_cli.video import VideoOptions
 
     setup_logging(quiet)
     window = plan_window(start, duration)
@@ -226,7 +230,7 @@ def video(
         window=window, codec=codec, crf=crf, segment=segment, smooth=smooth, overwrite=overwrite
     )
     fingerprint = {k: v for k, v in config.describe().items() if k not in ("device", "weights_dir")}
-    job = plan_video(source, output, options, fingerprint)
+    job = _plan(source, output, options, fingerprint)
     with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
         restorer = FaceRestorer(config=config)
     outcome = run_job(job, restorer, quiet)

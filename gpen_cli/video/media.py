@@ -72,7 +72,21 @@ def open_film(path: Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise InputError(f"{path}: has no video stream")
+    if is_still_image(container):
+        container.close()
+        raise StillImageError(f"{path}: a still image, not a film")
     return container
+
+
+class StillImageError(InputError):
+    """A photo was given where a film is needed (a photo is restored as a photo)."""
+
+
+def is_still_image(container: av.container.InputContainer) -> bool:
+    """Whether FFmpeg read the file as one picture: its image demuxers ("image2", "png_pipe",
+    "jpeg_pipe"...). An animated GIF or WebP is read by demuxers of their own, as a film."""
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
 
 
 def probe(path: Path) -> FilmInfo:
@@ -214,11 +228,30 @@ def _first_frame(
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
-    for side_data in frame.side_data:
+    """The frame's 3×3 display matrix, when it has one.
+
+    PyAV cannot list a frame's side data once one item is of a kind newer than its own list
+    (EXIF from a JPEG-coded film, for one): then the matrix is rebuilt from the rotation,
+    which PyAV reads without listing (a mirrored film then loses its flip, not its frames).
+    """
+    try:
+        items = list(frame.side_data)
+    except ValueError:
+        return _rotation_matrix(frame.rotation) if frame.rotation else None
+    for side_data in items:
         if side_data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
             values = np.frombuffer(bytes(side_data), dtype=np.int32)
             return tuple(int(v) for v in values) if len(values) == 9 else None
     return None
+
+
+def _rotation_matrix(degrees: float) -> tuple[int, ...]:
+    """The display matrix FFmpeg's av_display_rotation_set writes for `degrees`
+    (counter-clockwise): 16.16 fixed point, its last term 2.30."""
+    radians = math.radians(degrees)
+    cos, sin = math.cos(radians), math.sin(radians)
+    fixed = [int(value * (1 << 16)) for value in (cos, -sin, 0.0, sin, cos, 0.0, 0.0, 0.0)]
+    return (*fixed, 1 << 30)
 
 
 def _reason(exc: BaseException) -> str:
