@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 
 from gpen_cli.errors import OutputError
@@ -92,11 +93,13 @@ def is_partial_file(path: Path) -> bool:
     return name.startswith(".") and name.endswith(PARTIAL_MARKER)
 
 
-def remove_partials_of(target: Path) -> list[Path]:
+def remove_partials_of(target: Path, older_than: float | None = None) -> list[Path]:
     """Delete the temporary files an interrupted write of `target` left beside it.
 
     Only those named after `target`: the folder may hold the user's own files, or another
-    run's temporary files for other names.
+    run's temporary files for other names. `older_than` (seconds) spares those modified
+    more recently, where no lock keeps out another process writing the same name now (a
+    download into a shared weights folder).
     """
     target = Path(target)
     removed: list[Path] = []
@@ -110,6 +113,8 @@ def remove_partials_of(target: Path) -> list[Path]:
         if match is None or match.group("target") != key:
             continue
         try:
+            if older_than is not None and time.time() - entry.stat().st_mtime < older_than:
+                continue
             os.unlink(entry.path)
         except FileNotFoundError:
             continue

@@ -18,7 +18,6 @@ import importlib
 import logging
 import os
 import re
-import secrets
 import shlex
 import urllib.error
 import urllib.parse
@@ -33,9 +32,13 @@ from typing import Any, BinaryIO, Literal
 import platformdirs
 
 from gpen_cli import __version__
+from gpen_cli.atomic import partial_path, remove_partials_of
 from gpen_cli.errors import GpenError, WeightsMissingError
 
 logger = logging.getLogger(__name__)
+# A download's or an install's temporary file that has not grown for this long was left by
+# a process that stopped; a younger one may be another process's transfer in progress.
+STALE_PARTIAL_SECONDS = 600
 
 ModelKind = Literal["gpen", "detector", "parsing", "landmarks", "upsampler"]
 KIND_NAMES: dict[str, str] = {
@@ -499,7 +502,8 @@ def download(
 
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        partial = dest_dir / f".{spec.filename}.partial-{secrets.token_hex(6)}"
+        remove_partials_of(final, older_than=STALE_PARTIAL_SECONDS)
+        partial = partial_path(final)
         handle = open(partial, "xb")  # closed by the `with` below
     except OSError as exc:
         if dest_dir.exists() and not dest_dir.is_dir():
@@ -621,7 +625,7 @@ def _progress_bar(label: str, total: int | None, enabled: bool) -> Iterator[Call
 def _record_checksum(path: Path, digest: str) -> None:
     """Write `digest` beside `path` (sha256sum format) so `verify` can detect later damage."""
     target = checksum_path(path)
-    partial = target.with_name(f".{target.name}.partial-{secrets.token_hex(6)}")
+    partial = partial_path(target)
     try:
         partial.write_text(f"{digest}  {path.name}\n", encoding="ascii")
         os.replace(partial, target)
@@ -814,7 +818,8 @@ def _copy_into(source: Path, final: Path) -> None:
     """Copy `source` to `final` through a hidden temporary file renamed into place."""
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        partial = final.with_name(f".{final.name}.partial-{secrets.token_hex(6)}")
+        remove_partials_of(final, older_than=STALE_PARTIAL_SECONDS)
+        partial = partial_path(final)
     except OSError as exc:
         raise GpenError(f"cannot write in {final.parent}: {exc.strerror or exc}") from None
     try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -297,3 +299,24 @@ def test_cli_failed_download_is_one_line_exit_2_and_keeps_the_old_file(
     assert "HTTP 404" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert (tmp_path / "tiny.bin").read_bytes() == b"old"
+
+
+def test_a_killed_downloads_temporary_file_is_removed_by_the_next_and_a_live_one_is_not(
+    server, tmp_path
+):
+    """A download that was killed leaves its hidden temporary file; the next download of the
+    same file removes it, but not one still being written (modified recently)."""
+    from gpen_cli.atomic import is_partial_file, partial_path
+
+    server.routes["/tiny.bin"] = ("ok", PAYLOAD)
+    stale, live = partial_path(tmp_path / "tiny.bin"), partial_path(tmp_path / "tiny.bin")
+    stale.write_bytes(PAYLOAD[:3])
+    live.write_bytes(PAYLOAD[:5])
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+
+    weights.download(_spec(server.url("/tiny.bin")), tmp_path, progress=False)
+
+    assert (tmp_path / "tiny.bin").read_bytes() == PAYLOAD
+    assert not stale.exists()
+    assert live.exists() and is_partial_file(live)
