@@ -36,12 +36,12 @@ from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.memory import cap_batch_size
 from gpen_cli.restorer import FaceRestorer
+from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 from gpen_cli.timing import StageClock
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("decode", "upscale", "resize", "detect", "align", "forward", "mask", "paste", "encode")
 SHARED_DIR_ENV = "GPEN_SHARED_DIR"
 DEFAULT_PHOTOS = ("solvay_conference_1927.png", "portrait_small.jpg", "group_small.jpg")
 IMAGE_SUFFIXES = READABLE_EXTENSIONS  # what `gpen batch` reads, one list
@@ -420,7 +420,7 @@ class TileCounter:
 def _median_stages(passes: Sequence[dict[str, float]]) -> dict[str, float]:
     return {
         name: statistics.median(p.get(name, 0.0) for p in passes)
-        for name in STAGES
+        for name in STAGE_NAMES
         if name in passes[0]
     }
 
@@ -767,7 +767,7 @@ def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], l
     (generator and mask, per face) and memory (device memory on CUDA); `--json` and
     `--markdown` carry the rest.
     """
-    stages = [s for s in STAGES if s in report.results[0].stages_s]
+    stages = [s for s in STAGE_NAMES if s in report.results[0].stages_s]
     mask = any(r.mask_s_per_face is not None for r in report.results)
     upscaled = any(r.upscale_mp_per_s is not None for r in report.results)
     cuda = report.results[0].cuda_peak_mb is not None

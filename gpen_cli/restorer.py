@@ -3,51 +3,56 @@
 `restore(image)` runs everything for one photo. `prepare` (resize, detect, align, CLAHE),
 `forward` (GPEN, then the parsing mask) and `finish` (soften, blend, paste) are the same work
 in three steps, so an engine can send faces from several photos through the models together.
-Aligned mode (the input is one aligned face crop) is a setting of the restorer: the same
-three steps, with nothing to detect or paste.
+Each step runs a list of named stage objects (`gpen_cli/stages/chain.py`) that the restorer
+builds from its configuration, once. Aligned mode (the input is one aligned face crop) is a
+setting of the restorer: the same three steps, with nothing to detect or paste.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from torch import nn
 
 from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
 from gpen_cli.devices import pick_device, torch_turn
 from gpen_cli.errors import GpenError
-from gpen_cli.stages.align import Alignment, align_face, warp_crop
-from gpen_cli.stages.blend import blend_fidelity
-from gpen_cli.stages.clahe import apply_clahe
+from gpen_cli.stages.chain import (
+    Align,
+    AlignedInput,
+    Blend,
+    CanvasSizedWorking,
+    Clahe,
+    Detect,
+    FaceStage,
+    FinishStage,
+    FinishWork,
+    Generate,
+    PasteBack,
+    PasteMasks,
+    PhotoStage,
+    PreparedImage,
+    RefineLandmarks,
+    RestoredFace,
+    ShortEdgeResize,
+    UpscaleCanvas,
+    UpscaleFace,
+    WarnEnlargedFaces,
+)
 from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.forward import GpenForward
-from gpen_cli.stages.load import to_uint8
 from gpen_cli.stages.mask import Masker, RectMasker
-from gpen_cli.stages.paste import Paste, paste_faces
-from gpen_cli.stages.resize import resize_short_edge
 from gpen_cli.stages.upscale import Upscaler
 from gpen_cli.timing import NoClock, StageClock
 
 logger = logging.getLogger(__name__)
-
-# Faces whose detected box is narrower than this are softened after GPEN, as the official
-# pipeline does (its 3x3 binomial kernel): GPEN's detail would alias when shrunk back.
-SMALL_FACE_PX = 100
-_SOFTEN_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 16
-
-
-def soften_small_face(restored: np.ndarray, face: Face) -> np.ndarray:
-    """The restored crop, filtered with the official 3x3 kernel when the face was small."""
-    if min(face.width, face.height) < SMALL_FACE_PX:
-        return cv2.filter2D(restored, -1, _SOFTEN_KERNEL)
-    return restored
 
 
 @dataclass
@@ -67,27 +72,6 @@ class FaceRecord:
                 [round(float(x) / scale, 2), round(float(y) / scale, 2)] for x, y in face.landmarks
             ],
         )
-
-
-@dataclass
-class PreparedImage:
-    """A photo with its faces found and cropped, waiting for the generator."""
-
-    image: np.ndarray  # the input, BGR uint8 or uint16, untouched
-    scale: float  # working resolution / input resolution (--short-edge)
-    faces: list[Face]  # in working coordinates
-    alignments: list[Alignment]
-    crops: list[np.ndarray]  # aligned input crops, uint8 BGR
-    model_inputs: list[np.ndarray]  # what the generator gets (CLAHE applied when asked)
-    canvas: np.ndarray | None = None  # what faces are pasted onto when not `image` (--upscale)
-
-
-@dataclass
-class RestoredFace:
-    """GPEN's output for one crop and, when faces are pasted back, its paste mask."""
-
-    image: np.ndarray  # uint8 BGR at the model's size, 8-bit as the official converts it
-    mask: np.ndarray | None  # float32 in [0, 1] at the same size; None in aligned mode
 
 
 @dataclass
@@ -221,15 +205,6 @@ def check_photo(image: Any) -> None:
         )
 
 
-def center_face(faces: list[Face], width: int, height: int) -> list[Face]:
-    """The face whose box centre is nearest the image centre."""
-    if not faces:
-        return faces
-    centre = np.array([width / 2, height / 2])
-    distances = [np.linalg.norm((face.box[:2] + face.box[2:]) / 2 - centre) for face in faces]
-    return [faces[int(np.argmin(distances))]]
-
-
 class FaceRestorer:
     """Restore every face of a BGR photo with GPEN, as the official pipeline does.
 
@@ -274,7 +249,6 @@ class FaceRestorer:
         self.clock = clock or NoClock()
         self.upscaler = load_upscaler(config, device)
         self.on_tile = on_tile
-        self._warned_large_faces = False
         self.detector: Detector | None = None
         self.refiner: FanLandmarks | None = None
         self.masker: Masker | None = None
@@ -283,73 +257,78 @@ class FaceRestorer:
             self.detector = detector if given else load_detector(config, device)
             self.refiner = load_refiner(config, device)
             self.masker = load_masker(config, device)
+        self.prepare_stages = self._prepare_stages()
+        self.forward_stages = self._forward_stages()
+        self.finish_stages = self._finish_stages()
 
     @property
     def aligned(self) -> bool:
         return self.config.aligned
+
+    # ------------------------------------------------------------------ the stages, as lists
+
+    def _prepare_stages(self) -> list[PhotoStage]:
+        config = self.config
+        if self.aligned:
+            stages: list[PhotoStage] = [AlignedInput(self.size)]
+        else:
+            stages = [ShortEdgeResize(config.short_edge)] if config.short_edge else []
+            if self.upscaler is not None:
+                upscale = UpscaleCanvas(self.upscaler, self.on_tile)
+                stages += [upscale, CanvasSizedWorking(config.upscale)]
+            stages.append(Detect(self.detector, config.only_center_face))
+            if self.refiner is not None:
+                stages.append(RefineLandmarks(self.refiner))
+            if self.upscaler is not None:
+                stages.append(WarnEnlargedFaces(self.size, self.generator.source))
+            stages.append(Align(self.size))
+        return stages + ([Clahe()] if config.clahe else [])
+
+    def _forward_stages(self) -> list[FaceStage]:
+        stages: list[FaceStage] = [Generate(self.generator)]
+        return stages + ([PasteMasks(self.masker)] if self.masker is not None else [])
+
+    def _finish_stages(self) -> list[FinishStage]:
+        stages: list[FinishStage] = [Blend(self.config.fidelity_weight)]
+        if not self.aligned:
+            keep = self.config.short_edge if self.config.keep_resized else None
+            return [*stages, PasteBack(keep)]
+        if self.upscaler is not None:  # the official use_sr upscales the restored face
+            stages.append(UpscaleFace(self.upscaler, self.on_tile))
+        return stages
+
+    def add_stage(self, stage: PhotoStage, before: str) -> None:
+        """Run `stage` in the prepare list just before the first stage named `before`."""
+        names = [existing.name for existing in self.prepare_stages]
+        self.prepare_stages.insert(names.index(before), stage)
+
+    def remove_stage(self, stage: PhotoStage) -> None:
+        """Take a stage added with `add_stage` out of the prepare list again."""
+        self.prepare_stages.remove(stage)
+
+    def _run(self, stages: Sequence, work: Any) -> None:
+        """Each stage in order, timed under its name, holding the device's turn if it runs
+        a network."""
+        for stage in stages:
+            turn = self._torch_turn if stage.uses_torch else nullcontext()
+            with self.clock.stage(stage.name), turn:
+                stage(work)
 
     # ------------------------------------------------------------------ one photo, three steps
 
     def prepare(self, image: np.ndarray) -> PreparedImage:
         """Detect, align and crop the faces of a BGR uint8/uint16 photo."""
         check_photo(image)
-        if self.aligned:
-            return self._prepare_aligned(image)
-        working, scale, canvas = image, 1.0, None
-        if self.config.short_edge:
-            with self.clock.stage("resize"):
-                working, scale = resize_short_edge(image, self.config.short_edge)
-        if self.upscaler is not None:
-            with self.clock.stage("upscale"), self._torch_turn:
-                canvas = self.upscaler(image, self.on_tile)
-            with self.clock.stage("resize"):  # bilinear, as the official use_sr path
-                working = cv2.resize(image, canvas.shape[1::-1])
-            scale = float(self.config.upscale)
-        working8 = to_uint8(working)
-        with self.clock.stage("detect"), self._torch_turn:
-            faces = self.detector.detect(working8)
-            if self.config.only_center_face:
-                faces = center_face(faces, working8.shape[1], working8.shape[0])
-            if self.refiner is not None and faces:
-                faces = self.refiner.refine(working8, faces)
-        if canvas is not None:
-            self._warn_large_faces(faces)
-        with self.clock.stage("align"):
-            alignments = [align_face(face.landmarks, self.size) for face in faces]
-            crops = [warp_crop(working8, alignment) for alignment in alignments]
-            inputs = [apply_clahe(crop) for crop in crops] if self.config.clahe else crops
-        return PreparedImage(image, scale, faces, alignments, crops, inputs, canvas)
-
-    def _warn_large_faces(self, faces: list[Face]) -> None:
-        """Say once when upscaled faces are larger than GPEN's output: they are pasted enlarged."""
-        largest = max((max(face.width, face.height) for face in faces), default=0)
-        if largest > self.size and not self._warned_large_faces:
-            self._warned_large_faces = True
-            logger.warning(
-                "faces up to %d px at the upscaled size are larger than %s's %d px output: "
-                "they are enlarged when pasted, as the official pipeline does",
-                largest,
-                self.generator.source,
-                self.size,
-            )
-
-    def _prepare_aligned(self, face: np.ndarray) -> PreparedImage:
-        """An aligned face crop, resized bilinearly to the model's size as the official code."""
-        face8 = to_uint8(face)
-        if face8.shape[:2] != (self.size, self.size):
-            face8 = cv2.resize(face8, (self.size, self.size))
-        model_input = apply_clahe(face8) if self.config.clahe else face8
-        return PreparedImage(face8, 1.0, [], [], [face8], [model_input])
+        work = PreparedImage(image)
+        self._run(self.prepare_stages, work)
+        work.working = None  # only the stages needed it; the engines hold photos a while
+        return work
 
     def forward(self, crops: Sequence[np.ndarray]) -> list[RestoredFace]:
         """GPEN on the crops, in batches; then each restored face's paste mask."""
-        with self.clock.stage("forward"), self._torch_turn:
-            images = self.generator(crops)
-        if self.masker is None:
-            return [RestoredFace(image, None) for image in images]
-        with self.clock.stage("mask"), self._torch_turn:
-            masks = self.masker(images)
-        return [RestoredFace(*pair) for pair in zip(images, masks, strict=True)]
+        faces = [RestoredFace(crop, None) for crop in crops]
+        self._run(self.forward_stages, faces)
+        return faces
 
     def finish(
         self,
@@ -363,38 +342,14 @@ class FaceRestorer:
         `reuse_input`: the caller is done with the input photo, so the faces are pasted into
         it rather than into a copy (a 108 MP photo spares 324 MB).
         """
-        with self.clock.stage("paste"):
-            if self.aligned:
-                face = blend_fidelity(
-                    restored[0].image, prepared.crops[0], self.config.fidelity_weight
-                )
-                if self.upscaler is not None:  # the official use_sr upscales the restored face
-                    with self.clock.stage("upscale"), self._torch_turn:
-                        face = self.upscaler(face, self.on_tile)
-                return RestoreResult(face, [], list(prepared.crops), [face])
-            return self._paste(prepared, restored, reuse_input)
-
-    def _paste(
-        self, prepared: PreparedImage, restored: Sequence[RestoredFace], reuse_input: bool
-    ) -> RestoreResult:
-        blended = [
-            blend_fidelity(soften_small_face(out.image, face), crop, self.config.fidelity_weight)
-            for out, face, crop in zip(restored, prepared.faces, prepared.crops, strict=True)
-        ]
-        target, to_target, record_scale = prepared.image, 1.0 / prepared.scale, prepared.scale
-        if prepared.canvas is not None:
-            target, to_target = prepared.canvas, 1.0
-        if self.config.keep_resized and prepared.scale != 1.0:
-            target, _ = resize_short_edge(prepared.image, self.config.short_edge)
-            to_target, record_scale = 1.0, 1.0
-        pastes = [
-            Paste(face, alignment.inverse * to_target, out.mask)
-            for face, alignment, out in zip(blended, prepared.alignments, restored, strict=True)
-        ]
-        in_place = reuse_input or target is not prepared.image  # else a fresh image
-        image = paste_faces(target, pastes, in_place=in_place)
-        records = [FaceRecord.from_face(face, record_scale) for face in prepared.faces]
-        return RestoreResult(image, records, prepared.crops, blended)
+        work = FinishWork(prepared, restored, reuse_input)
+        self._run(self.finish_stages, work)
+        if self.aligned:
+            return RestoreResult(work.blended[0], [], list(prepared.crops), work.blended)
+        kept_resized = self.config.keep_resized and prepared.scale != 1.0
+        scale = 1.0 if kept_resized else prepared.scale
+        records = [FaceRecord.from_face(face, scale) for face in prepared.faces]
+        return RestoreResult(work.image, records, prepared.crops, work.blended)
 
     def restore(self, image: np.ndarray) -> RestoreResult:
         """Restore every face of a BGR photo (uint8 or uint16); the rest is left untouched.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.faces import Face
 
 MIN_CUTOFF_HZ = 1.0  # cutoff of a face holding still: strong smoothing
@@ -119,38 +119,28 @@ class LandmarkSmoother:
         track.box = face.box
 
 
-class _SmoothedDetector:
-    """The restorer's detector, reporting each frame to the smoother first."""
+@dataclass
+class SmoothLandmarks:
+    """The prepare stage that smooths each frame's final landmarks along their tracks."""
 
-    def __init__(self, inner, smoother: LandmarkSmoother, smooth_here: bool) -> None:
-        self.inner, self.smoother, self.smooth_here = inner, smoother, smooth_here
+    smoother: LandmarkSmoother
+    name: str = "smooth"
+    uses_torch: bool = False
 
-    def detect(self, image_bgr: np.ndarray) -> list[Face]:
-        self.smoother.start_frame(image_bgr)
-        faces = self.inner.detect(image_bgr)
-        return self.smoother.smooth(faces) if self.smooth_here else faces
-
-
-class _SmoothedRefiner:
-    """The restorer's landmark refiner (--landmarks fan), its points then smoothed."""
-
-    def __init__(self, inner, smoother: LandmarkSmoother) -> None:
-        self.inner, self.smoother = inner, smoother
-
-    def refine(self, image_bgr: np.ndarray, faces: list[Face]) -> list[Face]:
-        return self.smoother.smooth(self.inner.refine(image_bgr, faces))
+    def __call__(self, work: PreparedImage) -> None:
+        self.smoother.start_frame(work.working)
+        work.faces = self.smoother.smooth(work.faces)
 
 
 @contextmanager
 def smoothed_landmarks(restorer: FaceRestorer, rate: float) -> Iterator[LandmarkSmoother]:
     """Within the block, `restorer` smooths the final landmarks of the faces it prepares
-    across frames; it must be given the frames of one film in order, from one thread."""
-    detector, refiner = restorer.detector, restorer.refiner
+    across frames (a stage just before alignment); it must be given the frames of one film
+    in order, from one thread."""
     smoother = LandmarkSmoother(rate)
-    restorer.detector = _SmoothedDetector(detector, smoother, refiner is None)
-    if refiner is not None:
-        restorer.refiner = _SmoothedRefiner(refiner, smoother)
+    stage = SmoothLandmarks(smoother)
+    restorer.add_stage(stage, before="align")
     try:
         yield smoother
     finally:
-        restorer.detector, restorer.refiner = detector, refiner
+        restorer.remove_stage(stage)
