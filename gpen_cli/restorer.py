@@ -22,7 +22,8 @@ import numpy as np
 from torch import nn
 
 from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
-from gpen_cli.errors import GpenError
+from gpen_cli.errors import GpenError, WeightsMissingError
+from gpen_cli.offline import way_forward
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
 from gpen_cli.stages.blend import blend_fidelity
 from gpen_cli.stages.clahe import apply_clahe
@@ -120,6 +121,8 @@ def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
         return Upscaler(None, config.upscale, device=device)
     try:
         network = load_model(name, "upsampler", config.weights_dir)
+    except WeightsMissingError as exc:
+        raise way_forward("upsampler", config, exc) from None
     except ValueError as exc:
         raise GpenError(str(exc)) from None
     return Upscaler(
@@ -130,15 +133,18 @@ def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
 def load_detector(config: RestoreConfig, device: Any) -> Detector:
     from gpen_cli.weights import load_model
 
-    return load_model(
-        config.detector.value,
-        "detector",
-        config.weights_dir,
-        device=str(device),
-        score_threshold=config.score_threshold,
-        min_face_size=config.min_face_size,
-        drop_nested=config.drop_nested,
-    )
+    try:
+        return load_model(
+            config.detector.value,
+            "detector",
+            config.weights_dir,
+            device=str(device),
+            score_threshold=config.score_threshold,
+            min_face_size=config.min_face_size,
+            drop_nested=config.drop_nested,
+        )
+    except WeightsMissingError as exc:
+        raise way_forward("detector", config, exc) from None
 
 
 def networks(config: RestoreConfig) -> dict[str, str]:
@@ -188,7 +194,10 @@ def fetch_weights(config: RestoreConfig) -> None:
     model = named.pop("gpen")
     for kind, name in named.items():
         if not Path(name).is_file():
-            ensure_weight(get_spec(name, kind).name, config.weights_dir)
+            try:
+                ensure_weight(get_spec(name, kind).name, config.weights_dir)
+            except WeightsMissingError as exc:
+                raise way_forward(kind, config, exc) from None
     if Path(model).is_file():
         generator, spec = Path(model), None
     else:
@@ -302,8 +311,9 @@ class FaceRestorer:
 
     # ------------------------------------------------------------------ one photo, three steps
 
-    def prepare(self, image: np.ndarray) -> PreparedImage:
-        """Detect, align and crop the faces of a BGR uint8/uint16 photo."""
+    def prepare(self, image: np.ndarray, source: str | None = None) -> PreparedImage:
+        """Detect, align and crop the faces of a BGR uint8/uint16 photo (`source`: its name,
+        for the warning that speaks of it)."""
         check_photo(image)
         if self.aligned:
             return self._prepare_aligned(image)
@@ -325,24 +335,27 @@ class FaceRestorer:
             if self.refiner is not None and faces:
                 faces = self.refiner.refine(working8, faces)
         if canvas is not None:
-            self._warn_large_faces(faces)
+            self._warn_large_faces(faces, source)
         with self.clock.stage("align"):
             alignments = [align_face(face.landmarks, self.size) for face in faces]
             crops = [warp_crop(working8, alignment) for alignment in alignments]
             inputs = [apply_clahe(crop) for crop in crops] if self.config.clahe else crops
         return PreparedImage(image, scale, faces, alignments, crops, inputs, canvas)
 
-    def _warn_large_faces(self, faces: list[Face]) -> None:
-        """Say once when upscaled faces are larger than GPEN's output: they are pasted enlarged."""
+    def _warn_large_faces(self, faces: list[Face], source: str | None) -> None:
+        """Say once, naming the first photo, when upscaled faces are larger than GPEN's
+        output: they are pasted enlarged."""
         largest = max((max(face.width, face.height) for face in faces), default=0)
         if largest > self.size and not self._warned_large_faces:
             self._warned_large_faces = True
             logger.warning(
-                "faces up to %d px at the upscaled size are larger than %s's %d px output: "
-                "they are enlarged when pasted, as the official pipeline does",
+                "%sfaces up to %d px at the upscaled size are larger than %s's %d px output: "
+                "they are enlarged when pasted, as the official pipeline does%s",
+                f"{source}: " if source else "",
                 largest,
                 self.generator.source,
                 self.size,
+                " (said for the first such photo only)" if source else "",
             )
 
     def _prepare_aligned(self, face: np.ndarray) -> PreparedImage:

@@ -16,13 +16,17 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from gpen_cli.config import ConfigError
 from gpen_cli.errors import EXIT_USAGE, GpenError
+from gpen_cli.words import count
 
 # No emoji codes: user text such as "cuda:abc:" must print as typed, not as a picture.
 console = Console(emoji=False)
@@ -88,7 +92,8 @@ def rate_progress(unit: str, quiet: bool) -> Progress:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn(unit + ", {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
+        TextColumn(unit + ","),
+        FacesColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
         TimeElapsedColumn(),
@@ -96,6 +101,15 @@ def rate_progress(unit: str, quiet: bool) -> Progress:
         disable=quiet,
         transient=True,
     )
+
+
+class FacesColumn(ProgressColumn):
+    """The faces restored so far ("1 face", "3 faces") and their rate, of a `rate_progress`
+    task."""
+
+    def render(self, task: Task) -> Text:
+        faces = count(task.fields["faces"], "face")
+        return Text(f"{faces}, {task.fields['rate']:.2f} faces/s", style="progress.data")
 
 
 def update_rate(progress: Progress) -> None:
