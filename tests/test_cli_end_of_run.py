@@ -266,3 +266,48 @@ def test_the_resume_command_breaks_between_arguments_and_pastes_as_one(tmp_path)
     assert all(len(line) <= 40 for line in lines if long not in line)
     assert [line for line in lines if long in line] == [f"    {long} \\"]
     assert as_the_shell_reads(lines) == argv
+
+
+@pytest.mark.parametrize("command", ["restore", "batch"])
+def test_the_end_lines_say_where_the_comparisons_and_face_crops_went(
+    tmp_path, monkeypatch, tiny_checkpoint, command
+):
+    write_photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    source = [str(tmp_path / "in")] if command == "batch" else sorted(
+        str(path) for path in (tmp_path / "in").iterdir()
+    )  # fmt: skip
+    args = [command, *source, "-o", f"{out}/", *aligned(tiny_checkpoint)]
+
+    result = invoke_as_typed(monkeypatch, *args, "--compare", "--save-faces")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = lines.index(f"outputs: {out}")
+    assert lines[at + 1 : at + 3] == [
+        f"compare: {out / 'gpen-compare'}",
+        f"faces: {out / 'gpen-faces'}",
+    ]
+    assert (out / "gpen-compare" / "p00.png.jpg").is_file()
+    assert (out / "gpen-faces" / "p00.png").is_dir()
+    plain = invoke_as_typed(monkeypatch, *args, "--overwrite")
+    assert not any(line.startswith(("compare:", "faces:")) for line in plain.output.splitlines())
+
+
+def test_a_comparison_says_which_side_is_before_and_which_after():
+    from gpen_cli.outputs import side_by_side
+
+    before = np.full((200, 150, 3), 120, np.uint8)
+    after = np.full((200, 150, 3), 60, np.uint8)
+
+    pair = side_by_side(before, after)
+
+    assert (before == 120).all() and (after == 60).all()  # the result itself is not drawn on
+    left, right = pair[:, :150], pair[:, 158:]
+    letters = []
+    for half, plain in ((left, 120), (right, 60)):
+        corner = half[:40, :80]
+        assert (corner == 0).any() and (corner > 200).any(), "a white label on black"
+        assert (half[60:] == plain).all() and (half[:, 100:] == plain).all()
+        letters.append(corner > 200)
+    assert (letters[0] != letters[1]).any()  # two words, not one
