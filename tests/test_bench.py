@@ -192,3 +192,16 @@ def test_batch_sizes_are_capped_by_memory_in_one_line(tiny_checkpoint, monkeypat
     labels = [r["label"] for r in report["results"]]
     assert labels == ["exact fp32 b1 eager", "fast fp32 b7 eager"]
     assert all(result["faces"] == 7 for result in report["results"])
+
+
+def test_the_table_and_its_lines_fit_80_columns_between_words(tiny_checkpoint, monkeypatch):
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    args = ["bench", "--model", str(tiny_checkpoint), "--repeats", "1", "--faces", "1"]
+    result = runner.invoke(app, [*args, "-b", "1", "--mask", "rect"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for line in lines:  # wider only where one word (a path) is wider
+        assert len(line) <= 80 or len(line.split()) == 1, line
+    said = " ".join(result.stdout.split())
+    assert "workload: forward only, 1 face, median of 1 run after a warm-up" in said
+    assert str(tiny_checkpoint) in said  # the path whole

@@ -17,6 +17,7 @@ from gpen_cli.cli.common import (
     console,
     err_console,
     one_line_errors,
+    print_wrapped,
     setup_logging,
 )
 from gpen_cli.config import RestoreConfig
@@ -113,7 +114,7 @@ def print_table(report) -> None:
         table.add_row(*map(Text, row))
     console.print(table)
     for line in describe(report):
-        console.print(Text(line), highlight=False, soft_wrap=True)
+        print_wrapped(line)
 
 
 def _json_safe(value):

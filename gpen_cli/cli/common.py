@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -52,6 +53,20 @@ def say(label: str, message: str) -> None:
     never be read as rich markup.
     """
     err_console.print(f"{label} {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def print_wrapped(line: str, indent: str = "  ") -> None:
+    """`line` on stdout, wrapped between words to the terminal (continuation lines indented):
+    a word longer than a line, such as a path, is never cut but keeps a line of its own."""
+    lines = textwrap.wrap(
+        line,
+        width=console.width,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    for part in lines or [""]:
+        console.print(part, markup=False, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gpen_cli.cli import options as opt
-from gpen_cli.cli.common import console, one_line_errors, setup_logging
+from gpen_cli.cli.common import console, one_line_errors, print_wrapped, setup_logging
 from gpen_cli.cli.runs import (
     DONE_BEFORE,
     PhotoRows,
@@ -221,8 +221,11 @@ def print_result_line(e: ReportEntry) -> None:
     tail = f"-> {e.error or e.output or ''}"
     if head.cell_len + 2 + len(tail) <= console.width:
         console.print(Text.assemble(head, "  ", tail), soft_wrap=True, highlight=False)
-    else:
-        console.print(head, soft_wrap=True, highlight=False)
+        return
+    console.print(head, soft_wrap=True, highlight=False)
+    if e.error:  # words: wrapped between them
+        print_wrapped("        " + tail, indent="           ")
+    else:  # a path: whole, on a line of its own
         console.print(Text("        " + tail), soft_wrap=True, highlight=False)
 
 
