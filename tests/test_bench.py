@@ -205,3 +205,10 @@ def test_the_table_and_its_lines_fit_80_columns_between_words(tiny_checkpoint, m
     said = " ".join(result.stdout.split())
     assert "workload: forward only, 1 face, median of 1 run after a warm-up" in said
     assert str(tiny_checkpoint) in said  # the path whole
+
+
+def test_bench_quiet_keeps_the_results_and_says_so():
+    """Every other command's -q prints errors only; bench's results are what it is for."""
+    result = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"})
+    assert "No spinner or warnings: the results and errors." in result.output
+    assert "Print errors only." not in result.output

@@ -90,6 +90,11 @@ MarkdownOption = Annotated[
     bool, typer.Option("--markdown", help="Print a markdown table (for a README) on stdout.")
 ]
 
+# The results are what bench is for: -q leaves out the rest, not them.
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No spinner or warnings: the results and errors.")
+]
+
 
 def parse_batch_sizes(values: list[str]) -> list[int]:
     """ "1 4 8", "1,4,8" and repeated options all give [1, 4, 8]."""
@@ -140,7 +145,7 @@ def bench(
     faces: FacesOption = None,
     as_json: JsonOption = False,
     as_markdown: MarkdownOption = False,
-    quiet: opt.QuietOption = False,
+    quiet: QuietOption = False,
     *,
     config: RestoreConfig,
 ) -> None:
