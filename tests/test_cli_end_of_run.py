@@ -311,3 +311,19 @@ def test_a_comparison_says_which_side_is_before_and_which_after():
         assert (half[60:] == plain).all() and (half[:, 100:] == plain).all()
         letters.append(corner > 200)
     assert (letters[0] != letters[1]).any()  # two words, not one
+
+
+def test_quiet_prints_the_errors_only(tmp_path, monkeypatch, tiny_checkpoint):
+    good, done = write_photos(tmp_path / "in", 2)
+    bad = tmp_path / "in" / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    first = invoke_as_typed(monkeypatch, "restore", str(done), *aligned(tiny_checkpoint))
+    assert first.exit_code == 0, first.output
+
+    args = ["restore", str(good), str(done), str(bad), *aligned(tiny_checkpoint), "-q"]
+    result = invoke_as_typed(monkeypatch, *args, "--bg-upsampler", "none")
+
+    assert result.exit_code == 1
+    lines = result.output.splitlines()  # no skip, note, table or end line: the error alone
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}"), result.output
+    assert good.with_name("p00_gpen.png").is_file()
