@@ -223,10 +223,10 @@ def test_a_path_too_long_for_the_table_is_printed_whole_on_a_line_of_its_own(
     lines = result.output.splitlines()
     at = next(index for index, line in enumerate(lines) if line.startswith("ok "))
     assert lines[at].split() == ["ok", "p00.png", "0", "faces", lines[at].split()[4], "s"]
-    assert lines[at + 1] == f"        -> {written}"
+    assert lines[at + 1] == f"-> {written}"  # longer than the terminal: not indented
     assert "1 ok, 0 no face, 0 skipped, 0 failed" in result.output
     for line in lines:  # longer than the terminal only where one path is
-        assert len(line) <= 80 or len(line) - len(line.split()[-1]) <= len("        -> "), line
+        assert len(line) <= 80 or len(line) - len(line.split()[-1]) <= len("outputs: "), line
 
 
 def test_a_rerun_over_restored_photos_says_so_in_one_line(tmp_path, monkeypatch, tiny_checkpoint):
@@ -327,3 +327,14 @@ def test_quiet_prints_the_errors_only(tmp_path, monkeypatch, tiny_checkpoint):
     lines = result.output.splitlines()  # no skip, note, table or end line: the error alone
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}"), result.output
     assert good.with_name("p00_gpen.png").is_file()
+
+
+def test_an_output_path_that_nearly_fills_a_line_is_indented_less_not_broken(monkeypatch):
+    from gpen_cli.cli import restore
+    from gpen_cli.report import ReportEntry
+
+    screen = Console(file=io.StringIO(), width=80)
+    monkeypatch.setattr(restore, "console", screen)
+    path = "/photos/" + "x" * 63 + ".jpg"  # 75 characters: "-> " and it fill 78 columns
+    restore.print_result_line(ReportEntry("/in/a.jpg", path, "ok", seconds=1.0))
+    assert screen.file.getvalue().splitlines()[1] == f"  -> {path}"

@@ -225,8 +225,9 @@ def print_result_line(e: ReportEntry) -> None:
     console.print(head, soft_wrap=True, highlight=False)
     if e.error:  # words: wrapped between them
         print_wrapped("        " + tail, indent="           ")
-    else:  # a path: whole, on a line of its own
-        console.print(Text("        " + tail), soft_wrap=True, highlight=False)
+    else:  # a path: whole, on a line of its own, indented as far as it still fits
+        indent = " " * max(0, min(8, console.width - len(tail)))
+        console.print(Text(indent + tail), soft_wrap=True, highlight=False)
 
 
 RestoreOutputOption = Annotated[
