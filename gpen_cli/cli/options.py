@@ -3,6 +3,9 @@
 The pipeline options are `RestoreConfig`'s fields: `pipeline_options` adds them to a command
 (defaults from the configuration, help and panels from here) and hands the command one
 checked `RestoreConfig`. A value the configuration refuses is reported with its flag.
+
+Ranges are left to that check and said in the help texts: Typer's range types would print
+"FLOAT RANGE [0.0<=x<=1.0]" in a column of its own and squeeze the help at 80 columns.
 """
 
 from __future__ import annotations
