@@ -6,13 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test test-fast lint format demo bench clean
 
+# pip's own log is hundreds of lines; `make install PIP_QUIET=` shows it all.
+PIP_QUIET ?= --quiet --disable-pip-version-check
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install -e ".[test,ray]"
-	touch $(STAMP)
+	@echo "make install: gpen-cli and its test and Ray extras into $(VENV) (a few minutes the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
+	@$(BIN)/python -m pip install $(PIP_QUIET) -e ".[test,ray]"
+	@touch $(STAMP)
+	@echo "make install: done; the command is $(BIN)/gpen"
 
 # pytest exits 5 when it collected nothing: say so, and fail.
 test: $(STAMP)

@@ -812,6 +812,8 @@ def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], l
 
 def describe(report: BenchReport) -> list[str]:
     """The lines that say what was measured, where, and how."""
+    from gpen_cli.words import count
+
     s, m = report.system, report.model
     where = (
         s.get("gpu")
@@ -823,8 +825,8 @@ def describe(report: BenchReport) -> list[str]:
         f"device: {s['device']} — {where}",
         f"versions: python {s['python']}, torch {s['torch']}, numpy {s['numpy']}, "
         f"opencv {s['opencv']}, gpen-cli {s['gpen_cli']}",
-        f"workload: {report.mode}, {first.faces} faces, "
-        f"median of {report.repeats} runs after a warm-up",
+        f"workload: {report.mode}, {count(first.faces, 'face')}, "
+        f"median of {count(report.repeats, 'run')} after a warm-up",
         "×: faces/s over the first row's, the faithful baseline (official layers, FP32, batch 1)",
     ]
     if report.gflop_per_face:

@@ -16,6 +16,7 @@ from gpen_cli.stages.load import LoadedImage, to_uint8
 from gpen_cli.stages.save import copy_file, save_image
 
 COMPARE_MAX_HEIGHT = 1600
+COMPARE_LABELS = ("before", "after")
 
 
 # Extras go to sub-folders of the output's folder, so a rerun over `*.jpg` never takes them
@@ -48,7 +49,8 @@ def remove_stale_partials(output: Path) -> None:
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Input left, result right, 8-bit BGR, no taller than COMPARE_MAX_HEIGHT."""
+    """Input left, result right, labelled "before" and "after", 8-bit BGR, no taller than
+    COMPARE_MAX_HEIGHT."""
     pair = [to_uint8(image[:, :, :3] if image.ndim == 3 else image) for image in (before, after)]
     pair = [cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image for image in pair]
     height = min(pair[0].shape[0], COMPARE_MAX_HEIGHT)
@@ -63,7 +65,26 @@ def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
         for image in pair
     ]
     gap = np.full((height, 8, 3), 255, np.uint8)
-    return np.hstack([resized[0], gap, resized[1]])
+    left, right = (
+        labelled(image, text) for image, text in zip(resized, COMPARE_LABELS, strict=True)
+    )
+    return np.hstack([left, gap, right])
+
+
+def labelled(picture: np.ndarray, text: str) -> np.ndarray:
+    """A copy of `picture` (the caller's may be the result itself) with `text` in white on a
+    black box in its top-left corner, sized to the picture: which side is which, said."""
+    image = picture.copy()
+    scale = max(0.4, image.shape[0] / 900)
+    thickness = max(1, round(scale * 1.5))
+    (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(3, round(height / 3))
+    right, bottom = min(image.shape[1], width + 2 * pad), min(image.shape[0], height + 2 * pad)
+    image[:bottom, :right] = 0
+    origin = (pad, pad + height)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
+                cv2.LINE_AA)  # fmt: skip
+    return image
 
 
 def write_outputs(

@@ -22,7 +22,8 @@ from torch import nn
 
 from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
 from gpen_cli.devices import pick_device, torch_turn
-from gpen_cli.errors import GpenError
+from gpen_cli.errors import GpenError, WeightsMissingError
+from gpen_cli.offline import way_forward
 from gpen_cli.stages.chain import (
     Align,
     AlignedInput,
@@ -103,6 +104,8 @@ def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
         return Upscaler(None, config.upscale, device=device)
     try:
         network = load_model(name, "upsampler", config.weights_dir)
+    except WeightsMissingError as exc:
+        raise way_forward("upsampler", config, exc) from None
     except ValueError as exc:
         raise GpenError(str(exc)) from None
     return Upscaler(
@@ -113,15 +116,18 @@ def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
 def load_detector(config: RestoreConfig, device: Any) -> Detector:
     from gpen_cli.weights import load_model
 
-    return load_model(
-        config.detector.value,
-        "detector",
-        config.weights_dir,
-        device=str(device),
-        score_threshold=config.score_threshold,
-        min_face_size=config.min_face_size,
-        drop_nested=config.drop_nested,
-    )
+    try:
+        return load_model(
+            config.detector.value,
+            "detector",
+            config.weights_dir,
+            device=str(device),
+            score_threshold=config.score_threshold,
+            min_face_size=config.min_face_size,
+            drop_nested=config.drop_nested,
+        )
+    except WeightsMissingError as exc:
+        raise way_forward("detector", config, exc) from None
 
 
 def networks(config: RestoreConfig) -> dict[str, str]:
@@ -173,7 +179,10 @@ def fetch_weights(config: RestoreConfig) -> None:
     model = named.pop("gpen")
     for kind, name in named.items():
         if not Path(name).is_file():
-            ensure_weight(get_spec(name, kind).name, config.weights_dir)
+            try:
+                ensure_weight(get_spec(name, kind).name, config.weights_dir)
+            except WeightsMissingError as exc:
+                raise way_forward(kind, config, exc) from None
     if Path(model).is_file():
         generator, spec = Path(model), None
     else:
@@ -316,10 +325,11 @@ class FaceRestorer:
 
     # ------------------------------------------------------------------ one photo, three steps
 
-    def prepare(self, image: np.ndarray) -> PreparedImage:
-        """Detect, align and crop the faces of a BGR uint8/uint16 photo."""
+    def prepare(self, image: np.ndarray, source: str | None = None) -> PreparedImage:
+        """Detect, align and crop the faces of a BGR uint8/uint16 photo (`source`: its name,
+        for the warning that speaks of it)."""
         check_photo(image)
-        work = PreparedImage(image)
+        work = PreparedImage(image, source=source)
         self._run(self.prepare_stages, work)
         work.working = None  # only the stages needed it; the engines hold photos a while
         return work

@@ -234,3 +234,23 @@ def test_the_cli_shows_the_unfillable_batch_warning(tiny_checkpoint, monkeypatch
     assert result.exit_code == 0, result.output
     words = " ".join(result.output.split())
     assert "batch size 2 never fills: the workload holds 1 face a run" in words
+
+
+def test_the_table_and_its_lines_fit_80_columns_between_words(tiny_checkpoint, monkeypatch):
+    monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
+    args = ["bench", "--model", str(tiny_checkpoint), "--repeats", "1", "--faces", "1"]
+    result = runner.invoke(app, [*args, "-b", "1", "--mask", "rect"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for line in lines:  # wider only where one word (a path) is wider
+        assert len(line) <= 80 or len(line.split()) == 1, line
+    said = " ".join(result.stdout.split())
+    assert "workload: forward only, 1 face, median of 1 run after a warm-up" in said
+    assert str(tiny_checkpoint) in said  # the path whole
+
+
+def test_bench_quiet_keeps_the_results_and_says_so():
+    """Every other command's -q prints errors only; bench's results are what it is for."""
+    result = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"})
+    assert "No spinner or warnings: the results and errors." in result.output
+    assert "Print errors only." not in result.output

@@ -99,7 +99,7 @@ def test_existing_output_needs_overwrite_and_input_is_never_replaced(
     output = portrait.with_name("portrait_gpen.jpg")
     stamp = output.read_bytes()
     again = run(str(portrait), checkpoint=tiny_checkpoint, weights_dir=weights_dir)
-    assert again.exit_code == 0 and "pass --overwrite" in again.output
+    assert again.exit_code == 0 and "1 skipped: output exists (--overwrite to redo)" in again.output
     assert output.read_bytes() == stamp
     original = portrait.read_bytes()
     onto_input = run(

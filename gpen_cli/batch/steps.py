@@ -63,7 +63,7 @@ def prepare(restorer: FaceRestorer, task: Task) -> Prepared:
     # An aligned crop is upscaled at the model's size, not the photo's.
     upscale = 1 if restorer.aligned else restorer.config.upscale
     loaded = load_image(task.source, upscale=upscale)
-    prepared = restorer.prepare(loaded.pixels)
+    prepared = restorer.prepare(loaded.pixels, str(task.source))
     return Prepared(task, loaded, prepared, started)
 
 

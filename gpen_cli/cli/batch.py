@@ -22,7 +22,7 @@ from gpen_cli.cli.common import (
     setup_logging,
 )
 from gpen_cli.cli.eta import EtaColumn, FaceEstimate
-from gpen_cli.cli.runs import FINISHING, conclude, stop_handlers
+from gpen_cli.cli.runs import FINISHING, conclude, extras_written, stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.report import summarize, upscale_settings, with_earlier_results
@@ -188,7 +188,7 @@ EngineOption = Annotated[
     typer.Option(
         "--engine",
         help="thread: this process's threads; ray: Ray Data, on this machine or a cluster "
-        "(pip install 'gpen-cli[ray]').",
+        "(pip install 'gpen-cli\\[ray]').",
         rich_help_panel=RAY,
     ),
 ]
@@ -206,7 +206,6 @@ GpusOption = Annotated[
     float,
     typer.Option(
         "--gpus-per-worker",
-        min=0.0,
         help="GPUs each model actor claims (0.5: two actors share a GPU); 0: CPU actors.",
         rich_help_panel=RAY,
     ),
@@ -215,7 +214,6 @@ ActorsOption = Annotated[
     int,
     typer.Option(
         "--model-actors",
-        min=1,
         help="Model actors, each holding its own copy of the models.",
         rich_help_panel=RAY,
     ),
@@ -226,6 +224,8 @@ def check_engine(engine: str, address: str | None, gpus: float, actors: int) -> 
     """The Ray options make sense only with the Ray engine."""
     if engine not in ENGINES:
         raise GpenError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if gpus < 0 or actors < 1:
+        raise GpenError("--gpus-per-worker must be 0 or more, --model-actors 1 or more")
     if engine == "thread" and (address or gpus or actors != 1):
         raise GpenError("--address, --gpus-per-worker and --model-actors need --engine ray")
 
@@ -309,7 +309,7 @@ def batch(
     ray_args = (address, workers, model_actors, gpus_per_worker)
     job = prepare_job(engine, config, layout, options, ray_args, quiet)
     outcome = _run_with_progress(job, STOPPING[engine], layout, options, quiet)
-    raise conclude_batch(outcome, config, input_dir, output, report, quiet, overwrite)
+    raise conclude_batch(outcome, config, input_dir, output, report, quiet, options)
 
 
 def _capped_workers(workers: int | None) -> int | None:
@@ -363,7 +363,7 @@ def conclude_batch(
     output: Path,
     report: Path | None,
     quiet: bool,
-    overwrite: bool,
+    options: BatchOptions,
 ) -> typer.Exit:
     """Report the whole job (a resumed run keeps what the earlier one said of the photos it
     did), say how it went; the Exit to raise."""
@@ -376,7 +376,10 @@ def conclude_batch(
         quiet=quiet,
         summary=lambda: print_summary(outcome),
         outputs=str(output),
-        overwrite=overwrite,
+        overwrite=options.overwrite,
+        extras=extras_written(
+            outcome.entries, compare=options.compare, save_faces=options.save_faces
+        ),
     )
 
 

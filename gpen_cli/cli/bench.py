@@ -17,6 +17,7 @@ from gpen_cli.cli.common import (
     console,
     err_console,
     one_line_errors,
+    print_wrapped,
     setup_logging,
 )
 from gpen_cli.config import RestoreConfig
@@ -89,6 +90,11 @@ MarkdownOption = Annotated[
     bool, typer.Option("--markdown", help="Print a markdown table (for a README) on stdout.")
 ]
 
+# The results are what bench is for: -q leaves out the rest, not them.
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No spinner or warnings: the results and errors.")
+]
+
 
 def parse_batch_sizes(values: list[str]) -> list[int]:
     """ "1 4 8", "1,4,8" and repeated options all give [1, 4, 8]."""
@@ -113,7 +119,7 @@ def print_table(report) -> None:
         table.add_row(*map(Text, row))
     console.print(table)
     for line in describe(report):
-        console.print(Text(line), highlight=False, soft_wrap=True)
+        print_wrapped(line)
 
 
 def _json_safe(value):
@@ -139,7 +145,7 @@ def bench(
     faces: FacesOption = None,
     as_json: JsonOption = False,
     as_markdown: MarkdownOption = False,
-    quiet: opt.QuietOption = False,
+    quiet: QuietOption = False,
     *,
     config: RestoreConfig,
 ) -> None:

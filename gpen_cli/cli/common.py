@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,14 +18,17 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.segment import Segment
+from rich.text import Text
 
 from gpen_cli.config import ConfigError
 from gpen_cli.errors import EXIT_USAGE, GpenError
+from gpen_cli.words import count
 
 # No emoji codes: user text such as "cuda:abc:" must print as typed, not as a picture.
 console = Console(emoji=False)
@@ -50,6 +54,20 @@ def say(label: str, message: str) -> None:
     never be read as rich markup.
     """
     err_console.print(f"{label} {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def print_wrapped(line: str, indent: str = "  ") -> None:
+    """`line` on stdout, wrapped between words to the terminal (continuation lines indented):
+    a word longer than a line, such as a path, is never cut but keeps a line of its own."""
+    lines = textwrap.wrap(
+        line,
+        width=console.width,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    for part in lines or [""]:
+        console.print(part, markup=False, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -118,13 +136,23 @@ def rate_progress(unit: str, quiet: bool, eta: ProgressColumn | None = None) -> 
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn(unit + ", {task.fields[faces]} faces, {task.fields[rate]:.2f} faces/s"),
+        TextColumn(unit + ","),
+        FacesColumn(),
         *([eta] if eta else [TextColumn("ETA"), TimeRemainingColumn()]),
         TimeElapsedColumn(),
         console=err_console,
         disable=quiet,
         transient=True,
     )
+
+
+class FacesColumn(ProgressColumn):
+    """The faces restored so far ("1 face", "3 faces") and their rate, of a `rate_progress`
+    task."""
+
+    def render(self, task: Task) -> Text:
+        faces = count(task.fields["faces"], "face")
+        return Text(f"{faces}, {task.fields['rate']:.2f} faces/s", style="progress.data")
 
 
 def update_rate(progress: Progress) -> None:

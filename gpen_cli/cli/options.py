@@ -3,6 +3,9 @@
 The pipeline options are `RestoreConfig`'s fields: `pipeline_options` adds them to a command
 (defaults from the configuration, help and panels from here) and hands the command one
 checked `RestoreConfig`. A value the configuration refuses is reported with its flag.
+
+Ranges are left to that check and said in the help texts: Typer's range types would print
+"FLOAT RANGE [0.0<=x<=1.0]" in a column of its own and squeeze the help at 80 columns.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ DetectorOption = Annotated[
     DetectorName,
     typer.Option(
         case_sensitive=False,
+        metavar="NAME",
         help="Face detector: retinaface (= retinaface-resnet50, as the official code), "
         "retinaface-mobile (fast) or yunet.",
         rich_help_panel=PIPELINE,
@@ -62,7 +66,6 @@ BatchSizeOption = Annotated[
     typer.Option(
         "--batch-size",
         "-b",
-        min=1,
         show_default=False,
         help="Faces per GPEN forward pass. Default: 16 on CUDA, 4 on CPU.",
         rich_help_panel=SPEED,
@@ -73,9 +76,7 @@ FidelityOption = Annotated[
     typer.Option(
         "--fidelity-weight",
         "-w",
-        min=0.0,
-        max=1.0,
-        help="1.0 = fully restored face, 0.0 = the original; in between blends them.",
+        help="0 to 1: 1.0 = fully restored face, 0.0 = the original; in between blends them.",
         rich_help_panel=PIPELINE,
     ),
 ]
@@ -92,11 +93,9 @@ ShortEdgeOption = Annotated[
     int | None,
     typer.Option(
         "--short-edge",
-        min=16,
-        max=MAX_SHORT_EDGE,
         show_default=False,
-        help="Work at this short-side length (Lanczos); the output keeps the input's size "
-        "unless --keep-resized.",
+        help=f"Work at this short-side length (16 to {MAX_SHORT_EDGE} px, Lanczos); the "
+        "output keeps the input's size unless --keep-resized.",
         rich_help_panel=PIPELINE,
     ),
 ]
@@ -114,8 +113,9 @@ BgUpsamplerOption = Annotated[
     typer.Option(
         "--bg-upsampler",
         show_default=False,
-        help="With --upscale: realesrnet_x2/x4 (default, GPEN's), realesrgan_x2plus/x4plus, "
-        "any SR checkpoint file spandrel reads, or none (Lanczos).",
+        help="With --upscale: realesrnet_x2 or realesrnet_x4 (GPEN's, the default), "
+        "realesrgan_x2plus, realesrgan_x4plus, an SR checkpoint file spandrel reads, "
+        "or none (Lanczos).",
         rich_help_panel=PIPELINE,
     ),
 ]
@@ -123,10 +123,9 @@ TileOption = Annotated[
     int | None,
     typer.Option(
         "--tile",
-        min=MIN_TILE,
         show_default=False,
-        help="Run the upsampler on tiles of this size (input px); default: whole when the "
-        "photo fits the memory budget, else tiles.",
+        help=f"Run the upsampler on tiles of this size (input px, at least {MIN_TILE}); "
+        "default: whole when the photo fits the memory budget, else tiles.",
         rich_help_panel=SPEED,
     ),
 ]
@@ -158,7 +157,6 @@ MinFaceOption = Annotated[
     float,
     typer.Option(
         "--min-face-size",
-        min=0,
         help="Ignore faces whose box is smaller than this (px).",
         rich_help_panel=PIPELINE,
     ),
@@ -167,11 +165,9 @@ ThresholdOption = Annotated[
     float | None,
     typer.Option(
         "--score-threshold",
-        min=0.0,
-        max=1.0,
         show_default=False,
-        help="Detector confidence needed to keep a face. Default: 0.9 (RetinaFace, as the "
-        "official), 0.7 (YuNet).",
+        help="Detector confidence (0 to 1) needed to keep a face. Default: 0.9 (RetinaFace, "
+        "as the official), 0.7 (YuNet).",
         rich_help_panel=PIPELINE,
     ),
 ]

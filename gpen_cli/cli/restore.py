@@ -14,12 +14,21 @@ from rich.table import Table
 from rich.text import Text
 
 from gpen_cli.cli import options as opt
-from gpen_cli.cli.common import console, one_line_errors, setup_logging
-from gpen_cli.cli.runs import FINISHING, PhotoRows, conclude, photo_progress, stop_handlers
+from gpen_cli.cli.common import console, one_line_errors, print_wrapped, setup_logging
+from gpen_cli.cli.runs import (
+    DONE_BEFORE,
+    FINISHING,
+    PhotoRows,
+    conclude,
+    extras_written,
+    photo_progress,
+    stop_handlers,
+)
 from gpen_cli.cli.tiles import TileProgress
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.report import Reason, ReportEntry, summarize, upscale_settings
+from gpen_cli.words import count
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -169,21 +178,20 @@ def describe_outputs(output: Path | None, outputs: list[Path]) -> str:
     return "beside each input, as NAME_gpen.EXT" if outputs else "none (nothing to restore)"
 
 
-def _faces(count: int) -> str:
-    return f"{count} face" + ("" if count == 1 else "s")
-
-
 _COLOURS = {"ok": "green", "no_face": "yellow", "skipped": "cyan", "failed": "red"}
 
 
 def print_results(entries: list[ReportEntry], seconds: float) -> None:
     """A table of the photos when it fits the terminal unbroken, else a line per photo: a
-    path is never folded inside a cell (the terminal wraps a long line, and copies it whole)."""
+    path is never folded inside a cell nor broken mid-word (it goes on a line of its own
+    when the line would not fit, and the terminal wraps it, copied whole). Photos whose
+    output exists are left out: `print_problems` counts them in one line."""
+    shown = [e for e in entries if e.reason not in DONE_BEFORE]
     table = Table(title="gpen restore", show_edge=False)
     for column in ("input", "status", "faces", "seconds"):
         table.add_column(column, no_wrap=True)
     table.add_column("output / error", overflow="fold")
-    for e in entries:
+    for e in shown:
         table.add_row(
             Text(Path(e.input).name),
             Text(e.status, style=_COLOURS[e.status]),
@@ -192,21 +200,35 @@ def print_results(entries: list[ReportEntry], seconds: float) -> None:
             Text(e.error or e.output or ""),
         )
     unbounded = console.options.update(max_width=1 << 16)
-    if Measurement.get(console, unbounded, table).maximum <= console.width:
+    if shown and Measurement.get(console, unbounded, table).maximum <= console.width:
         console.print(table)
     else:
-        for e in entries:
-            line = Text.assemble(
-                (f"{e.status:<8}", _COLOURS[e.status]),
-                f"{Path(e.input).name}  {_faces(e.faces.count)}  {e.seconds:.2f} s  ",
-                f"-> {e.error or e.output or ''}",
-            )
-            console.print(line, soft_wrap=True, highlight=False)
+        for e in shown:
+            print_result_line(e)
     counts = summarize(entries)
     console.print(
         f"{counts['ok']} ok, {counts['no_face']} no face, {counts['skipped']} skipped, "
-        f"{counts['failed']} failed; {_faces(counts['faces'])} in {seconds:.1f} s"
+        f"{counts['failed']} failed; {count(counts['faces'], 'face')} in {seconds:.1f} s"
     )
+
+
+def print_result_line(e: ReportEntry) -> None:
+    """One photo's status, name, faces and time; then its output or error, on the same line
+    when the whole fits the terminal, else on the next."""
+    head = Text.assemble(
+        (f"{e.status:<8}", _COLOURS[e.status]),
+        f"{Path(e.input).name}  {count(e.faces.count, 'face')}  {e.seconds:.2f} s",
+    )
+    tail = f"-> {e.error or e.output or ''}"
+    if head.cell_len + 2 + len(tail) <= console.width:
+        console.print(Text.assemble(head, "  ", tail), soft_wrap=True, highlight=False)
+        return
+    console.print(head, soft_wrap=True, highlight=False)
+    if e.error:  # words: wrapped between them
+        print_wrapped("        " + tail, indent="           ")
+    else:  # a path: whole, on a line of its own, indented as far as it still fits
+        indent = " " * max(0, min(8, console.width - len(tail)))
+        console.print(Text(indent + tail), soft_wrap=True, highlight=False)
 
 
 RestoreOutputOption = Annotated[
@@ -319,6 +341,7 @@ def restore(
         summary=lambda: print_results(outcome.entries, outcome.seconds),
         outputs=describe_outputs(output, outputs),
         overwrite=overwrite,
+        extras=extras_written(outcome.entries, compare=compare, save_faces=save_faces),
     )
 
 

@@ -8,7 +8,7 @@ import shlex
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,8 @@ from rich.progress import (
 
 from gpen_cli.cli.common import StopSafeProgress, console, err_console, say
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
-from gpen_cli.report import ReportEntry, write_report
+from gpen_cli.report import ReportEntry, naming, write_report
+from gpen_cli.words import count
 
 if TYPE_CHECKING:
     from gpen_cli.batch.runner import BatchOutcome, PhotoProgress
@@ -45,8 +46,9 @@ def photo_progress(quiet: bool) -> Progress:
 
 
 class PhotoRows:
-    """An `on_progress` hook: a row per photo in flight saying its faces found and restored,
-    and over them a bar of the photos done when there are several."""
+    """An `on_progress` hook: a row per photo in flight saying what it is doing (finding
+    faces, restoring them, saving), gone once the photo is written, and over them a bar of
+    the photos done when there are several."""
 
     def __init__(self, progress: Progress, photos: int) -> None:
         self.progress = progress
@@ -67,11 +69,15 @@ class PhotoRows:
             self.rows[event.source] = row
         if event.stage == "found":
             found = event.faces_found
-            faces = f"{found} face" + ("s" if found > 1 else "")
-            text = f"{name}: {faces}, restored" if found else f"{name}: no face found"
+            text = (
+                f"{name}: {count(found, 'face')}, restoring" if found else f"{name}: no face found"
+            )
             self.progress.update(row, description=text, total=found or None)
         elif event.stage == "restored":
             self.progress.update(row, completed=event.faces_restored)
+            if event.faces_restored >= event.faces_found:  # pasting and writing remain
+                faces = count(event.faces_found, "face")
+                self.progress.update(row, description=f"{name}: {faces} restored, saving")
 
 
 # What the first stop signal does to a run of the thread engine: the faces in the generator
@@ -99,27 +105,30 @@ def stop_handlers(
     return on_first, on_second
 
 
+# Skipped because the output is there already: counted in one line, not named one by one.
+DONE_BEFORE = ("already_done", "exists")
+
+
 def print_problems(entries: list[ReportEntry], quiet: bool) -> None:
-    """Failures always, one line each; skips unless --quiet, those already done as a count."""
+    """Failures always, one line each; skips unless --quiet, each naming its input, those
+    whose output exists as one count."""
     done = 0
     for entry in entries:
         if entry.status == "failed":
             say("[bold red]error:[/]", entry.error or "")
-        elif entry.reason == "already_done":
+        elif entry.reason in DONE_BEFORE:
             done += 1
         elif entry.status == "skipped" and not quiet:
-            say("[cyan]skipped:[/]", entry.error or "")
+            say("[cyan]skipped:[/]", naming(entry.input, entry.error or "skipped"))
         if entry.note and not quiet:
             say("[yellow]note:[/]", entry.note)
     if done and not quiet:
-        err_console.print(
-            f"[cyan]skipped:[/] {done} already done (output exists; --overwrite redoes them)",
-            highlight=False,
-        )
+        outputs = "output exists" if done == 1 else "outputs exist"
+        say(f"[cyan]{done} skipped:[/]", f"{outputs} (--overwrite to redo)")
 
 
-def rerun_command(argv: list[str] | None = None) -> str:
-    """The command line that started this process, quoted for a POSIX shell."""
+def rerun_argv(argv: list[str] | None = None) -> list[str]:
+    """The command line that started this process, as a shell would run it again."""
     argv = sys.argv if argv is None else argv
     program = argv[0]
     if Path(program).name == "__main__.py":  # python -m gpen_cli
@@ -128,15 +137,55 @@ def rerun_command(argv: list[str] | None = None) -> str:
         found = shutil.which(Path(program).name)
         same = found is not None and Path(found).resolve() == Path(program).resolve()
         head = [Path(program).name if same else program]
-    return shlex.join([*head, *argv[1:]])
+    return [*head, *argv[1:]]
 
 
-def print_end(outputs: str, report: Path | None, interrupted: bool, overwrite: bool) -> None:
-    """Where the outputs and the report are; after an interrupt, the command that resumes.
+def command_lines(argv: list[str], width: int) -> list[str]:
+    """`argv` quoted for a POSIX shell, indented, in lines of at most `width` characters
+    broken between arguments by a backslash: the lines copied together paste as one command.
+    An argument too long for a line gets one of its own, whole."""
+    lines, line = [], "  "
+    for word in map(shlex.quote, argv):
+        if line.strip() and len(line) + 1 + len(word) + 2 > width:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line.strip() else line + word
+    return [*lines, line]
 
-    The command gets a line of its own and is never wrapped by rich, so it copies whole.
+
+def extras_written(entries: list[ReportEntry], *, compare: bool, save_faces: bool) -> list[str]:
+    """End lines saying where --compare and --save-faces wrote: beside the outputs."""
+    from gpen_cli.outputs import COMPARE_FOLDER, FACES_FOLDER
+
+    lines = []
+    for asked, label, folder, statuses in (
+        (compare, "compare", COMPARE_FOLDER, ("ok", "no_face")),
+        (save_faces, "faces", FACES_FOLDER, ("ok",)),
+    ):
+        parents = {Path(e.output).parent for e in entries if e.output and e.status in statuses}
+        if not asked or not parents:
+            continue
+        if len(parents) == 1:
+            lines.append(f"{label}: {parents.pop() / folder}")
+        else:
+            lines.append(f"{label}: {folder} beside each output ({len(parents)} folders)")
+    return lines
+
+
+def print_end(
+    outputs: str,
+    report: Path | None,
+    interrupted: bool,
+    overwrite: bool,
+    extras: Sequence[str] = (),
+) -> None:
+    """Where the outputs, their `extras` and the report are; after an interrupt, the command
+    that resumes, broken between arguments so it copies whole (rich never wraps these lines).
     """
     console.print(f"outputs: {escape(outputs)}", highlight=False, soft_wrap=True)
+    for line in extras:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if report is not None:
         console.print(f"report: {escape(str(report))}", highlight=False, soft_wrap=True)
     if interrupted:
@@ -146,7 +195,8 @@ def print_end(outputs: str, report: Path | None, interrupted: bool, overwrite: b
             else "it skips the photos already written"
         )
         console.print(f"resume: run the same command again ({how}):", highlight=False)
-        console.print(f"  {escape(rerun_command())}", highlight=False, soft_wrap=True)
+        for line in command_lines(rerun_argv(), console.width):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def save_report(report: Path | None, entries: list[ReportEntry], extra: dict) -> str | None:
@@ -180,10 +230,11 @@ def conclude(
     summary: Callable[[], None],
     outputs: str,
     overwrite: bool,
+    extras: Sequence[str] = (),
 ) -> typer.Exit:
     """Write the report (`extra` and the run's figures besides the entries), say what went
-    wrong, the summary and the end lines; the Exit to raise: 130 interrupted, 1 when an
-    input or the report failed, else 0."""
+    wrong, the summary and the end lines (`extras`: where else outputs went); the Exit to
+    raise: 130 interrupted, 1 when an input or the report failed, else 0."""
     report_error = save_report(report, outcome.entries, {**extra, **run_figures(outcome)})
     print_problems(outcome.entries, quiet)
     if not quiet:
@@ -194,7 +245,7 @@ def conclude(
         written = report if report is not None and not report_error else None
         if outcome.entries and all(entry.status == "failed" for entry in outcome.entries):
             outputs = "none written"  # every input failed: no path to look for
-        print_end(outputs, written, outcome.interrupted, overwrite)
+        print_end(outputs, written, outcome.interrupted, overwrite, extras)
     if outcome.interrupted:
         return typer.Exit(EXIT_INTERRUPTED)
     failed = report_error or any(entry.status == "failed" for entry in outcome.entries)

@@ -26,6 +26,7 @@ from gpen_cli.cli.common import (
 from gpen_cli.cli.runs import stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
+from gpen_cli.words import count
 
 if TYPE_CHECKING:
     from gpen_cli.video import VideoJob, VideoOutcome
@@ -49,11 +50,12 @@ def parse_time(text: str | None, option: str) -> Fraction | None:
 
 def _print_outcome(job: VideoJob, outcome: VideoOutcome) -> None:
     figures = (
-        f"{outcome.frames} frames, {outcome.faces} faces in {outcome.seconds:.1f} s "
-        f"({outcome.faces_per_second:.2f} faces/s)"
+        f"{count(outcome.frames, 'frame')}, {count(outcome.faces, 'face')} in "
+        f"{outcome.seconds:.1f} s ({outcome.faces_per_second:.2f} faces/s)"
     )
     if outcome.segments_done:
-        figures += f"; {outcome.segments_done} of {outcome.segments} segments were done already"
+        done = f"{outcome.segments_done} of {count(outcome.segments, 'segment')}"
+        figures += f"; {done} {'was' if outcome.segments_done == 1 else 'were'} done already"
     if not outcome.interrupted:
         console.print(
             f"[green]restored:[/] {escape(str(job.output))}: {figures}",
@@ -85,7 +87,7 @@ SmoothOption = Annotated[
     typer.Option(
         "--smooth/--no-smooth",
         help="Smooth each tracked face's landmarks over time, so the face holds steady.",
-        rich_help_panel=opt.PIPELINE,
+        rich_help_panel=FILM,
     ),
 ]
 StartOption = Annotated[
@@ -120,10 +122,9 @@ CrfOption = Annotated[
     int | None,
     typer.Option(
         "--crf",
-        min=0,
-        max=63,
         show_default=False,
-        help="Quality of x264/x265/VP9/AV1: lower is better and bigger. Default: 18.",
+        help="Quality of x264, x265, VP9 and AV1, 0 to 63: lower is better and bigger. "
+        "Default: 18.",
         rich_help_panel=FILM,
     ),
 ]
@@ -131,7 +132,6 @@ SegmentOption = Annotated[
     float | None,
     typer.Option(
         "--segment",
-        min=0.001,
         show_default=False,
         help="Restore in independent segments of this many seconds, kept in "
         "OUTPUT.segments/ and joined at the end; a rerun redoes only missing ones.",
@@ -225,6 +225,8 @@ def video(
 
     setup_logging(quiet)
     window = plan_window(start, duration)
+    if crf is not None and not 0 <= crf <= 63:
+        raise GpenError(f"--crf must be 0 to 63, got {crf}")
     output = output or source.with_name(f"{source.stem}_gpen{source.suffix}")
     options = VideoOptions(
         window=window, codec=codec, crf=crf, segment=segment, smooth=smooth, overwrite=overwrite

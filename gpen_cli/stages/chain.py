@@ -77,6 +77,7 @@ class PreparedImage:
     model_inputs: list[np.ndarray] = field(default_factory=list)  # CLAHE applied when asked
     canvas: np.ndarray | None = None  # what faces are pasted onto when not `image` (upscale)
     working: np.ndarray | None = None  # the image faces are found in; dropped once prepared
+    source: str | None = None  # the photo's name, for messages that speak of it
 
     def __post_init__(self) -> None:
         if self.working is None:
@@ -206,7 +207,8 @@ class RefineLandmarks:
 
 @dataclass
 class WarnEnlargedFaces:
-    """Say once when upscaled faces are larger than GPEN's output: they are pasted enlarged."""
+    """Say once, naming the first photo, when upscaled faces are larger than GPEN's output:
+    they are pasted enlarged."""
 
     size: int
     model: str
@@ -219,11 +221,13 @@ class WarnEnlargedFaces:
         if largest > self.size and not self.warned:
             self.warned = True
             logger.warning(
-                "faces up to %d px at the upscaled size are larger than %s's %d px output: "
-                "they are enlarged when pasted, as the official pipeline does",
+                "%sfaces up to %d px at the upscaled size are larger than %s's %d px output: "
+                "they are enlarged when pasted, as the official pipeline does%s",
+                f"{work.source}: " if work.source else "",
                 largest,
                 self.model,
                 self.size,
+                " (said for the first such photo only)" if work.source else "",
             )
 
 
