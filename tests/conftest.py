@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from replay import PHOTOS, ReplayDetector, load_replay_detector, photo_path  # noqa: F401
 
 import gpen_cli  # noqa: F401  (first, as the CLI imports it: bounds OpenCV's decoder before cv2 loads)
 
 REPO = Path(__file__).resolve().parents[1]
+
+# After gpen_cli, as it imports torch (through seeded).
+from replay import PHOTOS, ReplayDetector, load_replay_detector, photo_path  # noqa: E402, F401
 
 
 def _user_weights_dir() -> Path:
@@ -30,21 +32,6 @@ USER_WEIGHTS = _user_weights_dir()
 
 def shared_dir() -> Path:
     return Path(os.environ.get("GPEN_SHARED_DIR", REPO.parent / "shared"))
-
-
-def shared_file(relative: str) -> Path:
-    """A file from ../shared, or skip the test saying what is missing."""
-    path = shared_dir() / relative
-    if path.exists():
-        return path
-    from gpen_cli.weights import MODELS
-
-    names = [n for n, spec in MODELS.items() if relative.endswith(f"/{spec.filename}")]
-    if relative.rstrip("/") == "assets/weights":
-        return real_detectors_dir()
-    if names:
-        return real_weights(names[0])
-    pytest.skip(f"needs {relative} from ../shared (set GPEN_SHARED_DIR to the shared/ folder)")
 
 
 def real_weights(name: str) -> Path:

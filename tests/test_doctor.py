@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, load_replay_detector, real_detectors_dir, shared_file
+from conftest import REPO, load_replay_detector, real_detectors_dir
 from typer.testing import CliRunner
 
 import gpen_cli.doctor as doctor
@@ -198,7 +198,7 @@ def test_a_generator_file_that_is_no_generator_fails_even_with_a_recorded_hash(c
 
 
 def test_checksums_pass_on_the_real_detectors():
-    folder = shared_file("assets/weights")
+    folder = real_detectors_dir()
     result = storage.weights_checksums(DoctorContext(folder))
     assert result.status == PASS
     assert "retinaface-mobile" in result.detail and "yunet" in result.detail
