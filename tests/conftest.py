@@ -11,6 +11,9 @@ import gpen_cli  # noqa: F401  (first, as the CLI imports it: bounds OpenCV's de
 
 REPO = Path(__file__).resolve().parents[1]
 
+# After gpen_cli, as it imports torch (through seeded).
+from replay import PHOTOS, ReplayDetector, load_replay_detector, photo_path  # noqa: E402, F401
+
 
 def _user_weights_dir() -> Path:
     """The user's own weights folder, as `gpen` resolves it: a detector fetched there with
@@ -31,23 +34,6 @@ def shared_dir() -> Path:
     return Path(os.environ.get("GPEN_SHARED_DIR", REPO.parent / "shared"))
 
 
-def shared_file(relative: str) -> Path:
-    """A file from ../shared, or skip the test saying what is missing."""
-    path = shared_dir() / relative
-    if path.exists():
-        return path
-    from gpen_cli.weights import MODELS
-
-    names = [n for n, spec in MODELS.items() if relative.endswith(f"/{spec.filename}")]
-    if relative.rstrip("/") == "assets/weights":
-        pytest.skip(
-            "needs the real detector weights: run `gpen weights download retinaface-mobile yunet`"
-        )
-    if names:
-        return real_weights(names[0])
-    pytest.skip(f"needs {relative} from ../shared (set GPEN_SHARED_DIR to the shared/ folder)")
-
-
 def real_weights(name: str) -> Path:
     """A real pretrained weights file (registry `name`), or skip saying how to get it.
 
@@ -61,6 +47,22 @@ def real_weights(name: str) -> Path:
             return folder / filename
     pytest.skip(
         f"needs the real {filename}: run `gpen weights download {name}` (or set GPEN_SHARED_DIR)"
+    )
+
+
+def real_detectors_dir() -> Path:
+    """A folder holding the real RetinaFace MobileNet and YuNet files, or skip naming them."""
+    found = []
+    for name in ("retinaface-mobile", "yunet"):
+        try:
+            found.append(real_weights(name))
+        except pytest.skip.Exception:
+            pass
+    if len(found) == 2 and found[0].parent == found[1].parent:
+        return found[0].parent
+    pytest.skip(
+        "needs the real detection_mobilenet0.25_Final.pth and face_detection_yunet.onnx in one "
+        "folder: run `gpen weights download retinaface-mobile yunet` (or set GPEN_SHARED_DIR)"
     )
 
 
@@ -137,16 +139,6 @@ def _isolated_settings(_user_folders, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(_user_folders / "data"))
 
 
-# Test photos (tests/data/photos) by what they stand for: one large face, several small ones.
-PHOTOS = {"portrait": "astronaut_320.png", "group": "solvay_crop.png"}
-
-
-def photo_path(kind: str) -> Path:
-    import seeded
-
-    return seeded.DATA / "photos" / PHOTOS[kind]
-
-
 def photo_as(kind: str, path: Path) -> Path:
     """Test photo `kind` written to `path`, encoded as its suffix says (JPEG at quality 95)."""
     import cv2
@@ -155,70 +147,6 @@ def photo_as(kind: str, path: Path) -> Path:
     image = cv2.imread(str(photo_path(kind)), cv2.IMREAD_COLOR)
     assert cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
     return path
-
-
-class ReplayDetector:
-    """Returns the official detector's stored faces (tests/data/official/detections.json) for
-    the test photos, recognised by their size (scaled with a photo enlarged or reduced as a
-    whole), and no face for any other picture: what the real RetinaFace MobileNet-0.25 finds in
-    them, for the tests that need faces found but not the detector itself."""
-
-    def __init__(self, score_threshold: float | None = None, min_face_size: float = 0) -> None:
-        import json
-
-        import cv2
-        import seeded
-
-        recorded = json.loads((seeded.OFFICIAL / "detections.json").read_text())
-        self.threshold = 0.9 if score_threshold is None else score_threshold
-        self.min_face_size = min_face_size
-        self.known = {}
-        for name in PHOTOS.values():
-            stem = Path(name).stem
-            picture = cv2.imread(str(seeded.DATA / "photos" / name))
-            height, width = picture.shape[:2]
-            self.known[(width, height)] = (recorded[stem], picture)
-
-    @staticmethod
-    def _looks_like(image_bgr, picture) -> bool:
-        """The same picture (JPEG, noise, resized, grey), not another of its size."""
-        import cv2
-        import numpy as np
-
-        if image_bgr.ndim != 3 or image_bgr.dtype != np.uint8:
-            return False
-        resized = cv2.resize(picture, image_bgr.shape[1::-1], interpolation=cv2.INTER_AREA)
-        grey = [
-            cv2.cvtColor(p, cv2.COLOR_BGR2GRAY).astype(np.float32) for p in (resized, image_bgr)
-        ]
-        return float(np.mean(np.abs(grey[0] - grey[1]))) < 12.0  # a grey copy is the same photo
-
-    def detect(self, image_bgr):
-        import numpy as np
-
-        from gpen_cli.stages.faces import Face
-
-        height, width = image_bgr.shape[:2]
-        matches = [
-            (recorded, width / known_w)
-            for (known_w, known_h), (recorded, picture) in self.known.items()
-            if abs(height - known_h * width / known_w) < max(1.0, width / known_w)
-            and self._looks_like(image_bgr, picture)
-        ]
-        if not matches:
-            return []
-        recorded, scale = matches[0]
-        faces = []
-        for row, points in zip(recorded["boxes"], recorded["landmarks"], strict=True):
-            box = np.asarray(row[:4], dtype=np.float64) * scale
-            if (
-                row[4] < self.threshold
-                or min(box[2] - box[0], box[3] - box[1]) < self.min_face_size
-            ):
-                continue
-            landmarks = np.asarray(points, dtype=np.float64).reshape(2, 5).T * scale
-            faces.append(Face(box, float(row[4]), landmarks))
-        return faces
 
 
 def _has_real_detector() -> bool:
@@ -236,20 +164,49 @@ def pipeline_detector() -> str | ReplayDetector:
 
 
 @pytest.fixture(scope="session")
-def pipeline_weights_dir(tmp_path_factory, seeded_weights_dir) -> Path:
+def seeded_detector_dir(tmp_path_factory) -> Path:
+    """A weights folder holding a RetinaFace MobileNet-0.25 with seeded random weights, in the
+    published file's format and size (tests/seeded.py): the real loading code runs on it, and
+    it finds no face in the test photos."""
+    import seeded
+
+    folder = tmp_path_factory.mktemp("seeded-detector")
+    seeded.write_retinaface(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pipeline_weights_dir(tmp_path_factory, seeded_weights_dir, seeded_detector_dir) -> Path:
     """A weights folder with what the default pipeline needs besides GPEN.
 
-    The real RetinaFace MobileNet weights where they are at hand (else, in this process, the
-    `retinaface-mobile` detector replays the official detector's faces: see
-    `_replay_detector_without_weights`), and the seeded ParseNet of the official references (its
-    labels split faces into several classes, as real weights do).
+    The real RetinaFace MobileNet weights where they are at hand; else the seeded one, whose
+    file the driver of `--engine ray` checks, while its faces come from the official detector,
+    replayed (in this process `_replay_detector_without_weights`, in the processes a test starts
+    `process_environment`). And the seeded ParseNet of the official references (its labels
+    split faces into several classes, as real weights do).
     """
     folder = tmp_path_factory.mktemp("pipeline-weights")
     if _has_real_detector():
         detector = real_weights("retinaface-mobile")
-        (folder / detector.name).symlink_to(detector)
+    else:
+        detector = seeded_detector_dir / "detection_mobilenet0.25_Final.pth"
+    (folder / detector.name).symlink_to(detector)
     (folder / "parsing_parsenet.pth").symlink_to(seeded_weights_dir / "parsing_parsenet.pth")
     return folder
+
+
+REPLAY_SITE = REPO / "tests" / "replay_site"
+
+
+def process_environment(**extra: str) -> dict[str, str]:
+    """The environment for a `gpen` process a test starts (Ray starts its workers with the
+    same): this checkout's gpen_cli first on PYTHONPATH and, where the real detector weights
+    are absent, tests/replay_site, whose sitecustomize makes `load_detector` replay the
+    official faces in that process as `_replay_detector_without_weights` does in this one."""
+    paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH", "")])]
+    if not _has_real_detector():
+        paths.insert(0, str(REPLAY_SITE))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
 
 
 @pytest.fixture(autouse=True)
@@ -258,11 +215,7 @@ def _replay_detector_without_weights(request, monkeypatch):
     detector weights are absent, its detector replays the official detector's faces."""
     if "pipeline_weights_dir" not in request.fixturenames or _has_real_detector():
         return
-
-    def load_detector(config, device):
-        return ReplayDetector(config.score_threshold, config.min_face_size)
-
-    monkeypatch.setattr("gpen_cli.restorer.load_detector", load_detector)
+    monkeypatch.setattr("gpen_cli.restorer.load_detector", load_replay_detector)
 
 
 # ---------------------------------------------------------------- a quiet account of the skips

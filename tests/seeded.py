@@ -132,3 +132,30 @@ def write(name: str, folder: Path) -> Path:
     path = folder / name
     torch.save(regenerate(name), path)
     return path
+
+
+def write_retinaface(folder: Path) -> Path:
+    """A RetinaFace MobileNet-0.25 with seeded random weights (seed 25), saved as the published
+    detection_mobilenet0.25_Final.pth is: torch's legacy format, at its exact size (the registry
+    checks it), the difference zero bytes after the pickle, which torch.load never reads.
+
+    It finds no face in the test photos: for the tests where the detector runs but what it
+    finds does not matter (thin strips, faceless films, files that must be present). No
+    reference was made from it, so no hash is kept.
+    """
+    import io
+
+    from facexlib.detection.retinaface import RetinaFace
+
+    from gpen_cli.weights import get_spec
+
+    spec = get_spec("retinaface-mobile")
+    torch.manual_seed(25)
+    network = RetinaFace(network_name="mobile0.25", half=False, device="cpu")
+    buffer = io.BytesIO()
+    torch.save(network.state_dict(), buffer, _use_new_zipfile_serialization=False)
+    data = buffer.getvalue()
+    assert spec.size_bytes is not None and len(data) <= spec.size_bytes, len(data)
+    path = folder / spec.filename
+    path.write_bytes(data + bytes(spec.size_bytes - len(data)))
+    return path

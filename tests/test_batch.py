@@ -8,7 +8,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -44,11 +43,10 @@ class SpyModel(nn.Module):
 
     size = SIZE
 
-    def __init__(self, fail_calls: tuple[int, ...] = (), delay: float = 0.0):
+    def __init__(self, fail_calls: tuple[int, ...] = ()):
         super().__init__()
         self.batches: list[list[tuple[float, ...]]] = []
         self.fail_calls = fail_calls
-        self.delay = delay  # seconds each forward takes, for a slow device
         self._lock = threading.Lock()
         self.eval()  # ready to run: the restorer runs this very module, so its records are ours
 
@@ -58,7 +56,6 @@ class SpyModel(nn.Module):
             self.batches.append([tuple(face.float().mean(dim=(1, 2)).tolist()) for face in x])
         if call in self.fail_calls:
             raise RuntimeError("simulated device failure")
-        time.sleep(self.delay)
         return x
 
 
@@ -418,18 +415,26 @@ def test_progress_tells_faces_found_and_restored_per_photo_and_counts_faces_once
 
 
 def test_photos_in_memory_stay_bounded_when_the_generator_is_slow(tmp_path, monkeypatch):
+    """The generator as slow as can be: each batch waits until the decoders have filled all
+    the room they are given (2 x workers photos ahead of it, besides its own batch), or until
+    every photo left is decoded; however many photos, no more than that are in memory."""
     from gpen_cli.batch import steps
 
+    photos, workers, batch_size = 40, 2, 2
     source, out = tmp_path / "in", tmp_path / "out"
-    for index in range(40):
+    for index in range(photos):
         write_image(source / f"p{index:02d}.png", photo())  # one face each
-    now, peak, lock = Counter(), Counter(), threading.Lock()
+    now, peak, changed = Counter(), Counter(), threading.Condition()
 
     def count(**changes: int) -> None:
-        with lock:
+        with changed:
             now.update(changes)
             for key in changes:
                 peak[key] = max(peak[key], now[key])
+            changed.notify_all()
+
+    def filled() -> bool:
+        return now["decoded"] >= min(2 * workers + batch_size, photos - now["finished"])
 
     class CountingModel(SpyModel):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -445,19 +450,27 @@ def test_photos_in_memory_stay_bounded_when_the_generator_is_slow(tmp_path, monk
 
     def finish(*args):
         entry = real_finish(*args)
-        count(decoded=-1)
+        count(decoded=-1, finished=1)
         return entry
 
     monkeypatch.setattr(steps, "prepare", prepare)
     monkeypatch.setattr(steps, "finish", finish)
-    restorer = make_restorer(CountingModel(delay=0.05), batch_size=2)
+    restorer = make_restorer(CountingModel(), batch_size=batch_size)
+    generator = restorer.forward
 
-    outcome = run_folder(restorer, source, out, workers=2)
+    def stalled_generator(crops):  # waits before taking its turn at torch (detection's too)
+        with changed:
+            assert changed.wait_for(filled, timeout=60), f"decoding stopped at {now}"
+        return generator(crops)
 
-    assert [e.status for e in outcome.entries] == ["ok"] * 40
-    assert 2 <= peak["decoded"] <= 4 * 2 + 2  # 4 x workers + batch size, not the whole folder
+    restorer.forward = stalled_generator
+
+    outcome = run_folder(restorer, source, out, workers=workers)
+
+    assert [e.status for e in outcome.entries] == ["ok"] * photos, outcome.entries[0].error
+    assert 2 <= peak["decoded"] <= 4 * workers + batch_size  # not the whole folder
     # Waiting for the generator: 2 x workers, and the faces gathered for its next batch.
-    assert peak["ahead"] <= 2 * 2 + 2
+    assert peak["ahead"] <= 2 * workers + batch_size
 
 
 def test_a_failure_of_the_machinery_aborts_the_run_and_is_raised_in_the_caller(
@@ -611,14 +624,22 @@ def test_cli_exit_codes_for_failures_and_usage_errors(tmp_path, tiny_checkpoint)
 
 
 _EXIT_WHILE_WAITING_FOR_INPUT = """
-import queue, sys, threading, time
+import queue, sys, threading
 from types import SimpleNamespace
 from gpen_cli.batch.runner import run_batch
-tasks = queue.Queue()  # a Ray actor's input: it never ends
+
+class Tasks(queue.Queue):  # a Ray actor's input: it never ends
+    asked = threading.Event()
+
+    def get(self, *args, **kwargs):
+        self.asked.set()
+        return super().get(*args, **kwargs)
+
+tasks = Tasks()
 threading.Thread(
     target=run_batch, args=(SimpleNamespace(batch_size=1), iter(tasks.get, None)), daemon=True
 ).start()
-time.sleep(0.5)
+assert tasks.asked.wait(timeout=30), "the engine never asked for a photo"
 sys.exit(3)
 """
 
@@ -643,39 +664,49 @@ class BatchMixing(nn.Module):
 
 
 class CountedFaces(PlacedFaces):
-    """Finds as many faces as the photo's first pixel says; the first photo's detection waits
-    for the third one's to start (or half a second), so it ends last when workers overlap."""
+    """Finds as many faces as the photo's first pixel says."""
 
-    def __init__(self):
-        super().__init__()
-        self.third_started = threading.Event()
-        self.spots = [(10, 10), (120, 10), (60, 120)]
+    spots = [(10, 10), (120, 10), (60, 120)]
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        count = int(image[0, 0, 0]) // 50
-        if count == 3:
-            self.third_started.set()
-        elif int(image[0, 0, 1]) == 7:  # the first photo
-            self.third_started.wait(timeout=0.5)
-        self.corners = self.spots[:count]
+        self.corners = self.spots[: int(image[0, 0, 0]) // 50]
         return super().detect(image)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_the_same_photos_give_the_same_bytes_whatever_the_workers(tmp_path, batch_size):
+def test_the_same_photos_give_the_same_bytes_whatever_the_workers(
+    tmp_path, monkeypatch, batch_size
+):
+    """With 3 workers the first photo's preparation ends only once the third one's has: the
+    photos reach the generator out of their order, and their batches are the same all the same."""
+    from gpen_cli.batch import steps
+
     source = tmp_path / "in"
     counts = [1, 2, 3, 1, 2]
     for index, count in enumerate(counts):
-        image = np.full((200, 200, 3), (50 * count, 7 if index == 0 else 30 * index, 90), np.uint8)
+        image = np.full((200, 200, 3), (50 * count, 30 * index, 90), np.uint8)
         image[40:160, 40:160] = (20 + 40 * index, 200 - 30 * index, 120)
         write_image(source / f"p{index}.png", image)
+    real_prepare, third_prepared = steps.prepare, threading.Event()
+
+    def first_ends_after_the_third(restorer, task):
+        item = real_prepare(restorer, task)
+        if task.source.name == "p2.png":
+            third_prepared.set()
+        elif task.source.name == "p0.png":
+            assert third_prepared.wait(timeout=60), "the third photo was never prepared"
+        return item
+
     outputs = []
     for workers in (1, 3):
+        if workers > 1:
+            monkeypatch.setattr(steps, "prepare", first_ends_after_the_third)
         restorer = make_restorer(BatchMixing(), batch_size=batch_size, detector=CountedFaces())
         out = tmp_path / f"out{workers}"
         outcome = run_folder(restorer, source, out, workers=workers)
         assert [e.status for e in outcome.entries] == ["ok"] * 5
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert third_prepared.is_set()
     assert outputs[0] == outputs[1]
 
 

@@ -1,9 +1,11 @@
 """`gpen batch --engine ray`: the thread engine's bytes and report, resume, a killed actor.
 
-One local Ray with 2 CPUs serves the whole module. Photos go through the real RetinaFace
-MobileNet and a random GPEN-64; `--batch-size 1`, because on a multi-threaded CPU the
-generator's float sums depend on which faces share a batch, and the thread engine's batches
-depend on timing (README: "Same bytes").
+One local Ray with 2 CPUs serves the tests that run a job (`ray_cluster`), started by the first
+of them. Photos go through the real RetinaFace MobileNet where its weights are at hand (else
+the official detector's faces, replayed in every process: tests/replay_site) and a random
+GPEN-64; `--batch-size 1`, because on a multi-threaded CPU the generator's float sums depend
+on which faces share a batch, and the thread engine's batches depend on timing (README:
+"Same bytes").
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import photo_as, real_weights
+from conftest import photo_as, process_environment
 from typer.testing import CliRunner
 
 from gpen_cli.atomic import is_partial_file
@@ -42,24 +44,32 @@ from gpen_cli.batch.ray_engine import RayOptions, restore_folder_ray  # noqa: E4
 ACTOR_TITLE = "ray::MapWorker(MapBatches(GpenActor))"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray for the tests that run a job, started when the first of them asks.
+
+    Module-scoped, not session-scoped: `ray_session` uses a Ray already started in its
+    process, so one left running would change what later modules' tests see (an --address
+    nobody answers at would be ignored). Its workers start with `process_environment`'s
+    PYTHONPATH, so they find the faces this process finds.
+    """
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", process_environment()["PYTHONPATH"])
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    yield ray
     ray.shutdown()
 
 
 @pytest.fixture
 def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreConfig:
-    real_weights("retinaface-mobile")  # Ray's actors run the real detector, in their processes
     return RestoreConfig(
         model=str(tiny_checkpoint),
         detector="retinaface-mobile",
@@ -113,7 +123,7 @@ def comparable(entries) -> list[tuple]:
     ]
 
 
-def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings):
+def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings, ray_cluster):
     """With the parsing mask, the default: every model runs in the actor, as in the threads."""
     settings = dataclasses.replace(settings, mask=MaskKind.PARSING)
     source = make_folder(tmp_path / "in")
@@ -134,7 +144,7 @@ def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings):
     assert by_ray.faces == by_threads.faces >= 2 and not by_ray.interrupted
 
 
-def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings):
+def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings, ray_cluster):
     """A terminal's Ctrl-C reaches the whole process group, Ray's own processes included."""
     source = make_folder(tmp_path / "in", copies=10)  # still running when Ctrl-C comes
     out, report = tmp_path / "out", tmp_path / "report.json"
@@ -144,7 +154,13 @@ def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings)
         "--weights-dir", str(settings.weights_dir), "--device", "cpu", "--batch-size", "1",
         "--mask", "rect", "--engine", "ray", "--workers", "2",
     ]  # fmt: skip
-    run = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=process_environment(),
+    )
     deadline = time.monotonic() + 120
     while not list(out.rglob("*.jpg")) and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -184,7 +200,7 @@ def actor_pids() -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor's process in /proc")
 def test_an_actor_killed_after_writing_a_photo_is_restarted_and_the_photo_reported_ok(
-    tmp_path, settings
+    tmp_path, settings, ray_cluster
 ):
     """All photos go in one call; the actor dies once it wrote one of them, before the call
     returned. Ray runs the call again on a new actor, which finds that photo's output there."""
@@ -219,7 +235,7 @@ def test_an_actor_killed_after_writing_a_photo_is_restarted_and_the_photo_report
     assert tree(out) == tree(tmp_path / "threads")
 
 
-def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings, monkeypatch):
+def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings, ray_cluster):
     """...and with the Ray engine no model is built in the driver (the actors build theirs)."""
     source = make_folder(tmp_path / "in")
     common = [
@@ -229,15 +245,14 @@ def test_the_cli_writes_the_same_report_and_exit_code(tmp_path, settings, monkey
     ]  # fmt: skip
     reports = {}
     for engine in ("ray", "thread"):
-        if engine == "ray":
-            monkeypatch.setattr(FaceRestorer, "__init__", _built_in_the_driver)
-        else:
-            monkeypatch.undo()
-        result = CliRunner().invoke(
-            app,
-            [*common, "-o", str(tmp_path / engine), "--engine", engine,
-             "--report", str(tmp_path / f"{engine}.json")],
-        )  # fmt: skip
+        with pytest.MonkeyPatch.context() as patch:
+            if engine == "ray":
+                patch.setattr(FaceRestorer, "__init__", _built_in_the_driver)
+            result = CliRunner().invoke(
+                app,
+                [*common, "-o", str(tmp_path / engine), "--engine", engine,
+                 "--report", str(tmp_path / f"{engine}.json")],
+            )  # fmt: skip
         assert result.exit_code == 1, result.output  # corrupt.jpg failed
         reports[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_file
 from PIL import Image, features
 from typer.testing import CliRunner
 
@@ -155,16 +154,17 @@ def test_an_address_where_something_else_answers_is_one_line_at_once():
         thread.join(timeout=5)
 
 
-def test_a_ray_that_does_not_start_leaves_no_output_folder(tmp_path, tiny_checkpoint):
+def test_a_ray_that_does_not_start_leaves_no_output_folder(
+    tmp_path, tiny_checkpoint, seeded_detector_dir
+):
     pytest.importorskip("ray", reason="the Ray engine needs Ray")
     # The driver checks the detector's weights file even for aligned crops.
-    weights = shared_file("assets/weights/face_detection_yunet.onnx").parent
     write_photo(tmp_path / "in" / "a.jpg")
     out = tmp_path / "out"
     result = invoke(
         "batch", tmp_path / "in", "-o", out, "--engine", "ray", "--address", "127.0.0.1:1",
-        *aligned(tiny_checkpoint), "--detector", "yunet", "--mask", "rect",
-        "--weights-dir", weights,
+        *aligned(tiny_checkpoint), "--detector", "retinaface-mobile", "--mask", "rect",
+        "--weights-dir", seeded_detector_dir,
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "no Ray cluster answers there" in result.output

@@ -164,6 +164,9 @@ def test_detector_finds_the_official_faces():
     for stem in PHOTOS:
         found, expected = detector.detect(photo(stem)), official_faces(stem)
         assert len(found) == len(expected), stem
+        scores = [face.score for face in found]
+        assert scores == sorted(scores, reverse=True) and min(scores) >= OFFICIAL_THRESHOLD
+        np.testing.assert_allclose(scores, [face.score for face in expected], atol=1e-3)
         for ours, theirs in zip(found, expected, strict=True):
             np.testing.assert_allclose(ours.box, theirs.box, atol=1e-3)
             np.testing.assert_allclose(ours.landmarks, theirs.landmarks, atol=1e-3)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import PHOTOS, photo_path, real_weights, shared_file
+from conftest import photo_path, real_weights
 
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
@@ -45,8 +45,7 @@ def weights_dir(pipeline_weights_dir):
 
 
 def photo(name: str) -> np.ndarray:
-    path = photo_path(name) if name in PHOTOS else shared_file(f"assets/images/{name}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
     assert image is not None
     return image
 
@@ -74,13 +73,13 @@ def test_identity_model_gives_the_photo_back(identity_restorer, name):
 @pytest.mark.slow
 def test_real_detector_finds_the_faces(identity_restorer):
     real_weights("retinaface-mobile")
-    assert len(identity_restorer.restore(photo("solvay_conference_1927.png")).faces) >= 27
+    assert len(identity_restorer.restore(photo("group")).faces) == 3  # as the official finds
     assert len(identity_restorer.restore(photo("portrait")).faces) == 1
 
 
 @pytest.mark.slow
 def test_pixels_outside_every_pasted_region_are_unchanged(weights_dir):
-    image = photo("solvay_conference_1927.png")
+    image = photo("group")
     restorer = FaceRestorer(
         Darken(256), "retinaface-mobile", weights_dir=weights_dir, device="cpu", mask="rect"
     )
@@ -93,7 +92,7 @@ def test_pixels_outside_every_pasted_region_are_unchanged(weights_dir):
         )
         footprint = np.maximum(footprint, warped)
     outside = cv2.dilate((footprint > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
-    assert outside.mean() > 0.5
+    assert outside.mean() > 0.3  # a third of the group photo lies outside its faces' squares
     assert np.array_equal(result.image[outside], image[outside])
     changed = np.any(result.image != image, axis=2)
     assert changed[~outside].mean() > 0.2, "the faces were not pasted"
@@ -205,7 +204,7 @@ def test_names_match_any_case_and_typos_get_a_suggestion(tmp_path):
 
 
 def test_fetch_weights_names_a_missing_file_and_builds_nothing(
-    tiny_checkpoint, tmp_path, monkeypatch
+    tiny_checkpoint, tmp_path, monkeypatch, seeded_detector_dir
 ):
     """What the Ray engine's driver checks: every file the configuration needs is there or
     fetched; the parsing model missing, with no network, is one line naming it."""
@@ -214,7 +213,8 @@ def test_fetch_weights_names_a_missing_file_and_builds_nothing(
 
     folder = tmp_path / "weights"
     folder.mkdir()
-    (folder / "detection_mobilenet0.25_Final.pth").symlink_to(real_weights("retinaface-mobile"))
+    seeded = seeded_detector_dir / "detection_mobilenet0.25_Final.pth"
+    (folder / "detection_mobilenet0.25_Final.pth").symlink_to(seeded)
     with socket.socket() as closed:  # a port nothing listens on: refused at once
         closed.bind(("127.0.0.1", 0))
         monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")

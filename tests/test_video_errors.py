@@ -3,7 +3,6 @@ what to do, and nothing left in the output folder; what the containers do take i
 
 from __future__ import annotations
 
-import os
 import resource
 import shlex
 import signal
@@ -16,7 +15,7 @@ import pytest
 
 av = pytest.importorskip("av", minversion="18.1", reason="gpen video needs PyAV 18.1+")
 
-from conftest import REPO, real_weights  # noqa: E402
+from conftest import process_environment  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 from videoclips import audio_packets, faceless_picture, make_film, read_frames  # noqa: E402
 
@@ -123,18 +122,14 @@ def _file_size_limit(limit: int):
 
 
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="no file size limits here")
-def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, tiny_checkpoint):
-    # Its own process: the replayed faces of this one do not reach it, the real detector does.
-    weights = real_weights("retinaface-mobile").parent
-    common = [
-        *("--model", str(tiny_checkpoint), "--weights-dir", str(weights)),
-        *("--detector", "retinaface-mobile", "--device", "cpu", "--mask", "rect"),
-    ]
+def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, common):
+    # A process of its own (for its file size limit): `process_environment` gives it the
+    # detector this one has.
     source = film(tmp_path / "in" / "big.mkv", (256, 256), count=10, noise=20.0, audio=None)
     assert source.stat().st_size > 200_000
     out = tmp_path / "out"
     out.mkdir()
-    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO)}
+    environment = process_environment(PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, "-m", "gpen_cli", "video", str(source), "-o", str(out / "x.mkv")]
     done = subprocess.run(
         [*command, "--quiet", *common],
