@@ -220,7 +220,7 @@ ExactOption = Annotated[
     bool,
     typer.Option(
         "--exact",
-        help="Use the official (slower) formulation of every layer.",
+        help="Use the official (slower) formulation of every layer (GPEN and ParseNet).",
         rich_help_panel=SPEED,
     ),
 ]
