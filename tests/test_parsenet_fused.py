@@ -105,12 +105,12 @@ def test_masker_runs_the_fused_head_on_the_cpu_and_facexlibs_when_exact(tmp_path
 )
 @pytest.mark.parametrize("relu_type", ["leakyrelu", "none"])
 @torch.inference_mode()
-def test_zero_padded_convolution_with_its_ring_recomputed_is_the_reflection_padded_one(
+def test_one_fused_layer_is_facexlibs_conv_layer_at_any_size_and_stride(
     stride: int, height: int, width: int, relu_type: str
 ) -> None:
     from facexlib.parsing.parsenet import ConvLayer
 
-    from gpen_cli.models.parsenet import FusedConv
+    from gpen_cli.models.parsenet import FusedConv, pad
 
     torch.manual_seed(height * width + stride)
     layer = ConvLayer(5, 7, 3, "down" if stride == 2 else "none", relu_type=relu_type)
@@ -119,6 +119,7 @@ def test_zero_padded_convolution_with_its_ring_recomputed_is_the_reflection_padd
     expected = layer(x)
     residual = torch.randn_like(expected).contiguous(memory_format=torch.channels_last)
     conv = FusedConv.of(layer, torch.float32)
-    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv(pad(x)), expected, rtol=1e-5, atol=1e-5)
     if relu_type == "none":  # a residual is added to a layer without activation
-        torch.testing.assert_close(conv(x, residual), expected + residual, rtol=1e-5, atol=1e-5)
+        added = conv(pad(x), residual)
+        torch.testing.assert_close(added, expected + residual, rtol=1e-5, atol=1e-5)

@@ -8,9 +8,7 @@ The head here computes the same function with fewer passes:
 - batch norm (eval mode: an affine map per channel) folded into the convolution's weights;
 - the leaky ReLU and the residual addition done by the convolution that produces them
   (oneDNN post-ops, as inductor's CPU fusions use them);
-- no padded copy of each input: oneDNN's zero padding, with the outermost ring of outputs
-  computed again from thin reflection-padded strips;
-- a block's input upsampled once for both of its branches.
+- a block's input padded, or upsampled and padded, once for both of its branches.
 
 Folding reorders one multiplication, so the logits differ from facexlib's by rounding only
 (about 1e-6); the argmax labels and the official paste mask come out the same. The head
@@ -74,53 +72,16 @@ class FusedConv:
             slope=_slope_of(layer.relu),
         )
 
-    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """The layer on `x` (unpadded): ParseNet pads by reflection, oneDNN with zeros.
-
-        Only the outermost ring of outputs sees the padding, so the convolution runs with
-        oneDNN's zero padding (no padded copy of `x`) and that ring is then computed again
-        from thin reflection-padded strips of `x`.
-        """
-        height, width = x.shape[-2:]
-        if min(height, width) < 2 or (self.stride != 1 and (height % 2 or width % 2)):
-            return self._convolve(pad(x), residual, padding=0)
-        out = self._convolve(x, residual, padding=1)
-        for rows, columns, strip in self._border(x):
-            ring = None if residual is None else _dense(residual[:, :, rows, columns])
-            out[:, :, rows, columns] = self._convolve(strip, ring, padding=0)
-        return out
-
-    def _border(self, x: torch.Tensor) -> list[tuple[slice, slice, torch.Tensor]]:
-        """(output rows, output columns, reflection-padded input strip) for each side whose
-        outputs read the padding: all four at stride 1; top and left only at stride 2 (an
-        even-sized input's last window ends inside it)."""
-        every = slice(None)
-        sides = [
-            (slice(0, 1), every, pad(x[:, :, :2])[:, :, :3]),
-            (every, slice(0, 1), pad(x[:, :, :, :2])[:, :, :, :3]),
-        ]
-        if self.stride == 1:
-            sides += [
-                (slice(-1, None), every, pad(x[:, :, -2:])[:, :, 1:]),
-                (every, slice(-1, None), pad(x[:, :, :, -2:])[:, :, :, 1:]),
-            ]
-        return [(rows, columns, _dense(strip)) for rows, columns, strip in sides]
-
-    def _convolve(
-        self, x: torch.Tensor, residual: torch.Tensor | None, padding: int
-    ) -> torch.Tensor:
-        geometry = ([padding, padding], [self.stride, self.stride], [1, 1], 1)
+    def __call__(self, padded: torch.Tensor, residual: torch.Tensor | None = None):
+        """The layer on its reflection-padded input; `residual` is added to the result."""
+        geometry = ([0, 0], [self.stride, self.stride], [1, 1], 1)
         if residual is not None:
             return _pointwise_binary(
-                x, residual, self.weight, self.bias, *geometry, "add", None, None, [], None
+                padded, residual, self.weight, self.bias, *geometry, "add", None, None, [], None
             )
         if self.slope is None:
-            return _pointwise(x, self.weight, self.bias, *geometry, "none", [], "")
-        return _pointwise(x, self.weight, self.bias, *geometry, "leaky_relu", [self.slope], "")
-
-
-def _dense(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last)
+            return _pointwise(padded, self.weight, self.bias, *geometry, "none", [], "")
+        return _pointwise(padded, self.weight, self.bias, *geometry, "leaky_relu", [self.slope], "")
 
 
 def _affine_of(norm_layer: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,8 +111,8 @@ def _slope_of(relu_layer: nn.Module) -> float | None:
 
 
 class FusedBlock:
-    """One facexlib `ResidualBlock`: shortcut + conv2(conv1(x)), the input upsampled once
-    for both branches where the block upsamples."""
+    """One facexlib `ResidualBlock`: shortcut + conv2(conv1(x)), its input padded (and
+    upsampled, where the block upsamples) once for both branches."""
 
     def __init__(self, block: nn.Module, dtype: torch.dtype):
         self.upsamples = _upsamples(block.conv1)
@@ -169,8 +130,9 @@ class FusedBlock:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsamples:
             x = upsample(x)
-        identity = x if self.shortcut is None else self.shortcut(x)
-        return self.conv2(self.conv1(x), residual=identity)
+        padded = pad(x)
+        identity = x if self.shortcut is None else self.shortcut(padded)
+        return self.conv2(pad(self.conv1(padded)), residual=identity)
 
 
 def _upsamples(layer: nn.Module) -> bool:
@@ -195,7 +157,7 @@ class FusedSegmentationHead:
             raise Unfusable("a mask layer of another shape")
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        features = self.first(batch)
+        features = self.first(pad(batch))
         for block in self.encoder:
             features = block(features)
         x = features
@@ -204,7 +166,7 @@ class FusedSegmentationHead:
         x = x.add_(features)  # facexlib's `feat + body(feat)`: the same sum, in place
         for block in self.decoder:
             x = block(x)
-        return self.mask(x)
+        return self.mask(pad(x))
 
 
 def _blocks(blocks: Sequence[nn.Module], dtype: torch.dtype) -> list[FusedBlock]:
