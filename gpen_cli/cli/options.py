@@ -16,14 +16,15 @@ from typing import Annotated, Any, get_args
 
 import typer
 
+from gpen_cli.cli.choices import RegistryChoice
 from gpen_cli.cli.common import WeightsDirOption, say
 from gpen_cli.config import (
     MAX_SHORT_EDGE,
     MIN_TILE,
-    DetectorName,
     LandmarkSource,
     MaskKind,
     RestoreConfig,
+    detector_choices,
 )
 from gpen_cli.errors import GpenError
 from gpen_cli.weights import MissingFileError, needed_specs
@@ -42,11 +43,11 @@ ModelOption = Annotated[
     ),
 ]
 DetectorOption = Annotated[
-    DetectorName,
+    str,
     typer.Option(
-        case_sensitive=False,
-        help="Face detector: retinaface (= retinaface-resnet50, as the official code), "
-        "retinaface-mobile (fast) or yunet.",
+        click_type=RegistryChoice(detector_choices),
+        help="Face detector: retinaface (= retinaface-resnet50, as the official code) or "
+        "another of the registry's (`gpen weights list` says what each is).",
         rich_help_panel=PIPELINE,
     ),
 ]
