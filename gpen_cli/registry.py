@@ -90,10 +90,11 @@ MODELS: dict[str, ModelSpec] = {}
 
 def register(spec: ModelSpec) -> ModelSpec:
     """Add `spec` to the registry; refused when one of its names or its file is taken."""
-    taken = {alias.lower() for alias in names()}
+    taken = {alias.lower(): owner for alias, owner in names().items()}
     clash = [alias for alias in (spec.name, *spec.aliases) if alias.lower() in taken]
     if clash:
-        raise GpenError(f"cannot register {spec.name}: the name {clash[0]!r} is taken")
+        owner = taken[clash[0].lower()]
+        raise GpenError(f"cannot register {spec.name}: the name {clash[0]!r} is {owner}'s")
     files = {other.filename.lower(): other.name for other in MODELS.values()}
     if spec.filename.lower() in files:
         owner = files[spec.filename.lower()]
@@ -123,6 +124,16 @@ def names(kind: ModelKind | None = None) -> dict[str, str]:
     }
 
 
+def recognises(spec: ModelSpec, path: Path) -> bool:
+    """Whether `spec`'s recogniser takes `path` for one of its files (unreadable: no)."""
+    if spec.recognises is None:
+        return False
+    try:
+        return bool(spec.recognises(path))
+    except GpenError:
+        return False
+
+
 def spec_for_file(path: Path, kind: ModelKind) -> ModelSpec:
     """The entry of `kind` a checkpoint file is: the one builder when all entries of `kind`
     share it (a GPEN generator or an SR network is built from its tensors' own layout),
@@ -131,7 +142,7 @@ def spec_for_file(path: Path, kind: ModelKind) -> ModelSpec:
     ways = {(spec.builder, tuple(spec.build_options.items())) for spec in candidates}
     if len(ways) == 1:
         return candidates[0]
-    recognised = [spec for spec in candidates if spec.recognises and spec.recognises(path)]
+    recognised = [spec for spec in candidates if recognises(spec, path)]
     if len(recognised) == 1:
         return recognised[0]
     what = KIND_NAMES[kind]

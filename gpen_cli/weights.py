@@ -29,7 +29,7 @@ import platformdirs
 from gpen_cli import __version__
 from gpen_cli.atomic import partial_path, remove_partials_of
 from gpen_cli.errors import GpenError, WeightsMissingError
-from gpen_cli.registry import KIND_NAMES, MODELS, ModelKind, ModelSpec, spec_for_file
+from gpen_cli.registry import KIND_NAMES, MODELS, ModelKind, ModelSpec, recognises, spec_for_file
 from gpen_cli.registry import names as _names
 
 __all__ = ["KIND_NAMES", "MODELS", "ModelKind", "ModelSpec"]
@@ -601,22 +601,13 @@ def identify(path: Path, name: str | None = None) -> ModelSpec:
     for spec in MODELS.values():
         if spec.kind == "gpen" and layout is not None and dict(spec.config) == layout:
             return spec
-    recognised = [spec for spec in MODELS.values() if spec.recognises and _recognises(spec, path)]
+    recognised = [spec for spec in MODELS.values() if recognises(spec, path)]
     if len(recognised) == 1:
         return recognised[0]
     raise GpenError(
         f"{path}: cannot tell which model this file is (neither its name, its hash nor its "
         f"tensors are one entry's); name it with --as NAME, one of: {', '.join(MODELS)}"
     )
-
-
-def _recognises(spec: ModelSpec, path: Path) -> bool:
-    """Whether `spec`'s recogniser takes `path` for one of its files (unreadable: no)."""
-    assert spec.recognises is not None
-    try:
-        return bool(spec.recognises(path))
-    except GpenError:
-        return False
 
 
 def _gpen_layout(path: Path) -> dict | None:
