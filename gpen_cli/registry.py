@@ -47,10 +47,10 @@ class ModelSpec:
     """One downloadable weights file and how to build the module it holds.
 
     `builder` is called as `builder(path, **build_options, **options)` (options such as
-    `device` come from the pipeline; a detector's are those of the `Detector` protocol's
-    constructor, see `gpen_cli.stages.detect`); a "module:attribute" string is imported when
-    called. `config` is the published layout of a generator or upsampler: what `verify`
-    checks a file against. `random_init(seed)` returns the network the file holds with
+    `device` come from the pipeline; a detector's are `DetectorBuilder`'s, in
+    `gpen_cli.stages.detect`); a "module:attribute" string is imported when called.
+    `config` is the published layout of a generator or upsampler: what `verify` checks a
+    file against. `random_init(seed)` returns the network the file holds with
     seeded random weights (its `state_dict()` saved is a file the builder loads), for the
     self-test, bench and tests when the real file is absent. `recognises(path)` says whether
     a checkpoint file is one of this entry's, from its tensors. `rank` orders entries of a

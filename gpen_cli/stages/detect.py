@@ -48,16 +48,26 @@ _MAX_NESTED_FRACTION = 0.5
 
 
 class Detector(Protocol):
-    """Anything that finds faces in a uint8 BGR H×W×3 image.
-
-    A registered detector's builder is called as
-    `builder(weights_path, **build_options, device=, score_threshold=, min_face_size=,
-    drop_nested=)`: the device as text ("cpu", "cuda:0"), the confidence to keep a face
-    (None: the detector's own default), the smallest box side in pixels to keep, and
-    whether to drop boxes lying mostly inside a better one (`drop_nested` below).
-    """
+    """Anything that finds faces in a uint8 BGR H×W×3 image."""
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]: ...
+
+
+class DetectorBuilder(Protocol):
+    """What a registered detector's `builder` is called with (after its entry's
+    `build_options`): the device as text ("cpu", "cuda:0"), the confidence to keep a face
+    (None: the detector's own default), the smallest box side in pixels to keep, and whether
+    to drop boxes lying mostly inside a better one (`drop_nested` below)."""
+
+    def __call__(
+        self,
+        weights_path: Path,
+        *,
+        device: str,
+        score_threshold: float | None,
+        min_face_size: float,
+        drop_nested: bool,
+    ) -> Detector: ...
 
 
 def _read_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
