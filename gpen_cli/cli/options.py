@@ -16,7 +16,7 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from gpen_cli.cli.choices import RegistryChoice
+from gpen_cli.cli.choices import registry_option
 from gpen_cli.cli.common import WeightsDirOption, say
 from gpen_cli.config import (
     MAX_SHORT_EDGE,
@@ -24,7 +24,6 @@ from gpen_cli.config import (
     LandmarkSource,
     MaskKind,
     RestoreConfig,
-    detector_choices,
 )
 from gpen_cli.errors import GpenError
 from gpen_cli.weights import MissingFileError, needed_specs
@@ -43,13 +42,7 @@ ModelOption = Annotated[
     ),
 ]
 DetectorOption = Annotated[
-    str,
-    typer.Option(
-        click_type=RegistryChoice(detector_choices),
-        help="Face detector: retinaface (= retinaface-resnet50, as the official code) or "
-        "another of the registry's (`gpen weights list` says what each is).",
-        rich_help_panel=PIPELINE,
-    ),
+    str, registry_option("detector", "Face detector", rich_help_panel=PIPELINE)
 ]
 DeviceOption = Annotated[
     str,
