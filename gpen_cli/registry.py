@@ -139,7 +139,7 @@ def spec_for_file(path: Path, kind: ModelKind) -> ModelSpec:
     share it (a GPEN generator or an SR network is built from its tensors' own layout),
     else the one entry that recognises the file; a one-line error when it cannot be told."""
     candidates = of_kind(kind)
-    ways = {(spec.builder, tuple(spec.build_options.items())) for spec in candidates}
+    ways = {(spec.builder, repr(sorted(spec.build_options.items()))) for spec in candidates}
     if len(ways) == 1:
         return candidates[0]
     recognised = [spec for spec in candidates if recognises(spec, path)]
