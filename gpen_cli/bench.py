@@ -276,18 +276,11 @@ def parsing_weights_dir(
     Like the generator, an absent ParseNet becomes seeded random weights: its timings do not
     depend on the weights' values, and bench never downloads.
     """
-    from gpen_cli.weights import get_spec, weight_path
+    from gpen_cli.weights import get_spec, weight_path, write_random_weights
 
     if mask is not MaskKind.PARSING or weight_path("parsenet", weights_dir).is_file():
         return weights_dir, []
-    from facexlib.parsing.parsenet import ParseNet
-
-    from gpen_cli.stages.mask import PARSING_INPUT_SIZE, PARSING_LABELS
-
-    torch.manual_seed(seed)
-    side = PARSING_INPUT_SIZE
-    network = ParseNet(in_size=side, out_size=side, parsing_ch=PARSING_LABELS)
-    torch.save(network.state_dict(), scratch / get_spec("parsenet").filename)
+    write_random_weights(get_spec("parsenet"), scratch, seed)
     return scratch, [f"random (seed {seed}) ParseNet weights: the parsing weights are absent"]
 
 
@@ -520,7 +513,7 @@ def resolve_bench_model(
     A registry name whose weights are absent becomes seeded random weights of its config:
     timings do not depend on the weights' values.
     """
-    from gpen_cli.models import build_gpen, load_gpen
+    from gpen_cli.models import load_gpen
     from gpen_cli.weights import MODELS, weight_path
 
     name = model or (f"GPEN-BFR-{size}" if size else RestoreConfig().model)
@@ -532,8 +525,7 @@ def resolve_bench_model(
         if path.is_file():
             generator = load_gpen(path)
             return generator, {"name": name, "weights": str(path), "config": dict(generator.config)}
-        torch.manual_seed(seed)
-        generator = build_gpen(**dict(spec.config)).eval().requires_grad_(False)
+        generator = spec.random_init(seed).eval().requires_grad_(False)
         return generator, {
             "name": name,
             "weights": f"random (seed {seed}): {spec.filename} is not in the weights folder",
@@ -554,23 +546,12 @@ def bench_upsampler(
 ) -> tuple[str, str | None]:
     """The upsampler to time and a note: a registry one whose weights are absent becomes a
     seeded random network of its shape (timings do not depend on the weights' values)."""
-    from gpen_cli.weights import MODELS, weight_path
+    from gpen_cli.weights import MODELS, weight_path, write_random_weights
 
     spec = MODELS.get(name)
     if spec is None or spec.kind != "upsampler" or weight_path(name, weights_dir).is_file():
         return name, None
-    from spandrel.architectures.ESRGAN import ESRGAN
-
-    scale = int(spec.config["scale"])
-    torch.manual_seed(seed)
-    net = ESRGAN(
-        num_filters=int(spec.config["num_feat"]),
-        num_blocks=23,
-        scale=scale,
-        shuffle_factor=4 // scale if scale < 4 else None,
-    )
-    path = scratch / spec.filename
-    torch.save({"params_ema": net.state_dict()}, path)
+    path = write_random_weights(spec, scratch, seed)
     return str(path), f"random (seed {seed}) {name} weights: {spec.filename} is absent"
 
 

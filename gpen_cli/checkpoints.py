@@ -7,12 +7,13 @@ everywhere, and a wrong file is named with what does not fit.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import pickletools
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -32,6 +33,15 @@ _GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")
 _CHECKPOINT_MODULES = ("torch", "collections")
 
 StateDict = dict[str, torch.Tensor]
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Build networks under torch's CPU generator seeded with `seed`, leaving the caller's
+    random state as it was (a registry entry's `random_init` changes nothing else)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,13 +27,43 @@ class MaskKind(str, Enum):
     RECT = "rect"  # the official feathered square
 
 
-class DetectorName(str, Enum):
-    """The face detectors; `retinaface` is the ResNet-50 one, as in the official code."""
+def detector_choices() -> list[str]:
+    """Every name and alias a detector answers to, from the registry, when asked: an entry
+    registered later is a choice too (`retinaface` is the ResNet-50 one, as officially)."""
+    from gpen_cli.registry import names
 
-    RETINAFACE = "retinaface"
-    RETINAFACE_RESNET50 = "retinaface-resnet50"
-    RETINAFACE_MOBILE = "retinaface-mobile"
-    YUNET = "yunet"
+    return list(names("detector"))
+
+
+class _DetectorNames(type):
+    """Iterating `DetectorName` gives the registry's detector names; an attribute such as
+    `DetectorName.RETINAFACE_MOBILE` is the name it spells."""
+
+    def __iter__(cls):
+        return iter([cls(name) for name in detector_choices()])
+
+    def __getattr__(cls, attribute: str) -> DetectorName:
+        for name in detector_choices():
+            if name.upper().replace("-", "_").replace(".", "_") == attribute:
+                return cls(name)
+        raise AttributeError(f"no detector is named {attribute}")
+
+
+class DetectorName(str, metaclass=_DetectorNames):
+    """A registry detector's name or alias, as the registry spells it; one object per name,
+    so `is` compares them as it did enum members."""
+
+    _interned: dict[str, DetectorName] = {}
+
+    def __new__(cls, name: str) -> DetectorName:
+        return cls._interned.setdefault(str(name), super().__new__(cls, str(name)))
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"DetectorName({self.value!r})"
 
 
 class LandmarkSource(str, Enum):
@@ -68,7 +98,7 @@ class RestoreConfig:
     """
 
     model: str = DEFAULT_MODEL  # a registry name or a checkpoint file
-    detector: DetectorName = DetectorName.RETINAFACE_RESNET50
+    detector: DetectorName = DetectorName("retinaface-resnet50")
     weights_dir: Path | None = None  # None: $GPEN_WEIGHTS_DIR, the config file, user data
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     batch_size: int | None = None  # faces per forward pass; None: 16 on CUDA, 4 on CPU
@@ -116,12 +146,18 @@ class RestoreConfig:
 
 
 def _normalised(config: RestoreConfig) -> dict[str, Any]:
-    """Strings become enum members (matched ignoring case, with a suggestion when wrong)."""
-    from gpen_cli.names import parse_choice
+    """Strings become enum members or registry names (matched ignoring case, with a
+    suggestion when wrong)."""
+    from gpen_cli.names import match_name, parse_choice
 
     values: dict[str, Any] = {}
+    try:
+        values["detector"] = DetectorName(
+            match_name(str(config.detector), detector_choices(), "detector")
+        )
+    except GpenError as exc:
+        raise ConfigError("detector", str(exc)) from None
     for name, choices in (
-        ("detector", DetectorName),
         ("landmarks", LandmarkSource),
         ("mask", MaskKind),
     ):

@@ -114,6 +114,7 @@ def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
 
 
 def load_detector(config: RestoreConfig, device: Any) -> Detector:
+    """The configured detector, its builder called as `DetectorBuilder` says."""
     from gpen_cli.weights import load_model
 
     try:

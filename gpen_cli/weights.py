@@ -1,9 +1,6 @@
-"""The model registry: which weights files the tool uses, where they live, how they are
-fetched and checked, and which builder turns each into a working module.
-
-The registry is data: one `ModelSpec` per file, naming its builder as "module:attribute" so
-listing, verifying and validating names never imports torch. `load_model` is the one place
-a weights file is fetched and built; stages receive loaded modules or paths.
+"""The weights files: where they live, how they are fetched, checked and installed, and
+`load_model`, the one place a weights file is fetched and built (stages receive loaded
+modules or paths). The entries themselves are `gpen_cli.registry`'s.
 
 Downloads stream into a hidden temporary file beside the target, hash while streaming, and
 only an intact file is renamed into place, so an interrupted or corrupted transfer never
@@ -14,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib
 import logging
 import os
 import re
@@ -24,9 +20,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, BinaryIO, Literal
 
 import platformdirs
@@ -34,20 +29,16 @@ import platformdirs
 from gpen_cli import __version__
 from gpen_cli.atomic import partial_path, remove_partials_of
 from gpen_cli.errors import GpenError, WeightsMissingError
+from gpen_cli.registry import KIND_NAMES, MODELS, ModelKind, ModelSpec, recognises, spec_for_file
+from gpen_cli.registry import names as _names
+
+__all__ = ["KIND_NAMES", "MODELS", "ModelKind", "ModelSpec"]
 
 logger = logging.getLogger(__name__)
 # A download's or an install's temporary file that has not grown for this long was left by
 # a process that stopped; a younger one may be another process's transfer in progress.
 STALE_PARTIAL_SECONDS = 600
 
-ModelKind = Literal["gpen", "detector", "parsing", "landmarks", "upsampler"]
-KIND_NAMES: dict[str, str] = {
-    "gpen": "GPEN model",
-    "detector": "face detector",
-    "parsing": "face-parsing model",
-    "landmarks": "landmark model",
-    "upsampler": "upsampler",
-}
 VerifyStatus = Literal["ok", "mismatch", "unknown", "missing"]
 
 WEIGHTS_DIR_ENV = "GPEN_WEIGHTS_DIR"
@@ -56,151 +47,6 @@ CHECKSUM_SUFFIX = ".sha256"
 
 _CHUNK_BYTES = 1 << 20
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One downloadable weights file and how to build the module it holds.
-
-    `builder` is "module:callable", called as `builder(path, **build_options, **options)`
-    (options such as `device` come from the pipeline). `config` is the published layout of
-    a generator or upsampler: what `verify` checks a file against and what `gpen bench`
-    builds random weights from. `aliases` are other names the entry answers to.
-    """
-
-    name: str
-    filename: str
-    url: str
-    kind: ModelKind
-    builder: str
-    build_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    config: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    size_bytes: int | None = None
-    sha256: str | None = None
-    description: str = ""
-    aliases: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # Specs are shared module-wide: a caller must not be able to edit one in place.
-        object.__setattr__(self, "config", MappingProxyType(dict(self.config)))
-        object.__setattr__(self, "build_options", MappingProxyType(dict(self.build_options)))
-
-    def build(self, path: Path, **options: Any) -> Any:
-        """The module in `path`, built by this entry's builder (imports it only now)."""
-        module, _, attribute = self.builder.partition(":")
-        builder = getattr(importlib.import_module(module), attribute)
-        return builder(path, **self.build_options, **options)
-
-
-_GPEN_OSS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"
-# The GPEN README points to ModelScope for the 1024 and 2048 generators (news of 2023-02-15);
-# there pytorch_model.pt is the 1024 model and pytorch_model-2048.pt the 2048 one.
-_GPEN_MODELSCOPE = (
-    "https://www.modelscope.cn/models/iic/cv_gpen_image-portrait-enhancement-hires/resolve/master"
-)
-_FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
-_REALESRGAN_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
-
-_GPEN_BUILDER = "gpen_cli.models.loading:load_gpen"
-_RETINAFACE_BUILDER = "gpen_cli.stages.detect:RetinaFaceDetector"
-_SR_BUILDER = "gpen_cli.models.upsampler:load_sr_net"
-
-
-def _with_layout(
-    name: str, filename: str, url: str, kind: ModelKind, builder: str, layout: dict, what: str
-) -> ModelSpec:
-    """An entry whose published layout (`config`) says what a file of it must hold."""
-    return ModelSpec(
-        name=name,
-        filename=filename,
-        url=url,
-        kind=kind,
-        builder=builder,
-        config=layout,
-        description=what,
-    )
-
-
-def _gpen(size: int, url: str, channel_multiplier: int, narrow: float, what: str) -> ModelSpec:
-    """A GPEN generator entry; `verify` checks a file against its layout."""
-    layout = {"size": size, "channel_multiplier": channel_multiplier, "narrow": narrow}
-    name, what = f"GPEN-BFR-{size}", f"GPEN face restoration, {size} px faces{what}."
-    return _with_layout(name, f"{name}.pth", url, "gpen", _GPEN_BUILDER, layout, what)
-
-
-def _upsampler(name: str, filename: str, url: str, scale: int, features: int, what: str):
-    """An RRDBNet background upsampler entry (spandrel builds it from the tensors)."""
-    layout = {"scale": scale, "num_feat": features}
-    what = f"{what} background upsampler, x{scale} (RRDBNet, {features} features)."
-    return _with_layout(name, filename, url, "upsampler", _SR_BUILDER, layout, what)
-
-
-_SPECS: tuple[ModelSpec, ...] = (
-    _gpen(256, f"{_GPEN_OSS}/GPEN-BFR-256.pth", 1, 0.5, ": the fastest generator"),
-    _gpen(512, f"{_GPEN_OSS}/GPEN-BFR-512.pth", 2, 1.0, ": the authors' reference model"),
-    _gpen(1024, f"{_GPEN_MODELSCOPE}/pytorch_model.pt", 2, 1.0, " (published on ModelScope)"),
-    _gpen(2048, f"{_GPEN_MODELSCOPE}/pytorch_model-2048.pt", 2, 1.0, " for large selfies"),
-    ModelSpec(
-        name="retinaface-resnet50",
-        filename="detection_Resnet50_Final.pth",
-        url=f"{_FACEXLIB_RELEASES}/v0.1.0/detection_Resnet50_Final.pth",
-        kind="detector",
-        builder=_RETINAFACE_BUILDER,
-        build_options={"network": "resnet50"},
-        aliases=("retinaface",),
-        description="RetinaFace with a ResNet-50 backbone (facexlib): accurate face detector.",
-    ),
-    ModelSpec(
-        name="retinaface-mobile",
-        filename="detection_mobilenet0.25_Final.pth",
-        url=f"{_FACEXLIB_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth",
-        kind="detector",
-        builder=_RETINAFACE_BUILDER,
-        build_options={"network": "mobile0.25"},
-        size_bytes=1_789_735,
-        sha256="38ec7bb3c9cbfe2f40edabc05fab970a6d648747cbc534092be85d5eb9b37ed0",
-        description="RetinaFace with a MobileNet-0.25 backbone (facexlib): small, fast detector.",
-    ),
-    ModelSpec(
-        name="yunet",
-        filename="face_detection_yunet.onnx",
-        url=(
-            "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
-            "face_detection_yunet_2026may.onnx"
-        ),
-        kind="detector",
-        builder="gpen_cli.stages.detect:YuNetDetector",
-        size_bytes=229_738,
-        sha256="ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
-        description="OpenCV YuNet face detector (ONNX, runs through cv2.FaceDetectorYN).",
-    ),
-    ModelSpec(
-        name="parsenet",
-        filename="parsing_parsenet.pth",
-        url=f"{_FACEXLIB_RELEASES}/v0.2.2/parsing_parsenet.pth",
-        kind="parsing",
-        builder="gpen_cli.stages.mask:ParsingMasker",
-        description="ParseNet face parsing (facexlib): masks the face region when pasting back.",
-    ),
-    ModelSpec(
-        name="fan-2d",
-        filename="2DFAN4-11f355bf06.pth.tar",
-        url="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
-        kind="landmarks",
-        builder="gpen_cli.stages.detect:FanLandmarks",
-        description="FAN 2D landmarks (face-alignment): 68 points, refines the 5 used to align.",
-    ),
-    _upsampler("realesrnet_x2", "realesrnet_x2.pth", f"{_GPEN_OSS}/realesrnet_x2.pth", 2, 32,
-               "GPEN's RealESRNet"),
-    _upsampler("realesrnet_x4", "realesrnet_x4.pth", f"{_GPEN_OSS}/realesrnet_x4.pth", 4, 32,
-               "GPEN's RealESRNet"),
-    _upsampler("realesrgan_x2plus", "RealESRGAN_x2plus.pth",
-               f"{_REALESRGAN_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth", 2, 64, "Real-ESRGAN"),
-    _upsampler("realesrgan_x4plus", "RealESRGAN_x4plus.pth",
-               f"{_REALESRGAN_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth", 4, 64, "Real-ESRGAN"),
-)  # fmt: skip
-
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
 
 @dataclass(frozen=True)
@@ -245,16 +91,6 @@ class DownloadError(GpenError):
         self.reason = reason
 
 
-def _names(kind: ModelKind | None = None) -> dict[str, str]:
-    """Every name and alias of the entries of `kind` (all kinds when None) → entry name."""
-    return {
-        alias: spec.name
-        for spec in MODELS.values()
-        if kind is None or spec.kind == kind
-        for alias in (spec.name, *spec.aliases)
-    }
-
-
 def get_spec(name: str, kind: ModelKind | None = None) -> ModelSpec:
     """The registry entry for `name` (any case, aliases too), or an error with a "did you
     mean" and the names of that kind."""
@@ -288,14 +124,27 @@ def load_model(
 ) -> Any:
     """The module a registry name (fetched when absent) or a checkpoint file holds.
 
-    A file is built by the builder of the first entry of `kind` (GPEN generators infer
-    their configuration from the tensors; SR networks go through spandrel).
+    A file is built by the entry of `kind` it is (`spec_for_file`: GPEN generators infer
+    their configuration from the tensors, SR networks go through spandrel).
     """
     if Path(name_or_path).is_file():
-        spec = next(spec for spec in MODELS.values() if spec.kind == kind)
-        return spec.build(Path(name_or_path), **options)
+        return spec_for_file(Path(name_or_path), kind).build(Path(name_or_path), **options)
     spec = get_spec(str(name_or_path), kind)
     return spec.build(ensure_weight(spec.name, weights_dir), **options)
+
+
+def write_random_weights(spec: ModelSpec, folder: Path, seed: int) -> Path:
+    """Save `spec`'s network with seeded random weights as its file in `folder`: a stand-in
+    that loads like the real one (the self-test, bench and tests time or check the plumbing
+    with it, not the pictures). GpenError when the entry has no `random_init`."""
+    if spec.random_init is None:
+        raise GpenError(f"{spec.name} has no random initialisation: its real file is needed")
+    import torch  # here only: the registry and the rest of this module stay light
+
+    path = Path(folder) / spec.filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(spec.random_init(seed).state_dict(), path)
+    return path
 
 
 def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[Path, str]:
@@ -752,9 +601,12 @@ def identify(path: Path, name: str | None = None) -> ModelSpec:
     for spec in MODELS.values():
         if spec.kind == "gpen" and layout is not None and dict(spec.config) == layout:
             return spec
+    recognised = [spec for spec in MODELS.values() if recognises(spec, path)]
+    if len(recognised) == 1:
+        return recognised[0]
     raise GpenError(
         f"{path}: cannot tell which model this file is (neither its name, its hash nor its "
-        f"layout is one of the registry's); name it with --as NAME, one of: {', '.join(MODELS)}"
+        f"tensors are one entry's); name it with --as NAME, one of: {', '.join(MODELS)}"
     )
 
 

@@ -35,12 +35,9 @@ def shared_dir() -> Path:
 def save_random_gpen256(path: Path) -> Path:
     import torch
 
-    from gpen_cli.models import build_gpen
     from gpen_cli.weights import MODELS
 
-    torch.manual_seed(0)
-    model = build_gpen(**MODELS["GPEN-BFR-256"].config)
-    torch.save(model.state_dict(), path)
+    torch.save(MODELS["GPEN-BFR-256"].random_init(0).state_dict(), path)
     return path
 
 

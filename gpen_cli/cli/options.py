@@ -19,11 +19,11 @@ from typing import Annotated, Any, get_args
 
 import typer
 
+from gpen_cli.cli.choices import registry_option
 from gpen_cli.cli.common import WeightsDirOption, say
 from gpen_cli.config import (
     MAX_SHORT_EDGE,
     MIN_TILE,
-    DetectorName,
     LandmarkSource,
     MaskKind,
     RestoreConfig,
@@ -45,14 +45,7 @@ ModelOption = Annotated[
     ),
 ]
 DetectorOption = Annotated[
-    DetectorName,
-    typer.Option(
-        case_sensitive=False,
-        metavar="NAME",
-        help="Face detector: retinaface (= retinaface-resnet50, as the official code), "
-        "retinaface-mobile (fast) or yunet.",
-        rich_help_panel=PIPELINE,
-    ),
+    str, registry_option("detector", "Face detector", rich_help_panel=PIPELINE)
 ]
 DeviceOption = Annotated[
     str,

@@ -1,7 +1,8 @@
 """The whole pipeline on a real photo: skimage's astronaut, one face, 512x512.
 
 It uses the smallest GPEN generator in the weights folder, or a seeded random GPEN-256
-(which checks the plumbing, not the restoration), and the first detector present.
+(which checks the plumbing, not the restoration), and the registry's first detector present
+(lowest `rank`: the smallest and fastest first).
 """
 
 from __future__ import annotations
@@ -9,15 +10,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gpen_cli import weights
+from gpen_cli import registry, weights
 from gpen_cli.doctor.result import BUG_FIX, FAIL, PASS, WARN, CheckResult, DoctorContext
 from gpen_cli.doctor.storage import present_models
 from gpen_cli.errors import GpenError
 
 SELF_TEST = "self-test"
 
-# Smallest and fastest first.
-DETECTOR_PREFERENCE = ("retinaface-mobile", "yunet", "retinaface-resnet50")
 RANDOM_MODEL = "GPEN-BFR-256"
 RANDOM_NOTE = "random weights: checks the plumbing, not the restoration"
 # Pixels this far outside a face's pasted square must come out unchanged.
@@ -25,12 +24,18 @@ _FOOTPRINT_MARGIN = 8
 _DOWNLOAD_TIMEOUT_S = 15.0
 
 
+def fetched_detector() -> registry.ModelSpec:
+    """The detector fetched when none is present: the lowest-ranked one with a download URL
+    (retinaface-mobile, the smallest built-in one)."""
+    return next(spec for spec in registry.of_kind("detector") if spec.url)
+
+
 def pick_detector(folder: Path) -> tuple[str | None, str]:
-    """The first present detector, else retinaface-mobile fetched now; (None, why) if neither."""
-    for name in DETECTOR_PREFERENCE:
-        if weights.weight_path(name, folder).is_file():
-            return name, ""
-    spec = weights.MODELS[DETECTOR_PREFERENCE[0]]
+    """The first present detector, else `fetched_detector` fetched now; (None, why) if neither."""
+    for spec in registry.of_kind("detector"):
+        if weights.weight_path(spec.name, folder).is_file():
+            return spec.name, ""
+    spec = fetched_detector()
     try:
         weights.download(spec, folder, progress=False, timeout=_DOWNLOAD_TIMEOUT_S)
     except weights.DownloadError as exc:
@@ -45,13 +50,7 @@ def pick_generator(folder: Path) -> str | None:
 
 
 def _random_generator():
-    import torch
-
-    from gpen_cli.models import build_gpen
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_gpen(**weights.MODELS[RANDOM_MODEL].config)
+    return weights.MODELS[RANDOM_MODEL].random_init(0)
 
 
 def _changed_far_from_faces(before, after, landmarks: list, size: int) -> int:
@@ -109,7 +108,7 @@ def self_test(context: DoctorContext) -> CheckResult:
 
     detector, why = pick_detector(folder)
     if detector is None:
-        spec = weights.MODELS[DETECTOR_PREFERENCE[0]]
+        spec = fetched_detector()
         return CheckResult(
             SELF_TEST,
             WARN,

@@ -13,6 +13,7 @@ from gpen_cli.checkpoints import (
     check_declared_size,
     describe_mismatch,
     read_checkpoint,
+    seeded,
     unwrap_state_dict,
 )
 from gpen_cli.errors import CheckpointError
@@ -85,6 +86,12 @@ def build_gpen(
     """
     generator = FastFullGenerator if fast else FullGenerator
     return generator(size, channel_multiplier=channel_multiplier, narrow=narrow, **config)
+
+
+def random_gpen(seed: int, size: int, **layout) -> FullGenerator:
+    """A GPEN generator of that layout with seeded random weights (a registry random_init)."""
+    with seeded(seed):
+        return build_gpen(size, **layout)
 
 
 def load_gpen(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from gpen_cli.checkpoints import read_state_dict
+from gpen_cli.checkpoints import read_state_dict, seeded
 from gpen_cli.errors import CheckpointError
 
 
@@ -79,3 +79,17 @@ def load_sr_net(path: Path) -> SrNet:
         supports_half=bool(descriptor.supports_half),
         supports_bfloat16=bool(descriptor.supports_bfloat16),
     )
+
+
+def random_rrdbnet(seed: int, scale: int, num_feat: int, num_blocks: int) -> nn.Module:
+    """An RRDBNet (spandrel's ESRGAN) of that shape with seeded random weights, in the key
+    layout `load_sr_net` recognises (a registry random_init)."""
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    with seeded(seed):
+        return ESRGAN(
+            num_filters=num_feat,
+            num_blocks=num_blocks,
+            scale=scale,
+            shuffle_factor=4 // scale if scale < 4 else None,
+        )

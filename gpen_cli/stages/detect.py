@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from gpen_cli.checkpoints import load_strict, read_state_dict
+from gpen_cli.checkpoints import load_strict, read_state_dict, seeded
 from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.float_resize import output_rows, resize_as_float32
@@ -51,6 +51,23 @@ class Detector(Protocol):
     """Anything that finds faces in a uint8 BGR H×W×3 image."""
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]: ...
+
+
+class DetectorBuilder(Protocol):
+    """What a registered detector's `builder` is called with (after its entry's
+    `build_options`): the device as text ("cpu", "cuda:0"), the confidence to keep a face
+    (None: the detector's own default), the smallest box side in pixels to keep, and whether
+    to drop boxes lying mostly inside a better one (`drop_nested` below)."""
+
+    def __call__(
+        self,
+        weights_path: Path,
+        *,
+        device: str,
+        score_threshold: float | None,
+        min_face_size: float,
+        drop_nested: bool,
+    ) -> Detector: ...
 
 
 def _read_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
@@ -209,6 +226,22 @@ class RetinaFaceDetector(_FilteredDetector):
         return rows[:, :4], rows[:, 4] * factor, rows[:, 5:15]
 
 
+def random_retinaface(seed: int, network: str) -> torch.nn.Module:
+    """facexlib's RetinaFace with seeded random weights (a registry random_init)."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    with seeded(seed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's pretrained=False notice
+        return RetinaFace(network_name=network, half=False, device="cpu")
+
+
+def is_retinaface(path: Path, network: str) -> bool:
+    """Whether `path` holds RetinaFace weights of backbone `network`, by their key names."""
+    prefix = {"resnet50": "body.layer1.", "mobile0.25": "body.stage1."}[network]
+    state = _read_weights(path, "RetinaFace")
+    return "ClassHead.0.conv1x1.weight" in state and any(key.startswith(prefix) for key in state)
+
+
 class YuNetDetector(_FilteredDetector):
     """OpenCV's YuNet: small and fast, needs nothing beyond OpenCV.
 
@@ -326,6 +359,14 @@ class FanLandmarks:
             Face(face.box.copy(), face.score, landmarks68_to_5(face_points))
             for face, face_points in zip(faces, points, strict=True)
         ]
+
+
+def random_fan(seed: int) -> torch.nn.Module:
+    """face-alignment's 4-stack 2D-FAN with seeded random weights (a registry random_init)."""
+    from face_alignment.models import FAN
+
+    with seeded(seed):
+        return FAN(4)
 
 
 def heatmaps_to_points(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from gpen_cli.checkpoints import load_strict, read_state_dict
+from gpen_cli.checkpoints import load_strict, read_state_dict, seeded
 from gpen_cli.devices import pick_dtype
 from gpen_cli.models.parsenet import fused_head
 
@@ -98,6 +98,21 @@ def parsing_input(faces: Sequence[np.ndarray]) -> np.ndarray:
     side = PARSING_INPUT_SIZE
     batch = np.stack([cv2.resize(face, (side, side)) for face in faces])[..., ::-1]
     return (batch / 255.0 * 2 - 1).astype(np.float32).transpose(0, 3, 1, 2)
+
+
+def random_parsenet(seed: int) -> torch.nn.Module:
+    """facexlib's ParseNet at GPEN's size with seeded random weights (a registry random_init)."""
+    from facexlib.parsing.parsenet import ParseNet
+
+    side = PARSING_INPUT_SIZE
+    with seeded(seed):
+        return ParseNet(in_size=side, out_size=side, parsing_ch=PARSING_LABELS)
+
+
+def is_parsenet(path: Path) -> bool:
+    """Whether `path` holds ParseNet weights, by their key names."""
+    state = read_state_dict(Path(path), "ParseNet face-parsing state dict")
+    return any(key.startswith("out_mask_conv.") for key in state)
 
 
 class ParsingMasker:
