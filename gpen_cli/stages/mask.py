@@ -32,9 +32,11 @@ PARSING_LABELS = 19
 _BORDER_PX = 26
 _BLUR_KERNEL = (101, 101)
 _BLUR_SIGMA = 4
-# Faces per ParseNet forward: its 512 px activations are 64 MB per channel block a face, so
-# bounded chunks keep memory flat whatever the number of faces in a photo.
-PARSING_CHUNK = 2
+# Faces per ParseNet forward: its 512 px activations are 64–128 MB per face and tensor, so
+# bounded chunks keep memory flat whatever the number of faces in a photo. On a CPU one face
+# a forward is as fast as two and holds the Solvay restore's peak under 3 GB (see
+# docs/benchmarks.md); a GPU is kept busy by a few.
+PARSING_CHUNK = {"cpu": 1, "cuda": 4}
 
 
 class Masker(Protocol):
@@ -130,14 +132,14 @@ class ParsingMasker:
         weights_path: Path,
         device: torch.device | str = "cpu",
         half: bool = False,
-        chunk: int = PARSING_CHUNK,
+        chunk: int | None = None,
         exact: bool = False,
     ):
         from facexlib.parsing.parsenet import ParseNet
 
         self.device = torch.device(device)
         self.dtype = pick_dtype(self.device, half)
-        self.chunk = max(1, int(chunk))
+        self.chunk = max(1, int(chunk or PARSING_CHUNK.get(self.device.type, 1)))
         network = ParseNet(
             in_size=PARSING_INPUT_SIZE, out_size=PARSING_INPUT_SIZE, parsing_ch=PARSING_LABELS
         )
