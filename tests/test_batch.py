@@ -578,6 +578,7 @@ def test_cli_restores_the_test_photos_with_the_default_detector(
     assert "faces/s" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "missing"),
     [("GPEN-BFR-256", "GPEN-BFR-256.pth"), (None, "detection_mobilenet0.25_Final.pth")],
@@ -644,6 +645,7 @@ sys.exit(3)
 """
 
 
+@pytest.mark.slow
 def test_a_process_exits_while_its_engine_waits_for_input():
     """A Ray actor's engine waits for photos until its process ends; the process must then
     exit (a pool thread waiting for faces held actors at exit, orphaned with their models)."""

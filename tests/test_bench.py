@@ -31,6 +31,7 @@ def run_json(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypatch):
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     report = run_json(
@@ -59,6 +60,7 @@ def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypa
         assert result["cuda_peak_mb"] is None and result["peak_fraction"] is None
 
 
+@pytest.mark.slow
 def test_pipeline_on_a_real_photo_times_the_restorers_own_stages(
     tiny_checkpoint, tmp_path, pipeline_weights_dir
 ):
@@ -108,6 +110,7 @@ def test_default_photos_come_from_the_shared_folder(monkeypatch, tmp_path):
     assert default_photos() == []
 
 
+@pytest.mark.slow
 def test_markdown_table(tiny_checkpoint, monkeypatch):
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     result = runner.invoke(
@@ -182,6 +185,7 @@ def test_absent_registry_weights_become_seeded_random_weights():
         resolve_bench_model("yunet", None, None, seed=0)
 
 
+@pytest.mark.slow
 def test_batch_sizes_are_capped_by_memory_in_one_line(tiny_checkpoint, monkeypatch):
     from gpen_cli import memory
 
@@ -228,6 +232,7 @@ def test_each_configuration_tells_its_steps_and_an_unfillable_batch_is_warned(
     ]
 
 
+@pytest.mark.slow
 def test_the_cli_shows_the_unfillable_batch_warning(tiny_checkpoint, monkeypatch):
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     args = ["--model", str(tiny_checkpoint), "-b", "2", "--repeats", "1", "--faces", "1"]
@@ -237,6 +242,7 @@ def test_the_cli_shows_the_unfillable_batch_warning(tiny_checkpoint, monkeypatch
     assert "batch size 2 never fills: the workload holds 1 face a run" in words
 
 
+@pytest.mark.slow
 def test_the_table_and_its_lines_fit_80_columns_between_words(tiny_checkpoint, monkeypatch):
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     args = ["bench", "--model", str(tiny_checkpoint), "--repeats", "1", "--faces", "1"]

@@ -89,6 +89,7 @@ def as_the_shell_reads(lines: list[str]) -> list[str]:
     return printed.decode().split("\0")[:-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["restore", "batch"])
 def test_first_ctrl_c_finishes_in_flight_exits_130_and_the_same_command_resumes(
     tmp_path, monkeypatch, tiny_checkpoint, command

@@ -56,6 +56,7 @@ def portrait(tmp_path) -> Path:
     return photo_as("portrait", tmp_path / "in" / "portrait.jpg")
 
 
+@pytest.mark.slow
 def test_restores_a_photo_with_report_compare_and_faces(
     portrait, tmp_path, tiny_checkpoint, weights_dir
 ):
@@ -91,6 +92,7 @@ def test_restores_a_photo_with_report_compare_and_faces(
     assert not list(out.rglob("*.partial"))
 
 
+@pytest.mark.slow
 def test_existing_output_needs_overwrite_and_input_is_never_replaced(
     portrait, tiny_checkpoint, weights_dir
 ):
@@ -117,6 +119,7 @@ def test_existing_output_needs_overwrite_and_input_is_never_replaced(
     assert portrait.read_bytes() == original
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_line_errors_and_exit_1(
     tmp_path, portrait, tiny_checkpoint, weights_dir
 ):
@@ -294,6 +297,7 @@ def test_end_to_end_on_the_test_photos_with_gpen_256(tmp_path, weights_dir):
         assert written.shape == cv2.imread(str(path)).shape
 
 
+@pytest.mark.slow
 def test_photo_without_faces_is_passed_through_byte_for_byte(
     tmp_path, tiny_checkpoint, weights_dir
 ):

@@ -348,6 +348,7 @@ def test_a_missing_package_says_what_to_install(context):
     assert (result.status, result.fix) == (FAIL, "pip install opencv-python")
 
 
+@pytest.mark.slow
 def test_doctor_survives_broken_compiled_packages(tmp_path):
     """With numpy reporting 2.x and cv2/torch/numba failing to import as under numpy 2,
     `gpen doctor` still runs every check, and the numpy line says what to do."""

@@ -34,6 +34,7 @@ def _cases(count: int, seed: int) -> list[tuple[int, int, float]]:
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_no_row_outside_rows_read_reaches_the_result(seed):
     """Rows other than those listed for a band of output rows NaN, which any read would

@@ -6,6 +6,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
 
 
@@ -16,6 +18,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_half_precision_comparison_runs_and_meets_its_bar_on_a_cpu():
     check = load_script()
     psnr = check.half_psnr("cpu", 64, 2)

@@ -89,6 +89,7 @@ def test_parsing_input_is_the_official_conversion() -> None:
     np.testing.assert_array_equal(parsing_input([face])[0], expected)
 
 
+@pytest.mark.slow
 def test_parsing_masks_equal_the_whole_network_run_face_by_face(parsenet_file) -> None:
     from facexlib.parsing.parsenet import ParseNet
 

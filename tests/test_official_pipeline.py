@@ -25,6 +25,8 @@ from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
 
 PHOTOS = ["solvay_crop", "astronaut_320"]
+# The crop of many faces takes the longest: `make test` runs it, `make test-fast` the portrait.
+PHOTO_CASES = [pytest.param("solvay_crop", marks=pytest.mark.slow), "astronaut_320"]
 OFFICIAL_THRESHOLD = 0.9  # FaceEnhancement.threshold
 
 
@@ -90,7 +92,7 @@ def test_seeded_weights_regenerate_to_the_stored_hash(name):
     )
 
 
-@pytest.mark.parametrize("stem", PHOTOS)
+@pytest.mark.parametrize("stem", PHOTO_CASES)
 def test_default_pipeline_gives_the_official_photo(official_restorer, stem):
     result = official_restorer.restore(photo(stem))
     expected = official(f"{stem}_GPEN.png")
@@ -102,6 +104,7 @@ def test_default_pipeline_gives_the_official_photo(official_restorer, stem):
     np.testing.assert_array_equal(result.input_crops[0], official(f"{stem}_face00_in.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", ["solvay_crop"])  # ParseNet at 512 px: one face will do
 def test_paste_mask_is_the_official_mask(official_restorer, stem):
     restored = official(f"{stem}_face00_out.png")

@@ -233,6 +233,7 @@ def test_paste_cost_is_bound_to_the_face_region(in_place: bool) -> None:
     assert out[3000, 5000].tolist() == [200, 200, 200]
 
 
+@pytest.mark.slow
 def test_a_large_face_is_warped_and_blended_in_strips_of_a_few_mb() -> None:
     """A face 3000 px across: temporaries stay far below the face box's float32 copies."""
     image = np.zeros((4000, 4000, 3), np.uint8)

@@ -61,6 +61,7 @@ def test_registering_a_taken_name_alias_or_file_is_refused():
     assert "new" not in weights.MODELS
 
 
+@pytest.mark.slow
 def test_random_stand_ins_load_like_the_real_files(tmp_path):
     spec = weights.MODELS["realesrnet_x2"]
     path = weights.write_random_weights(spec, tmp_path, seed=1)

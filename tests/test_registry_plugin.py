@@ -116,6 +116,7 @@ def test_doctors_self_test_covers_the_registered_detector(centre_detector):
     assert f"+ {NAME};" in result.detail and "restored 1 face(s)" in result.detail
 
 
+@pytest.mark.slow
 def test_gpen_bench_times_the_registered_detector(centre_detector, tiny_checkpoint, tmp_path):
     photo_as("portrait", tmp_path / "photos" / "portrait.png")
     result = runner.invoke(

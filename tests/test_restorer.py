@@ -273,6 +273,7 @@ class WatchedIdentity(Identity):
             return x
 
 
+@pytest.mark.slow
 def test_on_a_cpu_detection_waits_while_the_generator_runs(tmp_path):
     """Two networks at once would run twice as many intra-op threads as there are cores."""
     from gpen_cli.batch import BatchOptions, run_batch

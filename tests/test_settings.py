@@ -175,6 +175,7 @@ def test_a_default_upsampler_is_a_preference_not_noted_on_every_run(tmp_path, co
     assert "does nothing without --upscale" in _needed(tmp_path, "--bg-upsampler", "none")
 
 
+@pytest.mark.slow
 def test_bench_times_the_users_default_model(tiny_checkpoint, config_file, monkeypatch):
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     config_file(f'model = "{tiny_checkpoint}"\nmask = "rect"\n')

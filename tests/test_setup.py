@@ -3,6 +3,7 @@ to get what it mentions (the detector weights some tests use, shell completion).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -25,8 +26,12 @@ def test_the_license_is_an_spdx_expression_setuptools_takes_without_a_warning():
 def test_make_install_runs_pip_quietly_and_says_what_it_does(tmp_path):
     venv = tmp_path / "venv"
     planned = subprocess.run(
-        ["make", "-n", "install", f"VENV={venv}"], cwd=REPO, capture_output=True, text=True
-    )
+        ["make", "--no-print-directory", "-n", "install", f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
+    )  # as typed in a shell, also when the suite itself runs under `make test`
     assert planned.returncode == 0, planned.stderr
     pips = [line for line in planned.stdout.splitlines() if " -m pip install " in line]
     assert len(pips) == 2 and all(" --quiet " in line for line in pips), planned.stdout

@@ -95,6 +95,7 @@ def restore(source: Path, output: Path, model: FaceRestorer, **options):
     return job, job.run(model)
 
 
+@pytest.mark.slow
 def test_timing_and_sound_kept_faces_changed_faceless_frames_equal(film, gpen, tmp_path):
     output = tmp_path / "out.mkv"
     _, outcome = restore(film, output, gpen)
@@ -113,6 +114,7 @@ def test_timing_and_sound_kept_faces_changed_faceless_frames_equal(film, gpen, t
     assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
+@pytest.mark.slow
 def test_identity_model_gives_the_frames_back_as_photo_restoring_does(
     rgb_film, weights_dir, tmp_path
 ):
@@ -128,6 +130,7 @@ def test_identity_model_gives_the_frames_back_as_photo_restoring_does(
             assert np.abs(restored.astype(int) - photo).max() <= 2, index
 
 
+@pytest.mark.slow
 def test_phone_clip_window_rotation_and_h264(pictures, gpen, tmp_path):
     source = tmp_path / "phone.mp4"
     make_film(source, pictures, codec="libx264", audio="aac", rotation=90)
@@ -145,6 +148,7 @@ def test_phone_clip_window_rotation_and_h264(pictures, gpen, tmp_path):
     assert copied and set(copied) <= set(audio_packets(source))
 
 
+@pytest.mark.slow
 def test_stop_closes_a_playable_partial_film(film, gpen, tmp_path):
     output = tmp_path / "out.mkv"
     job = plan_video(film, output, VideoOptions())
@@ -157,6 +161,7 @@ def test_stop_closes_a_playable_partial_film(film, gpen, tmp_path):
     assert not list(tmp_path.glob(".*"))
 
 
+@pytest.mark.slow
 def test_segments_resume_and_join_to_the_same_film(film, gpen, tmp_path):
     whole = tmp_path / "whole.mkv"
     restore(film, whole, gpen, smooth=False)
@@ -258,6 +263,7 @@ def test_smoother_forgets_a_lost_face():
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_cli_restores_and_refuses_bad_input_in_one_line(
     film, tiny_checkpoint, weights_dir, tmp_path
 ):

@@ -69,6 +69,7 @@ def test_gif_output_with_the_gif_encoder_is_written(tmp_path, common):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.gif", "clip.mkv"]
 
 
+@pytest.mark.slow
 def test_mpeg_ts_takes_h264_and_the_audio_unchanged(tmp_path, common):
     source = film(tmp_path / "clip.mp4", count=25, codec="libx264", audio="aac")
     output = tmp_path / "clip.ts"
@@ -121,6 +122,7 @@ def _file_size_limit(limit: int):
     return apply
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="no file size limits here")
 def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, common):
     # A process of its own (for its file size limit): `process_environment` gives it the
