@@ -406,14 +406,14 @@ def test_a_failing_check_exits_1(monkeypatch):
     monkeypatch.setattr(doctor, "CHECKS", _fixed_checks(PASS, FAIL, WARN))
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 1
-    assert "1 passed, 1 warnings, 1 failed" in result.stdout
+    assert "1 passed, 1 warning, 1 failed" in result.stdout
 
 
 def test_warnings_alone_exit_0(monkeypatch):
     monkeypatch.setattr(doctor, "CHECKS", _fixed_checks(PASS, WARN))
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 0
-    assert "1 passed, 1 warnings, 0 failed" in result.stdout
+    assert "1 passed, 1 warning, 0 failed" in result.stdout
 
 
 def test_details_fit_80_columns_and_no_name_is_cut(monkeypatch):
@@ -428,9 +428,12 @@ def test_details_fit_80_columns_and_no_name_is_cut(monkeypatch):
     )
     monkeypatch.setattr(doctor, "CHECKS", checks)
     lines = runner.invoke(app, ["doctor"], env={"COLUMNS": "80"}).stdout.splitlines()
-    fix_line = lines.index("weights present:") + 1
-    assert lines[fix_line] == f"  {fix}"  # whole, on its own line, to be copied
-    assert all(len(line) <= 80 for index, line in enumerate(lines) if index != fix_line)
+    first = lines.index("weights present:") + 1
+    last = next(i for i in range(first, len(lines)) if not lines[i].endswith(" \\"))
+    fix_text = " ".join(line.strip().removesuffix(" \\") for line in lines[first : last + 1])
+    assert fix_text == fix  # broken between words only: the copied lines are the command
+    too_long = [line for line in lines if len(line) > 80]
+    assert too_long == [] or all(len(line.split()) <= 2 for line in too_long), too_long
     words = " ".join(line.strip() for line in lines[: lines.index("To fix:") - 1]).split()
     assert folder in words and "detection_mobilenet0.25_Final.pth" in words
 
@@ -540,7 +543,7 @@ def test_doctor_passes_on_this_machine(monkeypatch, seeded_detector_dir):
     assert result.exit_code == 0, failed
     self_test = next(row for row in rows if row["name"] == "self-test")
     assert self_test["status"] == "pass"
-    assert "restored 1 face(s) of skimage's astronaut" in self_test["detail"]
+    assert "restored 1 face of skimage's astronaut" in self_test["detail"]
     assert "random weights: checks the plumbing, not the restoration" in self_test["detail"]
 
 
@@ -554,3 +557,32 @@ def test_ray_extra_that_cannot_import_fails_with_the_pinned_install(monkeypatch,
 
     assert result.status == "FAIL" and "import ray.data" in result.detail
     assert "pyarrow<26" in result.fix
+
+
+def test_a_long_fix_command_is_broken_between_words_and_pastes_as_the_same_command():
+    """At 80 columns a fix command longer than the line is broken by backslashes between
+    its shell words, quotes kept whole: the lines run by a shell are the one command."""
+    import subprocess
+
+    from gpen_cli.cli.doctor import fix_lines
+
+    fix = (
+        "pip install --force-reinstall --no-deps torch==2.14.1 torchvision==0.29.1 "
+        "--index-url https://download.pytorch.org/whl/cpu && pip uninstall -y "
+        "$(pip freeze | grep -oE '^(nvidia-[^=]+|triton) x')"
+    )
+    lines = fix_lines(fix, 80)
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines)
+    assert all(line.endswith(" \\") for line in lines[:-1])
+    assert "'^(nvidia-[^=]+|triton) x'" in "\n".join(lines)  # the quoted word stays whole
+    echoed = subprocess.run(
+        ["sh", "-c", "\n".join(lines).replace("pip ", "echo pip ").replace("$(", "$(echo ")],
+        capture_output=True,
+        text=True,
+    )
+    expected = subprocess.run(
+        ["sh", "-c", fix.replace("pip ", "echo pip ").replace("$(", "$(echo ")],
+        capture_output=True,
+        text=True,
+    )
+    assert echoed.stdout == expected.stdout and echoed.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -58,7 +59,8 @@ def print_findings(results: list) -> None:
 
     A detail carries paths and file names: it is wrapped between words only, so none is
     ever cut (a word longer than the line gets a line of its own). A fix is often a
-    command: it is printed whole on one line, so that a copied command is whole.
+    command: it is broken between its words by a backslash (`fix_lines`), so the lines copied
+    together paste as that one command.
     """
     from gpen_cli.doctor import PASS, summary_line
 
@@ -79,8 +81,29 @@ def print_findings(results: list) -> None:
         console.print("\n[bold]To fix:[/]", highlight=False)
     for result in to_fix:
         console.print(Text(f"{result.name}:"), highlight=False)
-        console.print(Text(f"  {result.fix}"), soft_wrap=True, highlight=False)
+        for line in fix_lines(result.fix, columns):
+            console.print(Text(line), soft_wrap=True, highlight=False)
     console.print(summary_line(results), highlight=False)
+
+
+def fix_lines(fix: str, width: int) -> list[str]:
+    """`fix` indented, in lines of at most `width` characters where its words allow, each
+    but the last ending in " \\": broken only between shell words (quotes kept whole)."""
+    lexer = shlex.shlex(fix, posix=False)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        words = list(lexer)
+    except ValueError:  # not shell syntax (an unbalanced quote in prose): one line, whole
+        return [f"  {fix}"]
+    lines, line = [], "  "
+    for word in words:
+        if line.strip() and len(line) + 1 + len(word) + 2 > width:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line.strip() else line + word
+    return [*lines, line]
 
 
 def _weights_folder(weights_dir: Path | None) -> tuple[Path, str]:

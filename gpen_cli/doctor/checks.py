@@ -22,6 +22,7 @@ from gpen_cli.doctor.result import (
     DoctorContext,
     failure_from_exception,
 )
+from gpen_cli.words import count
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,9 @@ def run_check(check: Check, context: DoctorContext) -> CheckResult:
 
 
 def summary_line(results: Iterable[CheckResult]) -> str:
-    """'N passed, N warnings, N failed'."""
+    """'N passed, N warnings, N failed' ("1 warning" for one)."""
     statuses = [result.status for result in results]
     return (
-        f"{statuses.count(PASS)} passed, {statuses.count(WARN)} warnings, "
+        f"{statuses.count(PASS)} passed, {count(statuses.count(WARN), 'warning')}, "
         f"{statuses.count(FAIL)} failed"
     )

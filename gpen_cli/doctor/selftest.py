@@ -14,6 +14,7 @@ from gpen_cli import registry, weights
 from gpen_cli.doctor.result import BUG_FIX, FAIL, PASS, WARN, CheckResult, DoctorContext
 from gpen_cli.doctor.storage import present_models
 from gpen_cli.errors import GpenError
+from gpen_cli.words import count
 
 SELF_TEST = "self-test"
 
@@ -140,7 +141,7 @@ def self_test(context: DoctorContext) -> CheckResult:
         fix = weights.fetch_command([detector], folder, force=True) if not result.faces else BUG_FIX
         return CheckResult(SELF_TEST, FAIL, f"{model_label} + {detector}: {problem}", fix)
     detail = (
-        f"restored {len(result.faces)} face(s) of skimage's astronaut "
+        f"restored {count(len(result.faces), 'face')} of skimage's astronaut "
         f"{image.shape[1]}x{image.shape[0]} in {elapsed:.1f} s with {model_label} + {detector}; "
         f"{mask.value} mask; shape kept, pixels far from the face unchanged"
     )
