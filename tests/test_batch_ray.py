@@ -146,7 +146,8 @@ def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings, ray_clu
 
 def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings, ray_cluster):
     """A terminal's Ctrl-C reaches the whole process group, Ray's own processes included."""
-    source = make_folder(tmp_path / "in", copies=10)  # still running when Ctrl-C comes
+    copies = 30  # enough that the job is still running when Ctrl-C comes, on a busy machine too
+    source = make_folder(tmp_path / "in", copies=copies)
     out, report = tmp_path / "out", tmp_path / "report.json"
     command = [
         sys.executable, "-m", "gpen_cli", "batch", str(source), "-o", str(out), "-q",
@@ -179,9 +180,9 @@ def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings,
     done = {e.output for e in second.entries if e.error == ALREADY_DONE}
     assert done >= {r["output"] for r in first["results"] if r["status"] == "ok"}
     redone = [e for e in second.entries if e.status in ("ok", "no_face")]
-    assert len(redone) + len(done) == 21  # the 20 photos with faces and the one without
+    assert len(redone) + len(done) == 2 * copies + 1  # the photos with faces, the one without
     assert not any(is_partial_file(path) for path in out.rglob("*"))
-    assert len(list(out.rglob("*.jpg"))) == 20
+    assert len(list(out.rglob("*.jpg"))) == 2 * copies
 
 
 def actor_pids() -> list[int]:
