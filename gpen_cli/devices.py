@@ -87,8 +87,8 @@ def cpu_has_fast_bf16() -> bool:
 def pick_dtype(device: torch.device, half: bool) -> torch.dtype:
     """FP32 unless asked: FP16 on CUDA, BF16 on a CPU that runs it natively.
 
-    Half precision changes pixels (about 40 dB PSNR against FP32), so it is never a default:
-    the default output is the official FP32 one on every device.
+    Half precision rounds differently and so changes pixels, so it is never a default: the
+    default output is the official FP32 one on every device (docs/benchmarks.md has the PSNR).
     """
     import torch
 

@@ -171,8 +171,8 @@ def resolve_weights_dir(explicit: str | Path | None = None) -> Path:
 
 
 def older_places() -> list[Path]:
-    """Where earlier versions looked for weights, and where a checkout's README said to copy
-    them: ./weights, the checkout's weights/, and the user cache folder."""
+    """Folders never searched where a user may still keep weights (./weights, the checkout's
+    weights/, the user cache folder): a missing-file message points to a file found there."""
     checkout = Path(__file__).resolve().parents[1] / "weights"
     cache = platformdirs.user_cache_path("gpen-cli") / "weights"
     places = [Path.cwd() / "weights", checkout, cache]

@@ -1,10 +1,10 @@
 """Process-wide policy the `gpen` command sets for itself at start (never the library).
 
-The memory policy. ParseNet's activations are 64-128 MB each (32 channels of 512×512 floats,
-two faces a chunk). glibc serves blocks that large with a fresh mmap and returns them to the
-kernel on free, so every layer of every face took new pages from the kernel, which zeroes
-them: a third of the command's CPU time was the kernel's. The command asks glibc instead to
-keep such blocks in one heap and reuse them:
+The memory policy. ParseNet's activations are tens of MB each (32 channels of 512×512 floats
+a face). glibc serves blocks that large with a fresh mmap and returns them to the kernel on
+free, so every layer of every face would take new pages from the kernel, which zeroes them:
+CPU time spent on nothing the restore needs. The command asks glibc instead to keep such
+blocks in one heap and reuse them:
 
     M_ARENA_MAX 1              every thread allocates from the main heap (a thread's own arena
                                holds at most 64 MB and would map large blocks anyway)

@@ -25,9 +25,9 @@ from gpen_cli.devices import pick_dtype
 from gpen_cli.models.upsampler import SrNet
 from gpen_cli.stages.load import check_upscaled_size
 
-# Input pixels each tile reaches past its core on every side. Chosen from measurements of
-# tiled against whole-image output (README, "Upscaling"): at 8 px the tiled photo is already
-# within one grey level of the whole one (84 dB); 16 px doubles that margin.
+# Input pixels each tile reaches past its core on every side. Chosen from tiled against
+# whole-image output (docs/benchmarks.md, "Upscaling"): 8 px is where the seams vanish, and
+# 16 px doubles that margin.
 DEFAULT_OVERLAP = 16
 # The largest tile core the automatic plan picks (input pixels a side): past this a tile
 # costs memory without making the network faster.
