@@ -113,7 +113,7 @@ def test_gpen_restore_runs_the_registered_detector(centre_detector, tiny_checkpo
 def test_doctors_self_test_covers_the_registered_detector(centre_detector):
     result = selftest.self_test(DoctorContext(centre_detector))
     assert result.status == PASS, result.detail
-    assert f"+ {NAME};" in result.detail and "restored 1 face(s)" in result.detail
+    assert f"+ {NAME};" in result.detail and "restored 1 face of" in result.detail
 
 
 @pytest.mark.slow
