@@ -161,3 +161,17 @@ def update_rate(progress: Progress) -> None:
     elapsed = task.elapsed or 0.0
     rate = task.fields["faces"] / elapsed if elapsed > 0 else 0.0
     progress.update(task.id, rate=rate)
+
+
+def shell_lines(words: list[str], width: int) -> list[str]:
+    """Shell words (already quoted) indented, in lines of at most `width` characters broken
+    between words by a backslash: the lines copied together paste as one command. A word
+    too long for a line gets one of its own, whole."""
+    lines, line = [], "  "
+    for word in words:
+        if line.strip() and len(line) + 1 + len(word) + 2 > width:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line.strip() else line + word
+    return [*lines, line]

@@ -15,7 +15,13 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from gpen_cli.cli.common import WeightsDirOption, console, err_console, setup_logging
+from gpen_cli.cli.common import (
+    WeightsDirOption,
+    console,
+    err_console,
+    setup_logging,
+    shell_lines,
+)
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED
 
 _STATUS_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
@@ -96,14 +102,7 @@ def fix_lines(fix: str, width: int) -> list[str]:
         words = list(lexer)
     except ValueError:  # not shell syntax (an unbalanced quote in prose): one line, whole
         return [f"  {fix}"]
-    lines, line = [], "  "
-    for word in words:
-        if line.strip() and len(line) + 1 + len(word) + 2 > width:
-            lines.append(line + " \\")
-            line = "    " + word
-        else:
-            line = f"{line} {word}" if line.strip() else line + word
-    return [*lines, line]
+    return shell_lines(words, width)
 
 
 def _weights_folder(weights_dir: Path | None) -> tuple[Path, str]:

@@ -23,7 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from gpen_cli.cli.common import StopSafeProgress, console, err_console, say
+from gpen_cli.cli.common import StopSafeProgress, console, err_console, say, shell_lines
 from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
 from gpen_cli.report import ReportEntry, naming, write_report
 from gpen_cli.words import count
@@ -144,14 +144,7 @@ def command_lines(argv: list[str], width: int) -> list[str]:
     """`argv` quoted for a POSIX shell, indented, in lines of at most `width` characters
     broken between arguments by a backslash: the lines copied together paste as one command.
     An argument too long for a line gets one of its own, whole."""
-    lines, line = [], "  "
-    for word in map(shlex.quote, argv):
-        if line.strip() and len(line) + 1 + len(word) + 2 > width:
-            lines.append(line + " \\")
-            line = "    " + word
-        else:
-            line = f"{line} {word}" if line.strip() else line + word
-    return [*lines, line]
+    return shell_lines([shlex.quote(word) for word in argv], width)
 
 
 def extras_written(entries: list[ReportEntry], *, compare: bool, save_faces: bool) -> list[str]:
