@@ -163,7 +163,11 @@ def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings,
         env=process_environment(),
     )
     deadline = time.monotonic() + 120
-    while not list(out.rglob("*.jpg")) and run.poll() is None and time.monotonic() < deadline:
+
+    def writing() -> bool:  # a photo being written (its hidden temporary file) or written
+        return any(p.suffix == ".jpg" or is_partial_file(p) for p in out.rglob("*"))
+
+    while not writing() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(run.pid, signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
