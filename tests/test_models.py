@@ -54,8 +54,11 @@ def test_reproduces_official_output(tiny_reference, fast):
         out = model(tiny_reference["input"])
     assert isinstance(out, torch.Tensor)
     assert out.shape == tiny_reference["output"].shape
-    # The official formulation is the official code's arithmetic: bit for bit the same.
-    tolerance = 1e-4 if fast else 0.0
+    # The official formulation is the official code's arithmetic: run on one CPU, the two are
+    # bit for bit the same (checked on an AVX2 EPYC against the official code run there). The
+    # stored reference was made on another CPU, whose oneDNN kernels round differently: the
+    # official code itself differs from it by 2.6e-6 on that EPYC. The exact bound is 4x that.
+    tolerance = 1e-4 if fast else 1e-5
     assert (out - tiny_reference["output"]).abs().max().item() <= tolerance
 
 

@@ -126,7 +126,7 @@ def test_every_label_gives_the_official_paste_mask():
 
 
 @pytest.mark.parametrize("stem", PHOTOS)
-def test_exact_generator_gives_the_official_crop_bit_for_bit(seeded_weights_dir, stem):
+def test_exact_generator_gives_the_official_crop(seeded_weights_dir, stem):
     restorer = FaceRestorer(
         seeded_weights_dir / "GPEN-BFR-256.pth",
         weights_dir=seeded_weights_dir,
@@ -135,8 +135,14 @@ def test_exact_generator_gives_the_official_crop_bit_for_bit(seeded_weights_dir,
         aligned=True,
     )
     restored = restorer.forward([official(f"{stem}_face00_in.png")])[0].image
-    # Same input normalisation, same layer arithmetic, same truncating 8-bit conversion.
-    np.testing.assert_array_equal(restored, official(f"{stem}_face00_out.png"))
+    # Same input normalisation, same layer arithmetic, same truncating 8-bit conversion: on the
+    # CPU that made the references, and against the official code run on any one CPU, every
+    # byte is equal. Another CPU's kernels round the last float bit differently, which moves a
+    # value that sits on a grey-level boundary by one: the official code on an AVX2 EPYC
+    # differs so from these references in 0.023 % of its values, ours in 0.011 %.
+    difference = np.abs(restored.astype(int) - official(f"{stem}_face00_out.png").astype(int))
+    assert difference.max() <= 1
+    assert np.mean(difference > 0) <= 5e-4
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ every resolution; a StyleGAN2 decoder renders the face from that style and conca
 encoder feature of the same resolution to each layer's output (GPEN's "noise" inputs).
 
 This file is the reference: each forward is the official code's arithmetic, in its order, so
-`--exact` reproduces the official output bit for bit. Module and parameter names follow the
-official code so that `state_dict()` keys match the published files.
+`--exact` reproduces the official output bit for bit on the same CPU. Module and parameter
+names follow the official code so that `state_dict()` keys match the published files.
 
 Faster kernels computing the same function live in `ops.py`. A module names the classes of
 the layers it builds in class attributes (`blur_type`, `conv_type`...); the fast generator

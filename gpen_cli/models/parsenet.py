@@ -175,8 +175,11 @@ def _blocks(blocks: Sequence[nn.Module], dtype: torch.dtype) -> list[FusedBlock]
 
 def fused_head(network: nn.Module, dtype: torch.dtype) -> Callable | None:
     """The fused head of a facexlib ParseNet in eval mode, or None where it cannot be used:
-    no oneDNN in this torch, or a layer it does not reproduce."""
+    no oneDNN in this torch, BF16 asked of a CPU whose oneDNN has no BF16 convolution (AVX2
+    alone: it refuses the call), or a layer it does not reproduce."""
     if not torch.backends.mkldnn.is_available():
+        return None
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return None
     try:
         return FusedSegmentationHead(network, dtype)
