@@ -220,3 +220,28 @@ def test_an_unreadable_report_or_no_photo_at_all_is_one_line_and_no_page(tmp_pat
     result = _review(str(gone), "-o", str(mine))
     assert result.exit_code == 2 and "is not a review page gpen wrote" in result.output
     assert not (tmp_path / "r.html").exists() and mine.read_text() == "<p>my notes</p>"
+
+
+@pytest.mark.slow
+def test_batch_writes_the_page_at_the_end_and_refuses_a_foreign_one_first(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    shutil.copy(DATA / "photos" / "solvay_crop.png", tmp_path / "in" / "group.png")
+    args = ["batch", "in", "-o", "out", "--review-page", "--model", str(tiny_checkpoint)]
+    args += ["--aligned", "--device", "cpu"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "review.html").write_text("mine")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "is not a review page gpen wrote" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["review.html"]  # nothing run
+    (tmp_path / "out" / "review.html").unlink()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "review page: out/review.html (1 photo)" in result.output
+    html = (tmp_path / "out" / "review.html").read_text(encoding="utf-8")
+    assert 'href="../in/group.png"' in html and 'href="group.png"' in html
+    assert {"1-before.jpg", "1-after.jpg"} <= {
+        p.name for p in (tmp_path / "out/review_files").iterdir()
+    }

@@ -13,7 +13,7 @@ body { margin: 0; background: var(--page); color: var(--ink);
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 main { max-width: 1180px; margin: 0 auto; padding: 20px 16px 40px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
-.source { color: var(--muted); margin: 0 0 16px; word-break: break-all; }
+.source { color: var(--muted); margin: 0 0 16px; overflow-wrap: anywhere; }
 a { color: #0b5cad; }
 .stats { display: flex; flex-wrap: wrap; gap: 10px; margin: 0 0 14px; padding: 0;
   list-style: none; }
@@ -36,9 +36,9 @@ a { color: #0b5cad; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
   padding: 14px 16px 16px; margin: 0 0 16px; box-shadow: 0 1px 2px rgb(0 0 0 / 5%); }
 .card.review { border-left: 5px solid var(--bad); }
-.card h2 { font-size: 17px; margin: 0; word-break: break-all; }
+.card h2 { font-size: 17px; margin: 0; overflow-wrap: anywhere; }
 .head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 10px; }
-.links { margin: 2px 0 10px; font-size: 13px; color: var(--muted); word-break: break-all; }
+.links { margin: 2px 0 10px; font-size: 13px; color: var(--muted); overflow-wrap: anywhere; }
 .badge { font-size: 12px; font-weight: 600; border-radius: 999px; padding: 1px 9px;
   background: #e8ebef; color: var(--muted); white-space: nowrap; }
 .badge.review, .badge.failed { background: var(--bad-bg); color: var(--bad); }
@@ -94,14 +94,17 @@ a { color: #0b5cad; }
   margin: 2px 0 3px; overflow: hidden; }
 .meter i { display: block; height: 100%; background: var(--good); }
 .flagged .meter i { background: var(--bad); }
-.notrestored { color: var(--warn); }
+.notrestored { color: var(--warn); margin: 0 0 4px; font-size: 13px; }
 details { margin: 10px 0 0; }
 summary { cursor: pointer; color: #0b5cad; }
 details .facelist { margin-top: 10px; }
 @media (max-width: 760px) {
   main { padding: 12px 10px 30px; }
   .body { grid-template-columns: minmax(0, 1fr); }
-  .stats li { min-width: 0; flex: 1 1 40%; padding: 6px 10px; }
+  .stats { gap: 6px; }
+  .stats li { min-width: 0; flex: 1 1 28%; padding: 4px 8px; }
+  .stats b { font-size: 17px; }
+  .stats .lowest { flex-basis: 60%; }
   .facelist { grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); }
 }
 """
