@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gpen_cli.cli import options as opt
-from gpen_cli.cli.common import console, fail, one_line_errors, say
+from gpen_cli.cli.common import console, err_console, fail, one_line_errors, say
 from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
 from gpen_cli.words import count
 
@@ -84,7 +84,7 @@ def write_page(data: ReviewData, page: Path, title: str, quiet: bool) -> int:
     from gpen_cli.cli.runs import photo_progress
     from gpen_cli.review import write_review_page
 
-    progress = photo_progress(quiet)
+    progress = photo_progress(quiet or not err_console.is_terminal)  # no stray line in a log
     with progress:
         task = progress.add_task("Review page", total=len(data.photos))
         written = write_review_page(

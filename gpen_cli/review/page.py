@@ -215,7 +215,7 @@ def _faces(photo: Photo, thumbs: PhotoThumbs, files: str, loading: str) -> str:
             f'<details><summary>{more}</summary><div class="facelist">'
             f"{''.join(tiles[FACES_SHOWN:])}</div></details>"
         )
-    order = "worst identity first" if any(f.identity is not None for f in faces) else "in order"
+    order = "worst identity first" if any(f.identity is not None for f in faces) else "as found"
     return f"<h3>{count(len(faces), 'face')}, {order}</h3>{shown}"
 
 
@@ -225,8 +225,10 @@ def _face(face: Face, thumbs: PhotoThumbs, files: str, loading: str) -> str:
         for side in ("before", "after")
     )
     identity = _score(face.identity)
-    width = 0 if face.identity is None else round(max(0.0, min(1.0, face.identity)) * 100)
-    meter = f'<span class="meter"><i style="width: {width}%"></i></span>'
+    meter = ""
+    if face.identity is not None:
+        width = round(max(0.0, min(1.0, face.identity)) * 100)
+        meter = f'<span class="meter"><i style="width: {width}%"></i></span>'
     quality = f"{_score(face.quality_before)} \u2192 {_score(face.quality_after)}"
     state = ""
     if face.restored is False:
