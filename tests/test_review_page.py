@@ -199,6 +199,8 @@ def test_a_missing_photo_is_said_on_its_card_and_the_exit_code(tmp_path, monkeyp
     assert "1 file the report names not found, e.g. out/astronaut.png" in result.output
     html = (tmp_path / "review.html").read_text(encoding="utf-8")
     assert "out/astronaut.png: missing (not found where the report says)" in html
+    group = html[html.index('id="photo-1"') :]  # its faces worst identity first, unscored last
+    assert re.findall(r'data-face="(\d)"', group) == ["1", "0", "2"]
     assert not (tmp_path / "review_files" / "2-after.jpg").exists()  # the astronaut
     assert '<span class="tag">before only</span>' in html
 

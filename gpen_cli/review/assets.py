@@ -67,10 +67,10 @@ a { color: #0b5cad; }
 .compare .tag.left { left: 8px; }
 .compare .tag.right { right: 8px; }
 .single { position: relative; border-radius: 8px; overflow: hidden; background: #15191e; }
-.single img { display: block; width: 100%; height: auto; }
+.single img { display: block; width: 100%; height: 100%; object-fit: contain; }
 .single .tag { position: absolute; top: 8px; left: 8px; padding: 1px 8px; border-radius: 4px;
   background: rgb(0 0 0 / 60%); color: #fff; font-size: 12px; }
-.noimage { display: flex; align-items: center; justify-content: center; min-height: 160px;
+.noimage { display: flex; align-items: center; justify-content: center; min-height: 64px;
   border-radius: 8px; background: #eceef1; color: var(--muted); padding: 16px;
   text-align: center; }
 .faces h3 { font-size: 14px; margin: 0 0 8px; color: var(--muted); font-weight: 600; }

@@ -155,7 +155,8 @@ def href(path: Path, page_dir: Path) -> str:
 
 def _problems(photo: Photo, thumbs: PhotoThumbs) -> str:
     lines = [f"{given}: missing (not found where the report says)" for given in photo.missing]
-    lines += thumbs.problems
+    if not photo.error:  # a failed or skipped photo's own error already says why
+        lines += thumbs.problems
     if photo.error:
         lines.append(photo.error)
     if photo.note:
@@ -183,8 +184,8 @@ aria-label="Before/after position">
 </div>"""
     for thumb, label in ((before, "before"), (after, "after")):
         if thumb:
-            return f"""<div class="single"><img src="{_src(files, thumb)}" \
-width="{thumb.width}" height="{thumb.height}" alt="{label}" loading="{loading}">\
+            return f"""<div class="single" style="{_bounded(thumb)}"><img \
+src="{_src(files, thumb)}" alt="{label}" loading="{loading}">\
 <span class="tag">{label} only</span></div>"""
     return '<div class="noimage">No picture to show</div>'
 
@@ -205,7 +206,7 @@ def _src(files: str, thumb: Thumb) -> str:
 
 def _faces(photo: Photo, thumbs: PhotoThumbs, files: str, loading: str) -> str:
     if not photo.faces:
-        return f"<h3>{'No face in the report' if photo.status != 'failed' else 'Faces'}</h3>"
+        return "<h3>No face found</h3>" if photo.status in ("ok", "no_face") else ""
     faces = sorted(photo.faces, key=lambda f: (f.identity is None, f.identity or 0.0, f.index))
     tiles = [_face(face, thumbs, files, loading) for face in faces]
     shown = f'<div class="facelist">{"".join(tiles[:FACES_SHOWN])}</div>'
