@@ -78,14 +78,20 @@ def summarize(entries: list[ReportEntry]) -> dict[str, int]:
     return counts
 
 
-def write_report(path: Path, entries: list[ReportEntry], extra: dict | None = None) -> None:
-    """Write the JSON report atomically (a stopped run never leaves half a report)."""
-    payload = {
+def report_payload(entries: list[ReportEntry], extra: dict | None = None) -> dict:
+    """The report's JSON object: what `write_report` writes, and what a review page of a
+    run reads when no report file was asked for."""
+    return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "summary": summarize(entries),
         **(extra or {}),
         "results": [asdict(e) for e in entries],
     }
+
+
+def write_report(path: Path, entries: list[ReportEntry], extra: dict | None = None) -> None:
+    """Write the JSON report atomically (a stopped run never leaves half a report)."""
+    payload = report_payload(entries, extra)
     path = Path(path)
     if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
         raise OutputError(f"cannot write report {path}: not a regular file; it is never replaced")

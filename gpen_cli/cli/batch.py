@@ -22,6 +22,7 @@ from gpen_cli.cli.common import (
     setup_logging,
 )
 from gpen_cli.cli.eta import EtaColumn, FaceEstimate
+from gpen_cli.cli.review import PAGE_NAME, ReviewPageOption, check_batch_page, page_after_batch
 from gpen_cli.cli.runs import FINISHING, conclude, extras_written, stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
@@ -261,6 +262,7 @@ def batch(
     compare: opt.CompareOption = False,
     ext: opt.ExtOption = "same",
     report: opt.ReportOption = None,
+    review_page: ReviewPageOption = False,
     overwrite: RedoOption = False,
     quiet: opt.QuietOption = False,
     engine: EngineOption = "thread",
@@ -295,6 +297,8 @@ def batch(
     workers = _capped_workers(workers)
     opt.check_ext(ext)
     layout = plan_folders(input_dir, output, report, quiet, overwrite)
+    page = output / PAGE_NAME if review_page else None
+    check_batch_page(page)
     options = BatchOptions(
         ext=ext,
         recursive=recursive,
@@ -309,7 +313,11 @@ def batch(
     ray_args = (address, workers, model_actors, gpus_per_worker)
     job = prepare_job(engine, config, layout, options, ray_args, quiet)
     outcome = _run_with_progress(job, STOPPING[engine], layout, options, quiet)
-    raise conclude_batch(outcome, config, input_dir, output, report, quiet, options)
+    done = conclude_batch(outcome, config, input_dir, output, report, quiet, options)
+    if page is not None and not outcome.interrupted:  # a stopped run is left to `gpen review`
+        title = f"Report: {report}" if report else f"gpen batch {input_dir} -o {output}"
+        done = page_after_batch(outcome.entries, page, title, quiet, done)
+    raise done
 
 
 def _capped_workers(workers: int | None) -> int | None:
