@@ -4,7 +4,7 @@ face crops and a side-by-side comparison."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,6 +17,20 @@ from gpen_cli.stages.save import copy_file, save_image
 
 COMPARE_MAX_HEIGHT = 1600
 COMPARE_LABELS = ("before", "after")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What is written for each photo, and how: one object, passed whole from the command
+    that reads the options to the writer, so a new output option is one field here."""
+
+    ext: str = "same"  # the output format: "same" as the input, or an extension
+    overwrite: bool = False  # replace an output that exists (else the photo is skipped)
+    save_faces: bool = False  # also each face's crop, as it went in and as it came out
+    compare: bool = False  # also the photo before and after, side by side
+    # Files never written besides each photo's own input: `gpen restore` protects every
+    # input it was given, so no output can land on another one.
+    protected: tuple[Path, ...] = ()
 
 
 # Extras go to sub-folders of the output's folder, so a rerun over `*.jpg` never takes them
@@ -91,12 +105,10 @@ def write_outputs(
     loaded: LoadedImage,
     result: RestoreResult,
     output: Path,
+    options: OutputOptions,
     *,
-    overwrite: bool,
-    protected: Iterable[Path],
+    source: Path,
     root: Path | None = None,
-    save_faces: bool = False,
-    compare: bool = False,
     aligned: bool = False,
 ) -> list[Path]:
     """Write the restored image (and extras); returns the paths written, main output first.
@@ -104,12 +116,14 @@ def write_outputs(
     Every file lands below `root` (the output folder the user named) through no symbolic
     link. The main output is written last: once it exists, everything for this input is on disk,
     which is what `gpen batch` reads as "already done" when a stopped run is started again.
+    `source` (the input) is never written, nor any of `options.protected`.
     """
-    protected = list(protected)
+    protected = [source, *options.protected]
+    overwrite = options.overwrite
     # An aligned crop comes back at the model's size, where the input's alpha no longer fits.
     final = result.image if aligned else loaded.to_output(result.image)
     written: list[Path] = []
-    if compare:
+    if options.compare:
         before = loaded.bgr8 if not aligned else cv2.resize(loaded.bgr8, final.shape[1::-1])
         written.append(
             save_image(
@@ -120,7 +134,7 @@ def write_outputs(
                 root=root,
             )
         )
-    if save_faces:
+    if options.save_faces:
         folder = faces_dir(output)
         for index, (crop, restored) in enumerate(
             zip(result.input_crops, result.restored_crops, strict=True)

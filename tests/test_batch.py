@@ -21,12 +21,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from gpen_cli.atomic import is_partial_file
-from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
+from gpen_cli.batch import FolderScan, PhotoJob, ThreadEngine, plan_layout
 from gpen_cli.batch.gather import CropGatherer
 from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.batch.signals import graceful_stop
 from gpen_cli.cli import app
 from gpen_cli.errors import GpenError
+from gpen_cli.outputs import OutputOptions
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.align import reference_points
 from gpen_cli.stages.faces import Face
@@ -140,18 +141,23 @@ def by_input(entries) -> dict[str, object]:
 
 
 def run_folder(
-    restorer, input_dir, output_dir, stop=None, on_entry=None, on_progress=None, **options
+    restorer,
+    input_dir,
+    output_dir,
+    stop=None,
+    on_event=None,
+    *,
+    workers=2,
+    gather_seconds=None,
+    recursive=True,
+    pattern=None,
+    engine=ThreadEngine,
+    **written,
 ):
-    options.setdefault("workers", 2)
-    layout = plan_layout(input_dir, output_dir)
-    return restore_folder(
-        restorer,
-        layout,
-        BatchOptions(**options),
-        stop=stop,
-        on_entry=on_entry,
-        on_progress=on_progress,
-    )
+    """`gpen batch` without the CLI, on the thread engine (or `engine`, given the same)."""
+    job = PhotoJob(FolderScan(plan_layout(input_dir, output_dir), recursive, pattern),
+                   OutputOptions(**written))  # fmt: skip
+    return engine(restorer, workers, gather_seconds).run(job, stop, on_event)
 
 
 def engine_threads() -> list[str]:
@@ -282,7 +288,7 @@ def test_aligned_photos_are_batched_and_written_at_model_size(tmp_path):
     model = SpyModel()
     restorer = make_restorer(model, aligned=True)
 
-    outcome = run_folder(restorer, source, out, aligned=True, gather_seconds=5.0)
+    outcome = run_folder(restorer, source, out, gather_seconds=5.0)
 
     assert [len(batch) for batch in model.batches] == [3]
     assert [e.status for e in outcome.entries] == ["ok"] * 3 and outcome.faces == 3
@@ -359,11 +365,12 @@ def test_stop_finishes_in_flight_photos_and_a_rerun_completes_the_rest(tmp_path)
         write_image(source / name, image)
     stop = threading.Event()
 
-    def stop_after_first(entry) -> None:
-        stop.set()
+    def stop_after_first(event) -> None:
+        if event.stage == "done":
+            stop.set()
 
     first = run_folder(
-        make_restorer(batch_size=1), source, out, stop=stop, on_entry=stop_after_first, workers=1
+        make_restorer(batch_size=1), source, out, stop=stop, on_event=stop_after_first, workers=1
     )
 
     assert first.interrupted
@@ -397,7 +404,7 @@ def test_progress_tells_faces_found_and_restored_per_photo_and_counts_faces_once
     events = []
 
     outcome = run_folder(
-        make_restorer(batch_size=4, detector=detector), source, out, on_progress=events.append
+        make_restorer(batch_size=4, detector=detector), source, out, on_event=events.append
     )
 
     assert [e.status for e in outcome.entries] == ["skipped", "ok", "ok", "ok"]
@@ -491,11 +498,11 @@ def test_a_failure_of_the_machinery_aborts_the_run_and_is_raised_in_the_caller(
     assert engine_threads() == []
     monkeypatch.undo()
 
-    def broken_hook(entry):
+    def broken_hook(event):
         raise KeyError("a bug in the caller's hook")
 
     with pytest.raises(KeyError, match="a bug in the caller's hook"):
-        run_folder(make_restorer(), source, out, on_entry=broken_hook)
+        run_folder(make_restorer(), source, out, on_event=broken_hook)
     assert engine_threads() == []
 
 
@@ -510,7 +517,7 @@ def test_a_stop_after_the_last_photo_went_through_the_generator_leaves_nothing_u
             stop.set()
 
     outcome = run_folder(
-        make_restorer(), source, out, stop=stop, on_progress=stop_when_the_last_is_restored
+        make_restorer(), source, out, stop=stop, on_event=stop_when_the_last_is_restored
     )
 
     assert stop.is_set() and not outcome.interrupted  # nothing for a rerun to do
@@ -628,7 +635,7 @@ def test_cli_exit_codes_for_failures_and_usage_errors(tmp_path, tiny_checkpoint)
 _EXIT_WHILE_WAITING_FOR_INPUT = """
 import queue, sys, threading
 from types import SimpleNamespace
-from gpen_cli.batch.runner import run_batch
+from gpen_cli.batch import GivenItems, PhotoJob, ThreadEngine
 
 class Tasks(queue.Queue):  # a Ray actor's input: it never ends
     asked = threading.Event()
@@ -638,9 +645,9 @@ class Tasks(queue.Queue):  # a Ray actor's input: it never ends
         return super().get(*args, **kwargs)
 
 tasks = Tasks()
-threading.Thread(
-    target=run_batch, args=(SimpleNamespace(batch_size=1), iter(tasks.get, None)), daemon=True
-).start()
+engine = ThreadEngine(SimpleNamespace(batch_size=1, aligned=False))
+job = PhotoJob(GivenItems(iter(tasks.get, None)))
+threading.Thread(target=engine.run, args=(job,), daemon=True).start()
 assert tasks.asked.wait(timeout=30), "the engine never asked for a photo"
 sys.exit(3)
 """

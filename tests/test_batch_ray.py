@@ -28,7 +28,7 @@ from conftest import photo_as, process_environment
 from typer.testing import CliRunner
 
 from gpen_cli.atomic import is_partial_file
-from gpen_cli.batch import BatchOptions, plan_layout, restore_folder
+from gpen_cli.batch import FolderScan, PhotoJob, ThreadEngine, plan_layout
 from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.cli import app
 from gpen_cli.config import MaskKind, RestoreConfig
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.ray
 ray = pytest.importorskip(
     "ray.data", reason="the ray extra is not installed (pip install -e '.[test,ray]')"
 )
-from gpen_cli.batch.ray_engine import RayOptions, restore_folder_ray  # noqa: E402
+from gpen_cli.batch.ray_engine import RayEngine, RayOptions  # noqa: E402
 
 ACTOR_TITLE = "ray::MapWorker(MapBatches(GpenActor))"
 
@@ -93,20 +93,18 @@ def make_folder(root: Path, copies: int = 1) -> Path:
     return root
 
 
-def run_ray(settings, source, out, *, stop=None, on_entry=None, per_call=2):
+def run_ray(settings, source, out, *, stop=None, per_call=2):
     options = RayOptions(photos_per_call=per_call, torch_threads=2)
-    layout = plan_layout(source, out)
-    return restore_folder_ray(
-        settings, layout, BatchOptions(), options, stop=stop, on_entry=on_entry
-    )
+    job = PhotoJob(FolderScan(plan_layout(source, out)))
+    return RayEngine(settings, options).run(job, stop)
 
 
 def run_threads(settings, source, out):
     import torch
 
     torch.set_num_threads(2)  # what the Ray workers use
-    layout = plan_layout(source, out)
-    return restore_folder(FaceRestorer(config=settings), layout, BatchOptions(workers=2))
+    job = PhotoJob(FolderScan(plan_layout(source, out)))
+    return ThreadEngine(FaceRestorer(config=settings), workers=2).run(job)
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -364,7 +362,8 @@ def test_outputs_written_as_the_job_stops_are_in_the_entries(tmp_path, monkeypat
 
     monkeypatch.setattr(ray_engine, "run_job", stopped_job)
     out = tmp_path / "out"
-    outcome = restore_folder_ray(None, plan_layout(source, out), BatchOptions(), RayOptions())
+    job = PhotoJob(FolderScan(plan_layout(source, out)))
+    outcome = RayEngine(RestoreConfig(mask="rect"), RayOptions()).run(job)
     assert outcome.interrupted
     by_input = {Path(e.input).name: e for e in outcome.entries}
     assert sorted(by_input) == ["a.png", "b.png"]  # c.png was never written: left for a rerun

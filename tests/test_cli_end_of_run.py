@@ -174,7 +174,7 @@ def test_batch_says_where_its_outputs_are_and_counts_what_is_done(
 
 
 def test_restore_progress_rows_say_faces_found_and_restored():
-    from gpen_cli.batch.runner import PhotoProgress
+    from gpen_cli.batch.engine import PhotoProgress
     from gpen_cli.cli.runs import PhotoRows
 
     progress = Progress(console=Console(file=io.StringIO()), auto_refresh=False)

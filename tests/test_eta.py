@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from gpen_cli.batch import plan_layout
-from gpen_cli.batch.runner import PhotoProgress
+from gpen_cli.batch.engine import PhotoProgress
 from gpen_cli.batch.scan import count_work
 from gpen_cli.cli.eta import EtaColumn, FaceEstimate
 

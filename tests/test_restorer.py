@@ -276,7 +276,7 @@ class WatchedIdentity(Identity):
 @pytest.mark.slow
 def test_on_a_cpu_detection_waits_while_the_generator_runs(tmp_path):
     """Two networks at once would run twice as many intra-op threads as there are cores."""
-    from gpen_cli.batch import BatchOptions, run_batch
+    from gpen_cli.batch import GivenItems, PhotoJob, ThreadEngine
     from gpen_cli.batch.scan import Task
 
     OVERLAPS.__init__()
@@ -289,6 +289,6 @@ def test_on_a_cpu_detection_waits_while_the_generator_runs(tmp_path):
         source = tmp_path / f"p{index}.png"
         cv2.imwrite(str(source), textured(240, 220, seed=index))
         tasks.append(Task(source, tmp_path / "out" / source.name))
-    outcome = run_batch(restorer, tasks, BatchOptions(workers=2))
+    outcome = ThreadEngine(restorer, workers=2).run(PhotoJob(GivenItems(tasks)))
     assert [entry.status for entry in outcome.entries] == ["ok"] * 4
     assert OVERLAPS.most == 1

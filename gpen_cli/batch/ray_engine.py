@@ -4,7 +4,7 @@
     (list the tree,        (streamed, retried on a fault)           (each one process:   report
      skip done outputs)                                              the thread engine)   entries
 
-Each model actor loads the models once and runs the thread engine (`run_batch`) for the
+Each model actor loads the models once and runs the thread engine (`ThreadEngine`) for the
 whole job, fed by Ray Data's calls: decoding, detection, the generator, pasting and writing
 overlap in its threads exactly as in `gpen batch --engine thread`, so the outputs are the
 same bytes. Only paths and report entries cross process boundaries, and only the actors load
@@ -29,7 +29,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,14 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from gpen_cli.batch import steps
-from gpen_cli.batch.layout import BatchLayout, remove_stale_partials
-from gpen_cli.batch.lock import output_folder_lock
-from gpen_cli.batch.runner import BatchOptions, BatchOutcome, run_batch
-from gpen_cli.batch.scan import Task, plan_items
+from gpen_cli.batch.engine import Engine, PhotoProgress, Tally
+from gpen_cli.batch.job import GivenItems, Item, PhotoJob
+from gpen_cli.batch.runner import ThreadEngine, default_workers
+from gpen_cli.batch.scan import Task
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
+from gpen_cli.outputs import OutputOptions
 from gpen_cli.report import ReportEntry
+from gpen_cli.restorer import FaceRestorer
 
 INSTALL_HINT = "pip install 'gpen-cli[ray]'"
 ACTOR_GATHER_SECONDS = 0.05
@@ -83,7 +84,9 @@ class GpenActor:
     """The models, loaded once, and the thread engine running over every photo this actor
     is given; each call hands in a few photos and returns their report entries."""
 
-    def __init__(self, settings: RestoreConfig, options: BatchOptions, threads: int | None) -> None:
+    def __init__(
+        self, settings: RestoreConfig, output: OutputOptions, workers: int, threads: int | None
+    ) -> None:
         if threads is not None:
             import torch
 
@@ -92,24 +95,23 @@ class GpenActor:
         self._waiting: dict[str, Future[ReportEntry]] = {}
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
-        from gpen_cli.restorer import FaceRestorer  # here: only actors import torch
-
-        restorer = FaceRestorer(config=settings)
+        # An actor's queue never ends: a partial batch runs when no photo came in time.
+        engine = ThreadEngine(
+            FaceRestorer(config=settings), workers, gather_seconds=ACTOR_GATHER_SECONDS
+        )
         # The driver sent only photos without an output (the output folder is locked): one
         # that exists now was written by this job, before a fault made Ray run its call
         # again. Writing it again replaces it with the same bytes and reports it "ok".
-        # An actor's queue never ends: a partial batch runs when no photo came in time.
-        rerun_safe = dataclasses.replace(
-            options, overwrite=True, gather_seconds=ACTOR_GATHER_SECONDS
-        )
+        rerun_safe = dataclasses.replace(output, overwrite=True)
+        job = PhotoJob(GivenItems(iter(self._tasks.get, None)), rerun_safe)
         threading.Thread(
-            target=self._serve, args=(restorer, rerun_safe), name="gpen-ray-engine", daemon=True
+            target=self._serve, args=(engine, job), name="gpen-ray-engine", daemon=True
         ).start()
 
-    def _serve(self, restorer: Any, options: BatchOptions) -> None:
+    def _serve(self, engine: ThreadEngine, job: PhotoJob) -> None:
         """Run the thread engine for the actor's lifetime; a failure fails every call."""
         try:
-            run_batch(restorer, iter(self._tasks.get, None), options, on_entry=self._deliver)
+            engine.run(job, on_event=self._deliver)
         except BaseException as exc:  # a bug in the machinery: every call raises it
             with self._lock:
                 self._failure = exc
@@ -117,11 +119,13 @@ class GpenActor:
             for future in waiting.values():
                 future.set_exception(exc)
 
-    def _deliver(self, entry: ReportEntry) -> None:
+    def _deliver(self, event: PhotoProgress) -> None:
         """Hand a finished photo's entry to the call that brought the photo in."""
+        if event.entry is None:
+            return
         with self._lock:
-            future = self._waiting.pop(entry.input)
-        future.set_result(entry)
+            future = self._waiting.pop(event.entry.input)
+        future.set_result(event.entry)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[ReportEntry]]:
         """Queue the call's photos behind those of the other calls; wait for their entries."""
@@ -223,7 +227,7 @@ def build_dataset(
     ray: Any,
     tasks: list[Task],
     settings: RestoreConfig,
-    options: BatchOptions,
+    output: OutputOptions,
     ray_options: RayOptions,
 ) -> Any:
     """The lazy Ray Data pipeline restoring `tasks`; iterating it yields report entries."""
@@ -237,7 +241,9 @@ def build_dataset(
         GpenActor,
         fn_constructor_kwargs={
             "settings": settings,
-            "options": options,
+            "output": output,
+            # The thread engine's workers on every actor: --workers, as a local Ray's CPUs.
+            "workers": ray_options.cpus or default_workers(),
             "threads": ray_options.torch_threads,
         },
         batch_size=per_call,
@@ -258,14 +264,14 @@ def build_dataset(
 def run_job(
     tasks: list[Task],
     settings: RestoreConfig,
-    options: BatchOptions,
+    output: OutputOptions,
     ray_options: RayOptions,
     stop: threading.Event,
     record: Callable[[ReportEntry], None],
 ) -> None:
     """Restore `tasks` on Ray, recording each entry as it arrives, until done or `stop`."""
     with ray_session(ray_options) as ray:
-        rows = iter(build_dataset(ray, tasks, settings, options, ray_options).iter_rows())
+        rows = iter(build_dataset(ray, tasks, settings, output, ray_options).iter_rows())
         try:
             for row in rows:
                 record(row["entry"])
@@ -311,54 +317,36 @@ def written_unreported(
     return found
 
 
-def restore_folder_ray(
-    settings: RestoreConfig,
-    layout: BatchLayout,
-    options: BatchOptions,
-    ray_options: RayOptions,
-    *,
-    stop: threading.Event | None = None,
-    on_entry: Callable[[ReportEntry], None] | None = None,
-) -> BatchOutcome:
-    """`restore_folder` on Ray: the same lock, resume, outputs and report entries.
+class RayEngine(Engine):
+    """`gpen batch --engine ray`: Ray Data hands the photos to model actors, each running
+    the thread engine; this process plans the job, and only the actors load models.
 
-    Setting `stop` ends the job at the next finished photo: Ray cancels the steps in flight;
-    a write it interrupts leaves only a hidden temporary file, removed by the next run.
+    A stop ends the job at the next finished photo: Ray cancels the steps in flight; a write
+    it interrupts leaves only a hidden temporary file, removed by the next run.
     """
-    stop = stop or threading.Event()
-    started = time.perf_counter()
-    entries: list[ReportEntry] = []
-    faces = 0
 
-    def record(entry: ReportEntry) -> None:
-        nonlocal faces
-        entries.append(entry)
-        faces += steps.faces_restored(entry, options.aligned)
-        if on_entry is not None:
-            on_entry(entry)
+    name = "ray"
 
-    with output_folder_lock(layout.output_dir):
-        remove_stale_partials(layout.output_dir)
+    def __init__(self, settings: RestoreConfig, options: RayOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or RayOptions()
+
+    @property
+    def aligned(self) -> bool:
+        return self.settings.aligned
+
+    def restore(
+        self, items: Iterable[Item], output: OutputOptions, stop: threading.Event, tally: Tally
+    ) -> bool:
         tasks: list[Task] = []
-        for item in plan_items(
-            layout,
-            ext=options.ext,
-            recursive=options.recursive,
-            pattern=options.pattern,
-            overwrite=options.overwrite,
-        ):
+        for item in items:
             if isinstance(item, Task):
                 tasks.append(item)
             else:
-                record(item)
+                tally(item)
         if tasks and not stop.is_set():
             job_started = time.time()
-            run_job(tasks, settings, options, ray_options, stop, record)
-            for entry in written_unreported(tasks, entries, job_started):
-                record(entry)
-    return BatchOutcome(
-        entries=sorted(entries, key=lambda entry: entry.input),
-        interrupted=stop.is_set(),
-        seconds=time.perf_counter() - started,
-        faces=faces,
-    )
+            run_job(tasks, self.settings, output, self.options, stop, tally)
+            for entry in written_unreported(tasks, tally.entries, job_started):
+                tally(entry)
+        return stop.is_set()

@@ -11,7 +11,8 @@ OpenCV release the GIL in their kernels, so the threads overlap. What the thread
 sits in `_Shared`, behind one lock whose condition wakes whoever waits for a change:
 nothing needs an end marker, and only `stop` is polled (below).
 
-`gpen batch` runs a folder scan through it, `gpen restore` the files it was given.
+`ThreadEngine` is this engine behind the one interface (`engine.py`): the job's preamble
+and tally are the interface's, the items of the job run through the threads here.
 
 Stopping: setting `stop` ends the scan and drops every photo none of whose faces has been
 through the generator yet, and every photo with faces still waiting for it (a rerun does
@@ -30,114 +31,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from gpen_cli.batch import steps
+from gpen_cli.batch.engine import Engine, PhotoProgress, Tally
 from gpen_cli.batch.gather import Completed, CropGatherer
-from gpen_cli.batch.layout import BatchLayout, remove_stale_partials
-from gpen_cli.batch.lock import output_folder_lock
-from gpen_cli.batch.scan import Task, plan_items
+from gpen_cli.batch.job import Item
+from gpen_cli.batch.scan import Task
+from gpen_cli.outputs import OutputOptions
 from gpen_cli.report import ReportEntry
 from gpen_cli.restorer import FaceRestorer
 
 logger = logging.getLogger(__name__)
 
-Stage = Literal["started", "found", "restored", "done"]
 # How often the caller's thread, waiting, looks whether `stop` was set.
 STOP_CHECK_SECONDS = 0.2
 
 
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass
-class BatchOptions:
-    """How a list of photos is restored (the pipeline options live in the FaceRestorer)."""
-
-    ext: str = "same"
-    recursive: bool = True
-    pattern: str | None = None
-    overwrite: bool = False
-    aligned: bool = False
-    save_faces: bool = False
-    compare: bool = False
-    workers: int = field(default_factory=default_workers)
-    # How long the generator waits for more faces before running a partial batch. None: it
-    # waits until no photo is left to come, so which faces share a batch depends on the
-    # photos alone, never on timing or on `workers`, and so do the output bytes. A source
-    # that never ends (a Ray actor's queue) needs a time.
-    gather_seconds: float | None = None
-    # Files never written besides each photo's own input: `gpen restore` protects every
-    # input it was given, so no output can land on another one.
-    protected: tuple[Path, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
-
-
-@dataclass
-class BatchOutcome:
-    entries: list[ReportEntry]  # sorted by input path
-    interrupted: bool  # stopped with photos left undone, which a rerun does
-    seconds: float
-    faces: int  # faces that went through the generator and were written
-
-    @property
-    def faces_per_second(self) -> float:
-        return self.faces / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class PhotoProgress:
-    """One step of one photo, with the run's totals as the engine counts them then.
-
-    Stages: "started" (decoding and detection begin), "found" (`faces_found` known),
-    "restored" (`faces_restored` of them through the generator so far), "done" (its report
-    entry is recorded, with its `status`; a file skipped has only this one). The totals are
-    filled in by the engine, in the caller's thread.
-    """
-
-    source: str
-    stage: Stage
-    faces_found: int = 0
-    faces_restored: int = 0
-    photos_done: int = 0  # report entries recorded in the run, any status
-    faces_done: int = 0  # faces restored and written in the run
-    status: str | None = None  # "done": the entry's status (a skipped file took no work)
-
-
-class Tally:
-    """The run's totals, counted once per report entry: what the outcome and progress say."""
-
-    def __init__(self, aligned: bool) -> None:
-        self.aligned = aligned
-        self.photos = 0
-        self.faces = 0
-
-    def add(self, entry: ReportEntry) -> PhotoProgress:
-        """Count `entry`; the "done" progress of its photo, with the new totals."""
-        self.photos += 1
-        self.faces += steps.faces_restored(entry, self.aligned)
-        return self.stamp(
-            PhotoProgress(entry.input, "done", entry.faces.count, status=entry.status)
-        )
-
-    def stamp(self, event: PhotoProgress) -> PhotoProgress:
-        """`event` with the totals as they are now."""
-        return replace(event, photos_done=self.photos, faces_done=self.faces)
-
-
-def progress_from_entries(
-    on_progress: Callable[[PhotoProgress], None], aligned: bool
-) -> Callable[[ReportEntry], None]:
-    """An `on_entry` hook for an engine that reports entries only (the Ray engine): the
-    "done" progress this engine gives, counted by the same Tally."""
-    tally = Tally(aligned)
-    return lambda entry: on_progress(tally.add(entry))
 
 
 Event = ReportEntry | PhotoProgress
@@ -357,34 +269,24 @@ class _ReadAhead:
         self._thread.join(timeout=1.0)  # at once, unless it waits on a blocking source
 
 
-class _Engine:
+class _Run:
     """One run: the pools, the forward thread, and the caller's side (scan and hooks)."""
 
     def __init__(
         self,
-        restorer: FaceRestorer,
-        options: BatchOptions,
+        engine: ThreadEngine,
+        output: OutputOptions,
         stop: threading.Event,
-        on_entry: Callable[[ReportEntry], None] | None,
-        on_progress: Callable[[PhotoProgress], None] | None,
+        tally: Tally,
     ) -> None:
-        self.restorer = restorer
-        self.options = options
-        self.on_entry = on_entry
-        self.on_progress = on_progress
-        limit = 4 * options.workers + restorer.batch_size
-        self.shared = _Shared(limit, 2 * options.workers, stop)
-        self.write_options = steps.WriteOptions(
-            options.overwrite,
-            options.aligned,
-            options.save_faces,
-            options.compare,
-            options.protected,
-        )
-        self.tally = Tally(options.aligned)
-        self.entries: list[ReportEntry] = []
+        self.restorer = engine.restorer
+        self.gather_seconds = engine.gather_seconds
+        self.output = output
+        self.tally = tally
+        workers = engine.workers
+        limit = 4 * workers + self.restorer.batch_size
+        self.shared = _Shared(limit, 2 * workers, stop)
         self.scan_cut = False  # the scan was stopped before its end
-        workers = options.workers
         self.preparers = ThreadPoolExecutor(workers, thread_name_prefix="gpen-prepare")
         # The forward loop lives as long as the run, in a daemon thread: an exiting process
         # joins every pool's threads, and a Ray actor's run never sees its input end.
@@ -395,7 +297,7 @@ class _Engine:
 
     # ------------------------------------------------------------------ the caller's side
 
-    def run(self, items: Iterable[Task | ReportEntry]) -> list[ReportEntry]:
+    def run(self, items: Iterable[Task | ReportEntry]) -> None:
         try:
             self.forwarder.start()
             self._feed(items)
@@ -412,7 +314,6 @@ class _Engine:
             self.finishers.shutdown(wait=True, cancel_futures=True)
         if self.shared.failure is not None:
             raise self.shared.failure
-        return self.entries
 
     def _feed(self, items: Iterable[Task | ReportEntry]) -> None:
         """Admit each photo when there is room for it, serving the hooks while waiting, also
@@ -456,15 +357,7 @@ class _Engine:
                 return
 
     def _dispatch(self, event: Event) -> None:
-        if isinstance(event, ReportEntry):
-            self.entries.append(event)
-            if self.on_entry is not None:
-                self.on_entry(event)
-            progress = self.tally.add(event)
-        else:
-            progress = self.tally.stamp(event)
-        if self.on_progress is not None:
-            self.on_progress(progress)
+        self.tally(event)
 
     def _submit(self, pool: ThreadPoolExecutor, job: Callable[..., None], *args: object) -> None:
         pool.submit(job, *args).add_done_callback(self._check)
@@ -514,7 +407,7 @@ class _Engine:
             if gatherer.full:
                 self._run_batch(gatherer)
                 continue
-            wait = self.options.gather_seconds if gatherer.pending else None
+            wait = self.gather_seconds if gatherer.pending else None
             item = self.shared.next_ready(wait)
             if item is not None:
                 self._pass_on(gatherer.add(item, item.prepared.model_inputs))
@@ -551,62 +444,43 @@ class _Engine:
                 self.shared.post(failed, leaving=1)
 
     def _finish(self, photo: Completed[steps.Prepared]) -> None:
-        entry = steps.finish(self.restorer, photo.item, photo.restored, self.write_options)
+        entry = steps.finish(self.restorer, photo.item, photo.restored, self.output)
         self.shared.post(entry, leaving=1)
 
 
-def run_batch(
-    restorer: FaceRestorer,
-    items: Iterable[Task | ReportEntry],
-    options: BatchOptions | None = None,
-    *,
-    stop: threading.Event | None = None,
-    on_entry: Callable[[ReportEntry], None] | None = None,
-    on_progress: Callable[[PhotoProgress], None] | None = None,
-) -> BatchOutcome:
-    """Restore every Task of `items` (entries in it are passed through as they are).
+class ThreadEngine(Engine):
+    """This process's threads (`gpen restore`, `gpen batch --engine thread`, `gpen video`):
+    the models loaded once here, photos and films restored with them."""
 
-    `on_entry` sees each entry as it completes, in completion order, and `on_progress` each
-    step of each photo, both in this thread; the outcome's entries are sorted by input path.
-    """
-    options = options or BatchOptions()
-    stop = stop or threading.Event()
-    started = time.perf_counter()
-    engine = _Engine(restorer, options, stop, on_entry, on_progress)
-    entries = engine.run(items)
-    return BatchOutcome(
-        entries=sorted(entries, key=lambda entry: entry.input),
-        interrupted=engine.left_undone,
-        seconds=time.perf_counter() - started,
-        faces=engine.tally.faces,
-    )
+    name = "thread"
 
+    def __init__(
+        self,
+        restorer: FaceRestorer,
+        workers: int | None = None,
+        gather_seconds: float | None = None,
+    ) -> None:
+        self.restorer = restorer
+        self.workers = default_workers() if workers is None else workers
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        # How long the generator waits for more faces before running a partial batch. None:
+        # it waits until no photo is left to come, so which faces share a batch depends on
+        # the photos alone, never on timing or on `workers`, and so do the output bytes. A
+        # source that never ends (a Ray actor's queue) needs a time.
+        self.gather_seconds = gather_seconds
 
-def restore_folder(
-    restorer: FaceRestorer,
-    layout: BatchLayout,
-    options: BatchOptions | None = None,
-    *,
-    stop: threading.Event | None = None,
-    on_entry: Callable[[ReportEntry], None] | None = None,
-    on_progress: Callable[[PhotoProgress], None] | None = None,
-) -> BatchOutcome:
-    """Restore the photos of `layout.input_dir` into `layout.output_dir`, mirroring the tree.
+    @property
+    def aligned(self) -> bool:
+        return self.restorer.aligned
 
-    The output folder is locked for the whole run (a second run on it raises GpenError).
-    Temporary files a killed run left in the output tree are removed first; outputs that
-    exist are skipped as already done unless `options.overwrite`.
-    """
-    options = options or BatchOptions()
-    with output_folder_lock(layout.output_dir):
-        remove_stale_partials(layout.output_dir)
-        items = plan_items(
-            layout,
-            ext=options.ext,
-            recursive=options.recursive,
-            pattern=options.pattern,
-            overwrite=options.overwrite,
-        )
-        return run_batch(
-            restorer, items, options, stop=stop, on_entry=on_entry, on_progress=on_progress
-        )
+    def restore(
+        self, items: Iterable[Item], output: OutputOptions, stop: threading.Event, tally: Tally
+    ) -> bool:
+        run = _Run(self, output, stop, tally)
+        run.run(items)
+        return run.left_undone
+
+    def run_film(self, job: Any, stop: threading.Event, on_event: Callable | None) -> Any:
+        """A film, frame by frame through this restorer (`VideoJob.run`)."""
+        return job.run(self.restorer, stop, on_event)

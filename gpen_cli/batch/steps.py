@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gpen_cli.batch.scan import Task
 from gpen_cli.errors import GpenError
-from gpen_cli.outputs import write_outputs
+from gpen_cli.outputs import OutputOptions, write_outputs
 from gpen_cli.report import FacesSummary, ReportEntry, naming
 from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace
 from gpen_cli.stages.load import LoadedImage, load_image
@@ -27,15 +27,6 @@ class Prepared:
     loaded: LoadedImage
     prepared: PreparedImage
     started: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(frozen=True)
-class WriteOptions:
-    overwrite: bool = False
-    aligned: bool = False
-    save_faces: bool = False
-    compare: bool = False
-    protected: tuple[Path, ...] = ()  # inputs never written, besides each photo's own
 
 
 def failed_entry(task: Task, exc: BaseException, started: float) -> ReportEntry:
@@ -68,7 +59,7 @@ def prepare(restorer: FaceRestorer, task: Task) -> Prepared:
 
 
 def finish(
-    restorer: FaceRestorer, item: Prepared, restored: list[RestoredFace], options: WriteOptions
+    restorer: FaceRestorer, item: Prepared, restored: list[RestoredFace], options: OutputOptions
 ) -> ReportEntry:
     """Paste the restored faces back, write the outputs, and say how it went."""
     task = item.task
@@ -79,19 +70,17 @@ def finish(
             item.loaded,
             result,
             task.output,
-            overwrite=options.overwrite,
-            protected=[task.source, *options.protected],
+            options,
+            source=task.source,
             root=task.output_root,
-            save_faces=options.save_faces,
-            compare=options.compare,
-            aligned=options.aligned,
+            aligned=restorer.aligned,
         )
     except Exception as exc:  # one bad photo must not take the others down
         return failed_entry(task, exc, item.started)
     return ReportEntry(
         input=str(task.source),
         output=str(task.output),
-        status="ok" if result.faces or options.aligned else "no_face",
+        status="ok" if result.faces or restorer.aligned else "no_face",
         faces=FacesSummary(
             count=len(result.faces),
             boxes=[face.box for face in result.faces],

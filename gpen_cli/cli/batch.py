@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -23,44 +22,30 @@ from gpen_cli.cli.common import (
 )
 from gpen_cli.cli.eta import EtaColumn, FaceEstimate
 from gpen_cli.cli.review import PAGE_NAME, ReviewPageOption, check_batch_page, page_after_batch
-from gpen_cli.cli.runs import FINISHING, conclude, extras_written, stop_handlers
+from gpen_cli.cli.runs import conclude, stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.report import summarize, upscale_settings, with_earlier_results
 
 if TYPE_CHECKING:
-    from gpen_cli.batch import BatchLayout, BatchOptions, BatchOutcome
-    from gpen_cli.batch.runner import PhotoProgress
-
-    OnProgress = Callable[[PhotoProgress], None]
+    from gpen_cli.batch import BatchLayout, BatchOutcome
+    from gpen_cli.batch.engine import Engine, PhotoProgress
+    from gpen_cli.batch.job import PhotoJob
+    from gpen_cli.outputs import OutputOptions
 
 SCAN = "Folder scan"
 RAY = "Ray engine"
-ENGINES = ("thread", "ray")
-# What the first Ctrl-C does, by engine.
-STOPPING = {"thread": FINISHING, "ray": "cancelling the Ray job"}
 
 
 def _count_in_background(
-    progress: Progress,
-    task: int,
-    estimate: FaceEstimate,
-    layout: BatchLayout,
-    options: BatchOptions,
+    progress: Progress, task: int, estimate: FaceEstimate, job: PhotoJob
 ) -> None:
     """Give the progress bar its total (and so an ETA) without delaying the first photo:
     the photos to restore, neither those done already nor files that are not images."""
-    from gpen_cli.batch.scan import count_work
 
     def count() -> None:
         try:
-            total = count_work(
-                layout,
-                ext=options.ext,
-                recursive=options.recursive,
-                pattern=options.pattern,
-                overwrite=options.overwrite,
-            )
+            total = job.source.count(job.output)
         except Exception:  # a bar without a total (no ETA) is no reason to stop, nor a trace
             logging.getLogger("gpen_cli.batch").debug("counting the photos failed", exc_info=True)
             return
@@ -89,14 +74,8 @@ def _ray_options(
     )
 
 
-def _run_with_progress(
-    run: Callable[[threading.Event, OnProgress], BatchOutcome],
-    stopping: str,
-    layout: BatchLayout,
-    options: BatchOptions,
-    quiet: bool,
-) -> BatchOutcome:
-    """`run(stop, on_progress)` under the progress bar, with Ctrl-C setting `stop`."""
+def _run_with_progress(engine: Engine, job: PhotoJob, stopping: str, quiet: bool) -> BatchOutcome:
+    """The job on `engine` under the progress bar, with Ctrl-C setting `stop`."""
     from gpen_cli.batch.signals import graceful_stop
 
     stop = threading.Event()
@@ -114,8 +93,8 @@ def _run_with_progress(
         )
 
     with progress, graceful_stop(stop, *stop_handlers(stopping)):
-        _count_in_background(progress, task, estimate, layout, options)
-        return run(stop, on_progress)
+        _count_in_background(progress, task, estimate, job)
+        return engine.run(job, stop, on_progress)
 
 
 def print_summary(outcome: BatchOutcome) -> None:
@@ -222,7 +201,9 @@ ActorsOption = Annotated[
 
 
 def check_engine(engine: str, address: str | None, gpus: float, actors: int) -> None:
-    """The Ray options make sense only with the Ray engine."""
+    """An engine of the table; the Ray options make sense only with the Ray engine."""
+    from gpen_cli.batch.engines import ENGINES
+
     if engine not in ENGINES:
         raise GpenError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if gpus < 0 or actors < 1:
@@ -289,8 +270,10 @@ def batch(
     written; 130 interrupted.
     """
     # The engine imports torch: only when the command runs, so `gpen --help` stays quick.
-    from gpen_cli.batch import BatchOptions
+    from gpen_cli.batch.engines import ENGINES, EngineSetup
+    from gpen_cli.batch.job import FolderScan, PhotoJob
     from gpen_cli.batch.runner import default_workers
+    from gpen_cli.outputs import OutputOptions
 
     setup_logging(quiet)
     check_engine(engine, address, gpus_per_worker, model_actors)
@@ -299,21 +282,16 @@ def batch(
     layout = plan_folders(input_dir, output, report, quiet, overwrite)
     page = output / PAGE_NAME if review_page else None
     check_batch_page(page)
-    options = BatchOptions(
-        ext=ext,
-        recursive=recursive,
-        pattern=pattern,
-        overwrite=overwrite,
-        aligned=config.aligned,
-        save_faces=save_faces,
-        compare=compare,
-        workers=workers or default_workers(),
-    )
+    written = OutputOptions(ext, overwrite, save_faces, compare)
+    job = PhotoJob(FolderScan(layout, recursive, pattern), written)
+    ray = _ray_options(address, workers, model_actors, gpus_per_worker)
+    setup = EngineSetup(workers or default_workers(), ray=ray)
     # Everything that can be missing (weights, device) is found before any file is touched.
-    ray_args = (address, workers, model_actors, gpus_per_worker)
-    job = prepare_job(engine, config, layout, options, ray_args, quiet)
-    outcome = _run_with_progress(job, STOPPING[engine], layout, options, quiet)
-    done = conclude_batch(outcome, config, input_dir, output, report, quiet, options)
+    choice = ENGINES[engine]
+    with console.status(choice.getting_ready, spinner="dots") if not quiet else nullcontext():
+        ready = choice.ready(config, setup)
+    outcome = _run_with_progress(ready, job, choice.stopping, quiet)
+    done = conclude_batch(outcome, config, input_dir, output, report, quiet, written)
     if page is not None and not outcome.interrupted:  # a stopped run is left to `gpen review`
         title = f"Report: {report}" if report else f"gpen batch {input_dir} -o {output}"
         done = page_after_batch(outcome.entries, page, title, quiet, done)
@@ -332,38 +310,6 @@ def _capped_workers(workers: int | None) -> int | None:
     return workers
 
 
-def prepare_job(
-    engine: str,
-    config: RestoreConfig,
-    layout: BatchLayout,
-    options: BatchOptions,
-    ray_args: tuple,
-    quiet: bool,
-) -> Callable[[threading.Event, OnProgress], BatchOutcome]:
-    """The job on the chosen engine, as `job(stop, on_progress)`, once what it needs is here.
-
-    The thread engine loads the models in this process. The Ray engine loads them in its
-    actors: this process only fetches and checks the weight files (and, for a local Ray, that
-    the device is usable here), so a cluster's head node needs neither a GPU nor the models'
-    memory.
-    """
-    from gpen_cli import restorer as pipeline
-    from gpen_cli.batch import restore_folder
-
-    status = "Loading models…" if engine == "thread" else "Checking the weights…"
-    with console.status(status, spinner="dots") if not quiet else nullcontext():
-        if engine == "thread":
-            restorer = pipeline.FaceRestorer(config=config)
-            return lambda stop, on_progress: restore_folder(
-                restorer, layout, options, stop=stop, on_progress=on_progress
-            )
-        ray = _ray_options(*ray_args)
-        pipeline.fetch_weights(config)
-        if ray.address is None:
-            pipeline.torch_device(config)
-    return lambda stop, on_progress: run_on_ray(config, layout, options, ray, stop, on_progress)
-
-
 def conclude_batch(
     outcome: BatchOutcome,
     config: RestoreConfig,
@@ -371,7 +317,7 @@ def conclude_batch(
     output: Path,
     report: Path | None,
     quiet: bool,
-    options: BatchOptions,
+    written: OutputOptions,
 ) -> typer.Exit:
     """Report the whole job (a resumed run keeps what the earlier one said of the photos it
     did), say how it went; the Exit to raise."""
@@ -384,20 +330,8 @@ def conclude_batch(
         quiet=quiet,
         summary=lambda: print_summary(outcome),
         outputs=str(output),
-        overwrite=options.overwrite,
-        extras=extras_written(
-            outcome.entries, compare=options.compare, save_faces=options.save_faces
-        ),
+        written=written,
     )
-
-
-def run_on_ray(config, layout, options, ray_options, stop, on_progress) -> BatchOutcome:
-    """The same job on Ray Data (`--engine ray`)."""
-    from gpen_cli.batch.ray_engine import restore_folder_ray
-    from gpen_cli.batch.runner import progress_from_entries
-
-    on_entry = progress_from_entries(on_progress, config.aligned)
-    return restore_folder_ray(config, layout, options, ray_options, stop=stop, on_entry=on_entry)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from rich.table import Column
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from gpen_cli.batch.runner import PhotoProgress
+    from gpen_cli.batch.engine import PhotoProgress
 
 
 class FaceEstimate:

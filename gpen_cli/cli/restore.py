@@ -17,10 +17,8 @@ from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import console, one_line_errors, print_wrapped, setup_logging
 from gpen_cli.cli.runs import (
     DONE_BEFORE,
-    FINISHING,
     PhotoRows,
     conclude,
-    extras_written,
     photo_progress,
     stop_handlers,
 )
@@ -33,9 +31,10 @@ from gpen_cli.words import count
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from gpen_cli.batch import BatchOptions, BatchOutcome
+    from gpen_cli.batch import BatchOutcome
+    from gpen_cli.batch.engine import Engine
+    from gpen_cli.batch.job import PhotoJob
     from gpen_cli.batch.scan import Task
-    from gpen_cli.restorer import FaceRestorer
 
 
 def plan_outputs(inputs: list[Path], output: Path | None, ext: str) -> list[Path]:
@@ -316,23 +315,19 @@ def restore(
     setup_logging(quiet)
     opt.check_ext(ext)
     inputs, outputs, made_before = plan_run(inputs, output, ext, report, overwrite)
-    from gpen_cli import restorer as pipeline  # torch: only once the command can run
-    from gpen_cli.batch import runner
+    # The engines import torch: only once the command can run.
+    from gpen_cli.batch.engines import DEFAULT_ENGINE, ENGINES, EngineSetup
+    from gpen_cli.batch.job import GivenItems, PhotoJob
+    from gpen_cli.outputs import OutputOptions
 
     progress = photo_progress(quiet)
-    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-        restorer = pipeline.FaceRestorer(config=config, on_tile=TileProgress(progress))
+    choice = ENGINES[DEFAULT_ENGINE]
+    with console.status(choice.getting_ready, spinner="dots") if not quiet else nullcontext():
+        engine = choice.ready(config, EngineSetup(on_tile=TileProgress(progress)))
 
     items = planned_items(inputs, outputs, made_before, overwrite)
-    options = runner.BatchOptions(
-        overwrite=overwrite,
-        aligned=config.aligned,
-        save_faces=save_faces,
-        compare=compare,
-        workers=runner.default_workers(),
-        protected=tuple(inputs),
-    )
-    outcome = run_items(restorer, items, options, progress)
+    written = OutputOptions(ext, overwrite, save_faces, compare, protected=tuple(inputs))
+    outcome = run_items(engine, PhotoJob(GivenItems(items), written), choice.stopping, progress)
     raise conclude(
         outcome,
         report=report,
@@ -340,24 +335,21 @@ def restore(
         quiet=quiet,
         summary=lambda: print_results(outcome.entries, outcome.seconds),
         outputs=describe_outputs(output, outputs),
-        overwrite=overwrite,
-        extras=extras_written(outcome.entries, compare=compare, save_faces=save_faces),
+        written=written,
     )
 
 
-def run_items(
-    restorer: FaceRestorer, items: list, options: BatchOptions, progress: Progress
-) -> BatchOutcome:
-    """The photos through the engine, a progress row each; Ctrl-C finishes the faces being
-    restored.
+def run_items(engine: Engine, job: PhotoJob, stopping: str, progress: Progress) -> BatchOutcome:
+    """The photos through the engine, a progress row each; Ctrl-C does what `stopping` says
+    (the thread engine: finishes the faces being restored).
     The entries come back in the order the photos were given."""
-    from gpen_cli.batch import run_batch
     from gpen_cli.batch.signals import graceful_stop
 
     stop = threading.Event()
-    with progress, graceful_stop(stop, *stop_handlers(FINISHING)):
+    items = list(job.source.items)
+    with progress, graceful_stop(stop, *stop_handlers(stopping)):
         rows = PhotoRows(progress, len(items))
-        outcome = run_batch(restorer, items, options, stop=stop, on_progress=rows)
+        outcome = engine.run(job, stop, rows)
     outcome.entries = in_given_order(outcome.entries, items)
     return outcome
 

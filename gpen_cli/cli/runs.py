@@ -29,7 +29,8 @@ from gpen_cli.report import ReportEntry, naming, write_report
 from gpen_cli.words import count
 
 if TYPE_CHECKING:
-    from gpen_cli.batch.runner import BatchOutcome, PhotoProgress
+    from gpen_cli.batch.engine import BatchOutcome, PhotoProgress
+    from gpen_cli.outputs import OutputOptions
 
 
 def photo_progress(quiet: bool) -> Progress:
@@ -78,11 +79,6 @@ class PhotoRows:
             if event.faces_restored >= event.faces_found:  # pasting and writing remain
                 faces = count(event.faces_found, "face")
                 self.progress.update(row, description=f"{name}: {faces} restored, saving")
-
-
-# What the first stop signal does to a run of the thread engine: the faces in the generator
-# are finished and their photos written; the photos not there yet are left for a rerun.
-FINISHING = "finishing the faces being restored"
 
 
 def stop_handlers(
@@ -147,14 +143,14 @@ def command_lines(argv: list[str], width: int) -> list[str]:
     return shell_lines([shlex.quote(word) for word in argv], width)
 
 
-def extras_written(entries: list[ReportEntry], *, compare: bool, save_faces: bool) -> list[str]:
+def extras_written(entries: list[ReportEntry], options: OutputOptions) -> list[str]:
     """End lines saying where --compare and --save-faces wrote: beside the outputs."""
     from gpen_cli.outputs import COMPARE_FOLDER, FACES_FOLDER
 
     lines = []
     for asked, label, folder, statuses in (
-        (compare, "compare", COMPARE_FOLDER, ("ok", "no_face")),
-        (save_faces, "faces", FACES_FOLDER, ("ok",)),
+        (options.compare, "compare", COMPARE_FOLDER, ("ok", "no_face")),
+        (options.save_faces, "faces", FACES_FOLDER, ("ok",)),
     ):
         parents = {Path(e.output).parent for e in entries if e.output and e.status in statuses}
         if not asked or not parents:
@@ -222,12 +218,12 @@ def conclude(
     quiet: bool,
     summary: Callable[[], None],
     outputs: str,
-    overwrite: bool,
-    extras: Sequence[str] = (),
+    written: OutputOptions,
 ) -> typer.Exit:
     """Write the report (`extra` and the run's figures besides the entries), say what went
-    wrong, the summary and the end lines (`extras`: where else outputs went); the Exit to
-    raise: 130 interrupted, 1 when an input or the report failed, else 0."""
+    wrong, the summary and the end lines (where the outputs and the extras `written` asked
+    for went); the Exit to raise: 130 interrupted, 1 when an input or the report failed,
+    else 0."""
     report_error = save_report(report, outcome.entries, {**extra, **run_figures(outcome)})
     print_problems(outcome.entries, quiet)
     if not quiet:
@@ -235,10 +231,11 @@ def conclude(
     if report_error:
         say("[bold red]error:[/]", report_error)
     if not quiet or outcome.interrupted:
-        written = report if report is not None and not report_error else None
+        saved = report if report is not None and not report_error else None
         if outcome.entries and all(entry.status == "failed" for entry in outcome.entries):
             outputs = "none written"  # every input failed: no path to look for
-        print_end(outputs, written, outcome.interrupted, overwrite, extras)
+        extras = extras_written(outcome.entries, written)
+        print_end(outputs, saved, outcome.interrupted, written.overwrite, extras)
     if outcome.interrupted:
         return typer.Exit(EXIT_INTERRUPTED)
     failed = report_error or any(entry.status == "failed" for entry in outcome.entries)

@@ -29,6 +29,7 @@ from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
 from gpen_cli.words import count
 
 if TYPE_CHECKING:
+    from gpen_cli.batch.engine import Engine
     from gpen_cli.video import VideoJob, VideoOutcome
 
 FILM = "Film"
@@ -163,7 +164,7 @@ def _plan(source: Path, output: Path, options, fingerprint: dict) -> VideoJob:
         raise GpenError(f"{exc}; restore it with: {command}") from None
 
 
-def run_job(job: VideoJob, restorer, quiet: bool) -> VideoOutcome:
+def run_job(job: VideoJob, engine: Engine, quiet: bool) -> VideoOutcome:
     """Restore the film with a progress bar; Ctrl-C finishes the frames in flight."""
     from gpen_cli.batch.signals import graceful_stop
 
@@ -178,7 +179,7 @@ def run_job(job: VideoJob, restorer, quiet: bool) -> VideoOutcome:
     try:
         with progress, graceful_stop(stop, on_first, on_second):
             progress.add_task("Restoring", total=job.frames_to_do(), faces=0, rate=0.0)
-            return job.run(restorer, stop, on_frame)
+            return engine.run(job, stop, on_frame)
     except GpenError as exc:
         raise fail(str(exc), EXIT_SOME_FAILED) from None
 
@@ -220,7 +221,7 @@ def video(
         import av  # noqa: F401
     except ImportError:
         raise fail("gpen video needs PyAV (Python 3.11+): pip install 'gpen-cli[video]'") from None
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.batch.engines import DEFAULT_ENGINE, ENGINES, EngineSetup
     from gpen_cli.video import VideoOptions
 
     setup_logging(quiet)
@@ -233,9 +234,10 @@ def video(
     )
     fingerprint = {k: v for k, v in config.describe().items() if k not in ("device", "weights_dir")}
     job = _plan(source, output, options, fingerprint)
-    with console.status("Loading models…", spinner="dots") if not quiet else nullcontext():
-        restorer = FaceRestorer(config=config)
-    outcome = run_job(job, restorer, quiet)
+    choice = ENGINES[DEFAULT_ENGINE]
+    with console.status(choice.getting_ready, spinner="dots") if not quiet else nullcontext():
+        engine = choice.ready(config, EngineSetup())
+    outcome = run_job(job, engine, quiet)
     if not quiet or outcome.interrupted:
         _print_outcome(job, outcome)
     if outcome.interrupted:

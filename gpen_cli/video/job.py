@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gpen_cli.atomic import name_too_long, partial_key
 from gpen_cli.confine import check_inside
@@ -90,8 +90,10 @@ def _remove_stale(path: Path) -> None:
 
 @dataclass
 class VideoJob:
-    """A checked plan: the film read, the output allowed, the segments left to do."""
+    """A checked plan: the film read, the output allowed, the segments left to do. An
+    engine that restores films runs it (`Engine.run`, by its `kind`)."""
 
+    kind: ClassVar[str] = "film"
     source: Path
     output: Path
     options: VideoOptions
