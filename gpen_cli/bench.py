@@ -268,20 +268,30 @@ class NoDetector:
         raise RuntimeError("the forward-only benchmark has no photos to detect faces in")
 
 
-def parsing_weights_dir(
-    mask: MaskKind, weights_dir: Path | None, scratch: Path, seed: int
+def stand_in_weights_dir(
+    config: RestoreConfig, scratch: Path, seed: int
 ) -> tuple[Path | None, list[str]]:
-    """The folder holding the parsing weights, and a note when they had to be random.
+    """The folder holding the weights of ParseNet (parsing mask) and of the scoring networks
+    (`score`), and a note for each that had to be random.
 
-    Like the generator, an absent ParseNet becomes seeded random weights: its timings do not
-    depend on the weights' values, and bench never downloads.
+    Like the generator, an absent one becomes seeded random weights: timings do not depend
+    on the weights' values, and bench never downloads. When one is absent, the folder is a
+    scratch one with the present files linked in beside the random ones.
     """
     from gpen_cli.weights import get_spec, weight_path, write_random_weights
 
-    if mask is not MaskKind.PARSING or weight_path("parsenet", weights_dir).is_file():
-        return weights_dir, []
-    write_random_weights(get_spec("parsenet"), scratch, seed)
-    return scratch, [f"random (seed {seed}) ParseNet weights: the parsing weights are absent"]
+    needed = ["parsenet"] if config.mask is MaskKind.PARSING else []
+    needed += ["arcface", "hyperiqa"] if config.scoring else []
+    absent = [name for name in needed if not weight_path(name, config.weights_dir).is_file()]
+    if not absent:
+        return config.weights_dir, []
+    for name in needed:
+        spec = get_spec(name)
+        if name in absent:
+            write_random_weights(spec, scratch, seed)
+        elif not (scratch / spec.filename).exists():
+            (scratch / spec.filename).symlink_to(weight_path(name, config.weights_dir))
+    return scratch, [f"random (seed {seed}) {name} weights: they are absent" for name in absent]
 
 
 def random_crops(count: int, size: int, seed: int) -> list[np.ndarray]:
@@ -299,7 +309,7 @@ def build_workload(
     scratch: Path,
 ) -> Workload:
     """Photos and a detector when both are there; random crops (said in the notes) when not."""
-    mask_dir, notes = parsing_weights_dir(config.mask, config.weights_dir, scratch, seed)
+    mask_dir, notes = stand_in_weights_dir(config, scratch, seed)
     paths = photos_in(images) if images is not None else default_photos()
     if not paths and images is None:
         astronaut = astronaut_photo(scratch)

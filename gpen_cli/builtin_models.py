@@ -20,6 +20,7 @@ _FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
 _REALESRGAN_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 _DETECT = "gpen_cli.stages.detect"
 _LOADING = "gpen_cli.models.loading"
+_SCORE = "gpen_cli.stages.score"
 # RRDB blocks of every published RealESRNet / Real-ESRGAN RRDBNet file.
 _RRDB_BLOCKS = 23
 
@@ -135,6 +136,25 @@ _BUILTIN = (
         builder=f"{_DETECT}:FanLandmarks",
         random_init=lazy(f"{_DETECT}:random_fan"),
         description="FAN 2D landmarks (face-alignment): 68 points, refines the 5 used to align.",
+    ),
+    # facexlib publishes no hashes for these: the first download's is recorded beside it.
+    ModelSpec(
+        name="arcface",
+        filename="recognition_arcface_ir_se50.pth",
+        url=f"{_FACEXLIB_RELEASES}/v0.1.0/recognition_arcface_ir_se50.pth",
+        kind="recognition",
+        builder=f"{_SCORE}:IdentityEmbedder",
+        random_init=lazy(f"{_SCORE}:random_arcface"),
+        description="ArcFace IR-SE50 (facexlib): identity scores and choosing a person.",
+    ),
+    ModelSpec(
+        name="hyperiqa",
+        filename="assessment_hyperIQA.pth",
+        url=f"{_FACEXLIB_RELEASES}/v0.2.0/assessment_hyperIQA.pth",
+        kind="assessment",
+        builder=f"{_SCORE}:QualityAssessor",
+        random_init=lazy(f"{_SCORE}:random_hyperiqa"),
+        description="hyperIQA (facexlib): face quality before and after restoring.",
     ),
     _upsampler("realesrnet_x2", "realesrnet_x2.pth", f"{_GPEN_OSS}/realesrnet_x2.pth", 2, 32,
                "GPEN's RealESRNet"),

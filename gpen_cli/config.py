@@ -119,6 +119,12 @@ class RestoreConfig:
     half: bool = False  # FP16 on CUDA, BF16 on CPU: faster, changes pixels
     compile_model: bool = False  # torch.compile the generator
     exact: bool = False  # the official (slower) formulation of every layer
+    score: bool = False  # identity and quality scores per face (ArcFace, hyperIQA)
+    review_below: float | None = None  # identity under this marks a photo for review
+    faces: tuple[int, ...] | None = None  # restore only these faces (reading-order indices)
+    largest: int | None = None  # restore only the N largest faces
+    person: str | None = None  # restore only faces matching the face in this photo
+    min_similarity: float = 0.4  # ArcFace cosine similarity a face needs to match `person`
 
     def __post_init__(self) -> None:
         for name, value in _normalised(self).items():
@@ -139,6 +145,16 @@ class RestoreConfig:
             return None
         name = self.bg_upsampler or f"realesrnet_x{self.upscale}"
         return "lanczos" if name.lower() == "none" else name
+
+    @property
+    def scoring(self) -> bool:
+        """Whether faces are scored: asked for, or needed to mark photos for review."""
+        return self.score or self.review_below is not None
+
+    @property
+    def choosing(self) -> bool:
+        """Whether only some faces are restored."""
+        return self.faces is not None or self.largest is not None or self.person is not None
 
     def describe(self) -> dict[str, str]:
         """Each setting as text, for reports and for telling two configurations apart."""
@@ -170,7 +186,25 @@ def _normalised(config: RestoreConfig) -> dict[str, Any]:
     values["model"] = str(config.model)
     if config.bg_upsampler is not None:
         values["bg_upsampler"] = str(config.bg_upsampler)
+    if config.faces is not None:
+        values["faces"] = _face_indices(config.faces)
+    if config.person is not None:
+        values["person"] = str(config.person)
     return values
+
+
+def _face_indices(value: Any) -> tuple[int, ...]:
+    """ "0,2" or a sequence of whole numbers → a sorted tuple of distinct indices ≥ 0."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        indices = {int(str(part).strip()) for part in parts if str(part).strip()}
+    except ValueError:
+        raise ConfigError(
+            "faces", f"must be face indices separated by commas (e.g. 0,2), got {value!r}"
+        ) from None
+    if not indices or min(indices) < 0:
+        raise ConfigError("faces", f"must be face indices 0 or more (e.g. 0,2), got {value!r}")
+    return tuple(sorted(indices))
 
 
 def _between(name: str, low: float, high: float = float("inf")):
@@ -220,7 +254,24 @@ def _check_file_or_name(setting: str, value: str, kind: str) -> None:
         raise ConfigError(setting, str(exc)) from None
 
 
+def _check_choice(config: RestoreConfig) -> None:
+    """One way of choosing faces at a time, on photos that have faces to choose from."""
+    given = [name for name in ("faces", "largest", "person") if getattr(config, name) is not None]
+    if config.only_center_face:
+        given.insert(0, "only_center_face")
+    if len(given) > 1:
+        raise ConfigError(given[1], f"cannot be combined with {given[0]}: choose faces one way")
+    if given and config.aligned:
+        raise ConfigError(given[0], "does not apply to aligned crops (each is one face)")
+    if config.person is not None and not Path(config.person).is_file():
+        raise ConfigError("person", f"no such file: {config.person}")
+
+
 _CHECKS = (
+    _between("review_below", -1.0, 1.0),
+    _between("min_similarity", -1.0, 1.0),
+    _between("largest", 1),
+    _check_choice,
     _between("fidelity_weight", 0.0, 1.0),
     _between("score_threshold", 0.0, 1.0),
     _between("min_face_size", 0.0),

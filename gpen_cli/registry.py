@@ -20,13 +20,17 @@ from typing import Any, Literal
 
 from gpen_cli.errors import GpenError
 
-ModelKind = Literal["gpen", "detector", "parsing", "landmarks", "upsampler"]
+ModelKind = Literal[
+    "gpen", "detector", "parsing", "landmarks", "upsampler", "recognition", "assessment"
+]
 KIND_NAMES: dict[str, str] = {
     "gpen": "GPEN model",
     "detector": "face detector",
     "parsing": "face-parsing model",
     "landmarks": "landmark model",
     "upsampler": "upsampler",
+    "recognition": "face-recognition model",
+    "assessment": "face-quality model",
 }
 
 

@@ -3,13 +3,21 @@
 The JSON report (`--report FILE.json`) is an object:
 
     schema_version  REPORT_SCHEMA_VERSION; raised whenever a key changes meaning or goes
-    summary         counts by status (ok, no_face, skipped, failed) and `faces`
+    summary         counts by status (ok, no_face, skipped, failed) and `faces`; `review`
+                    (entries marked for review) and `lowest_identity` ({input, face,
+                    identity} of the lowest-scored face, or null)
     command, ...    the command and its settings (model, upscale, folders, timings)
     results         one object per input, sorted by input path:
         input, output     paths as given / as written (output null when nothing was)
         status            ok | no_face | skipped | failed
         faces             count; boxes as [x1, y1, x2, y2] in the input's pixels (left, top,
-                          right, bottom, floats); scores, the detector's confidence in [0, 1]
+                          right, bottom, floats); scores, the detector's confidence in [0, 1];
+                          items, one object per face found, in reading order (left to right
+                          by box centre, ties top to bottom): index, box, score, restored,
+                          why (not restored; null when restored), identity, quality_before,
+                          quality_after (null without scoring)
+        review            true when a restored face's identity is below the review threshold
+        review_reasons    one line per such face ("face 2: identity 0.41 below 0.5")
         error             one line saying why, for failed and skipped inputs
         seconds           wall time spent on this input
         note              worth knowing though not an error (e.g. frames left out)
@@ -22,13 +30,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gpen_cli.atomic import remove_partials_of, write_atomically
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import OutputError
 
-REPORT_SCHEMA_VERSION = 2
+REPORT_SCHEMA_VERSION = 3
 Status = Literal["ok", "no_face", "failed", "skipped"]
 STATUSES: tuple[Status, ...] = ("ok", "no_face", "skipped", "failed")
 
@@ -41,10 +49,30 @@ Reason = Literal["already_done", "exists", "earlier_output", "not_an_image"]
 
 
 @dataclass
+class FaceItem:
+    """One face found in a photo, as the report lists it (see the module's docstring)."""
+
+    index: int
+    box: list[float]
+    score: float
+    restored: bool = True
+    why: str | None = None
+    identity: float | None = None
+    quality_before: float | None = None
+    quality_after: float | None = None
+
+
+@dataclass
 class FacesSummary:
     count: int = 0
     boxes: list[list[float]] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    items: list[FaceItem] = field(default_factory=list)
+
+    @property
+    def restored(self) -> int:
+        """Faces that went through the generator."""
+        return sum(item.restored for item in self.items) if self.items else self.count
 
 
 @dataclass
@@ -58,6 +86,19 @@ class ReportEntry:
     seconds: float = 0.0
     note: str | None = None  # worth knowing though not an error, e.g. frames left out
     output_size: list[int] | None = None  # width, height of the written image
+    review: bool = False  # a restored face's identity is below the review threshold
+    review_reasons: list[str] = field(default_factory=list)
+
+
+def review_reasons(items: list[FaceItem], below: float | None) -> list[str]:
+    """One line per restored face whose identity is below `below` (none when unset)."""
+    if below is None:
+        return []
+    return [
+        f"face {item.index}: identity {item.identity:.2f} below {below:g}"
+        for item in items
+        if item.restored and item.identity is not None and item.identity < below
+    ]
 
 
 def naming(source: Path | str, message: str) -> str:
@@ -70,12 +111,43 @@ def upscale_settings(config: RestoreConfig) -> dict:
     return {"upscale": config.upscale, "upsampler": config.upsampler}
 
 
-def summarize(entries: list[ReportEntry]) -> dict[str, int]:
-    counts = {status: 0 for status in STATUSES}
+def summarize(entries: list[ReportEntry]) -> dict[str, Any]:
+    """Counts by status, faces, entries to review, and the lowest identity score."""
+    counts: dict[str, Any] = {status: 0 for status in STATUSES}
     for entry in entries:
         counts[entry.status] += 1
     counts["faces"] = sum(entry.faces.count for entry in entries)
+    counts["review"] = sum(entry.review for entry in entries)
+    counts["lowest_identity"] = lowest_identity(entries)
     return counts
+
+
+def lowest_identity(entries: list[ReportEntry]) -> dict[str, Any] | None:
+    """{input, face, identity} of the restored face scored least like its input, or None."""
+    scored = [
+        (item.identity, entry.input, item.index)
+        for entry in entries
+        for item in entry.faces.items
+        if item.identity is not None
+    ]
+    if not scored:
+        return None
+    identity, source, index = min(scored)
+    return {"input": source, "face": index, "identity": identity}
+
+
+def review_line(counts: dict[str, Any]) -> str | None:
+    """The end-of-run line about scores (None without any): photos to review and the face
+    scored least like its input."""
+    lowest = counts.get("lowest_identity")
+    if lowest is None:
+        return None
+    photos = counts.get("review", 0)
+    to_review = f"{photos} photo{'s' if photos != 1 else ''} to review; "
+    return (
+        f"{to_review}lowest identity {lowest['identity']:.2f}: face {lowest['face']} "
+        f"of {lowest['input']}"
+    )
 
 
 def report_payload(entries: list[ReportEntry], extra: dict | None = None) -> dict:
@@ -127,7 +199,8 @@ def _earlier(entry: ReportEntry, row: dict | None) -> ReportEntry:
     if entry.reason != "already_done" or row is None or row.get("output") is None:
         return entry
     try:
-        faces = FacesSummary(**row["faces"])
+        items = [FaceItem(**item) for item in row["faces"].get("items", [])]
+        faces = FacesSummary(**{**row["faces"], "items": items})
         earlier = ReportEntry(**{**row, "faces": faces})
     except (KeyError, TypeError):
         return entry

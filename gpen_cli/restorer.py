@@ -24,6 +24,7 @@ from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
 from gpen_cli.devices import pick_device, torch_turn
 from gpen_cli.errors import GpenError, WeightsMissingError
 from gpen_cli.offline import way_forward
+from gpen_cli.report import FaceItem
 from gpen_cli.stages.chain import (
     Align,
     AlignedInput,
@@ -31,6 +32,7 @@ from gpen_cli.stages.chain import (
     CanvasSizedWorking,
     Clahe,
     Detect,
+    FaceInput,
     FaceStage,
     FinishStage,
     FinishWork,
@@ -41,15 +43,18 @@ from gpen_cli.stages.chain import (
     PreparedImage,
     RefineLandmarks,
     RestoredFace,
+    ScoreInputs,
     ShortEdgeResize,
     UpscaleCanvas,
     UpscaleFace,
     WarnEnlargedFaces,
 )
+from gpen_cli.stages.choose import ChooseFaces, face_items, rule_for
 from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.forward import GpenForward
 from gpen_cli.stages.mask import Masker, RectMasker
+from gpen_cli.stages.score import FaceScorer, IdentityEmbedder, Score
 from gpen_cli.stages.upscale import Upscaler
 from gpen_cli.timing import NoClock, StageClock
 
@@ -81,6 +86,8 @@ class RestoreResult:
     faces: list[FaceRecord]
     input_crops: list[np.ndarray] = field(default_factory=list)
     restored_crops: list[np.ndarray] = field(default_factory=list)
+    # Every face found (restored or not) in detection order, with its scores when scored.
+    items: list[FaceItem] = field(default_factory=list)
 
 
 def load_generator(config: RestoreConfig, device: Any) -> nn.Module:
@@ -141,7 +148,28 @@ def networks(config: RestoreConfig) -> dict[str, str]:
         named["landmarks"] = "fan-2d"
     if config.upsampler not in (None, "lanczos"):
         named["upsampler"] = config.upsampler
+    if config.scoring or config.person is not None:
+        named["recognition"] = "arcface"
+    if config.scoring:
+        named["assessment"] = "hyperiqa"
     return named
+
+
+def load_scoring(config: RestoreConfig, device: Any) -> tuple[Any, FaceScorer | None]:
+    """ArcFace when scoring or choosing a person, hyperIQA when scoring (None each when
+    not: a run without them loads neither)."""
+    from gpen_cli.weights import load_model
+
+    named = networks(config)
+    loaded = {
+        kind: load_model(named[kind], kind, config.weights_dir, device=device, half=config.half)
+        for kind in ("recognition", "assessment")
+        if kind in named
+    }
+    embedder: IdentityEmbedder | None = loaded.get("recognition")
+    if "assessment" not in loaded:
+        return embedder, None
+    return embedder, FaceScorer(embedder, loaded["assessment"])
 
 
 def load_masker(config: RestoreConfig, device: Any) -> Masker:
@@ -267,6 +295,8 @@ class FaceRestorer:
             self.detector = detector if given else load_detector(config, device)
             self.refiner = load_refiner(config, device)
             self.masker = load_masker(config, device)
+        self.embedder, self.scorer = load_scoring(config, device)
+        self.chooser = rule_for(config, self.detector, self.size, self.embedder)
         self.prepare_stages = self._prepare_stages()
         self.forward_stages = self._forward_stages()
         self.finish_stages = self._finish_stages()
@@ -292,11 +322,15 @@ class FaceRestorer:
             if self.upscaler is not None:
                 stages.append(WarnEnlargedFaces(self.size, self.generator.source))
             stages.append(Align(self.size))
-        return stages + ([Clahe()] if config.clahe else [])
+            if self.chooser is not None:
+                stages.append(ChooseFaces(self.chooser, uses_torch=config.person is not None))
+        stages += [Clahe()] if config.clahe else []
+        return stages + ([ScoreInputs()] if self.scorer is not None else [])
 
     def _forward_stages(self) -> list[FaceStage]:
         stages: list[FaceStage] = [Generate(self.generator)]
-        return stages + ([PasteMasks(self.masker)] if self.masker is not None else [])
+        stages += [PasteMasks(self.masker)] if self.masker is not None else []
+        return stages + ([Score(self.scorer, self.config.fidelity_weight)] if self.scorer else [])
 
     def _finish_stages(self) -> list[FinishStage]:
         stages: list[FinishStage] = [Blend(self.config.fidelity_weight)]
@@ -335,9 +369,10 @@ class FaceRestorer:
         work.working = None  # only the stages needed it; the engines hold photos a while
         return work
 
-    def forward(self, crops: Sequence[np.ndarray]) -> list[RestoredFace]:
-        """GPEN on the crops, in batches; then each restored face's paste mask."""
-        faces = [RestoredFace(crop, None) for crop in crops]
+    def forward(self, crops: Sequence[np.ndarray | FaceInput]) -> list[RestoredFace]:
+        """GPEN on the crops, in batches; then each restored face's paste mask (and, when
+        scoring, its scores)."""
+        faces = [RestoredFace.of(crop) for crop in crops]
         self._run(self.forward_stages, faces)
         return faces
 
@@ -360,7 +395,8 @@ class FaceRestorer:
         kept_resized = self.config.keep_resized and prepared.scale != 1.0
         scale = 1.0 if kept_resized else prepared.scale
         records = [FaceRecord.from_face(face, scale) for face in prepared.faces]
-        return RestoreResult(work.image, records, prepared.crops, work.blended)
+        items = face_items(prepared, restored, scale)
+        return RestoreResult(work.image, records, prepared.crops, work.blended, items)
 
     def restore(self, image: np.ndarray) -> RestoreResult:
         """Restore every face of a BGR photo (uint8 or uint16); the rest is left untouched.

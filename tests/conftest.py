@@ -79,6 +79,24 @@ def seeded_weights_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def score_weights_dir(tmp_path_factory) -> Path:
+    """ArcFace and hyperIQA with seeded random weights (the registry's random_init), saved
+    in facexlib's layout, in FP16 to halve the writing: scores are plumbing-checked, not
+    meaningful."""
+    import torch
+
+    from gpen_cli.registry import MODELS
+
+    folder = tmp_path_factory.mktemp("score-weights")
+    for name in ("arcface", "hyperiqa"):
+        spec = MODELS[name]
+        state = spec.random_init(0).state_dict()
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()},
+                   folder / spec.filename)  # fmt: skip
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_reference() -> dict:
     """A seeded GPEN-64, a seeded input, and what the official generator returns for it."""
     import numpy as np

@@ -20,7 +20,7 @@ from gpen_cli.errors import GpenError
 from gpen_cli.models import build_gpen
 
 runner = CliRunner()
-KINDS = {"gpen", "detector", "parsing", "landmarks", "upsampler"}
+KINDS = {"gpen", "detector", "parsing", "landmarks", "upsampler", "recognition", "assessment"}
 
 
 def test_registry_entries_are_consistent():

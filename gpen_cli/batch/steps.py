@@ -13,8 +13,8 @@ from pathlib import Path
 from gpen_cli.batch.scan import Task
 from gpen_cli.errors import GpenError
 from gpen_cli.outputs import OutputOptions, write_outputs
-from gpen_cli.report import FacesSummary, ReportEntry, naming
-from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace
+from gpen_cli.report import FacesSummary, ReportEntry, naming, review_reasons
+from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace, RestoreResult
 from gpen_cli.stages.load import LoadedImage, load_image
 from gpen_cli.stages.metadata import dropped_note
 
@@ -77,19 +77,27 @@ def finish(
         )
     except Exception as exc:  # one bad photo must not take the others down
         return failed_entry(task, exc, item.started)
+    faces = faces_summary(result)
+    reasons = review_reasons(result.items, restorer.config.review_below)
     return ReportEntry(
         input=str(task.source),
         output=str(task.output),
-        status="ok" if result.faces or restorer.aligned else "no_face",
-        faces=FacesSummary(
-            count=len(result.faces),
-            boxes=[face.box for face in result.faces],
-            scores=[face.score for face in result.faces],
-        ),
+        status="ok" if faces.count or restorer.aligned else "no_face",
+        faces=faces,
         seconds=round(time.perf_counter() - item.started, 3),
         note=_note(item.loaded, task.output),
         output_size=[int(result.image.shape[1]), int(result.image.shape[0])],
+        review=bool(reasons),
+        review_reasons=reasons,
     )
+
+
+def faces_summary(result: RestoreResult) -> FacesSummary:
+    """The report's account of a photo's faces: every face found (restored or not), boxes
+    and scores in detection order as ever, `items` in reading order with their scores."""
+    items = result.items  # in detection order
+    ordered = sorted(items, key=lambda item: item.index)
+    return FacesSummary(len(items), [i.box for i in items], [i.score for i in items], ordered)
 
 
 def _note(loaded: LoadedImage, output: Path) -> str | None:
@@ -103,4 +111,4 @@ def faces_restored(entry: ReportEntry, aligned: bool) -> int:
     """Faces that went through the generator for this entry (an aligned photo is one)."""
     if entry.status != "ok":
         return 0
-    return 1 if aligned else entry.faces.count
+    return 1 if aligned else entry.faces.restored

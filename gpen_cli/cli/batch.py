@@ -25,7 +25,7 @@ from gpen_cli.cli.review import PAGE_NAME, ReviewPageOption, check_batch_page, p
 from gpen_cli.cli.runs import conclude, stop_handlers
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
-from gpen_cli.report import summarize, upscale_settings, with_earlier_results
+from gpen_cli.report import review_line, summarize, upscale_settings, with_earlier_results
 
 if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOutcome
@@ -113,6 +113,9 @@ def print_summary(outcome: BatchOutcome) -> None:
         f"{outcome.faces_per_second:.2f}",
     )
     console.print(table)
+    scores = review_line(counts)
+    if scores:
+        console.print(scores, highlight=False)
 
 
 BatchOutputOption = Annotated[

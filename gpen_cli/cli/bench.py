@@ -134,7 +134,7 @@ def _json_safe(value):
 
 
 @one_line_errors
-@opt.pipeline_options(leave_out=("model", "batch_size", "aligned", "keep_resized"))
+@opt.pipeline_options(leave_out=("model", "batch_size", "aligned", "keep_resized", *opt.CHOOSING))
 def bench(
     more_batch_sizes: ExtraBatchSizes = None,
     model: BenchModelOption = None,

@@ -34,6 +34,7 @@ from gpen_cli.weights import MissingFileError, needed_specs
 PIPELINE = "Pipeline"
 SPEED = "Speed"
 OUTPUT = "Output"
+CHOICE = "Faces to restore"
 
 ModelOption = Annotated[
     str,
@@ -217,6 +218,61 @@ ExactOption = Annotated[
         rich_help_panel=SPEED,
     ),
 ]
+ScoreOption = Annotated[
+    bool,
+    typer.Option(
+        "--score",
+        help="Score each restored face in the report: identity (ArcFace similarity to the "
+        "input face, 1 = same) and quality before/after (hyperIQA, 0 to 100).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+ReviewBelowOption = Annotated[
+    float | None,
+    typer.Option(
+        "--review-below",
+        show_default=False,
+        help="Mark a photo for review when a face's identity is below this (e.g. 0.5); "
+        "implies --score.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+FacesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--faces",
+        show_default=False,
+        help="Restore only these faces, e.g. 0,2: numbered left to right (ties top to "
+        "bottom) as the report lists them. The others stay as they were.",
+        rich_help_panel=CHOICE,
+    ),
+]
+LargestOption = Annotated[
+    int | None,
+    typer.Option(
+        "--largest",
+        show_default=False,
+        help="Restore only the N largest faces.",
+        rich_help_panel=CHOICE,
+    ),
+]
+PersonOption = Annotated[
+    str | None,
+    typer.Option(
+        "--person",
+        show_default=False,
+        help="Restore only faces of the person in this reference photo (ArcFace).",
+        rich_help_panel=CHOICE,
+    ),
+]
+MinSimilarityOption = Annotated[
+    float,
+    typer.Option(
+        "--min-similarity",
+        help="With --person: the ArcFace similarity (-1 to 1) a face needs to match.",
+        rich_help_panel=CHOICE,
+    ),
+]
 ExtOption = Annotated[
     str,
     typer.Option(
@@ -263,6 +319,12 @@ def check_ext(ext: str) -> None:
         raise GpenError(f"--ext must be one of {', '.join(EXT_CHOICES)}, got {ext!r}")
 
 
+# Settings `gpen bench` leaves out: which faces are restored, and marking photos for review
+# (it times the stages, --score's included). `gpen video` leaves out SCORING: a film has no
+# report to put scores in; its faces are chosen frame by frame.
+CHOOSING = ("review_below", "faces", "largest", "person", "min_similarity")
+SCORING = ("score", "review_below")
+
 # Each field of RestoreConfig as an option (weights_dir is shared with `gpen weights`).
 PIPELINE_OPTIONS: dict[str, Any] = {
     "model": ModelOption,
@@ -287,6 +349,12 @@ PIPELINE_OPTIONS: dict[str, Any] = {
     "half": HalfOption,
     "compile_model": CompileOption,
     "exact": ExactOption,
+    "score": ScoreOption,
+    "review_below": ReviewBelowOption,
+    "faces": FacesOption,
+    "largest": LargestOption,
+    "person": PersonOption,
+    "min_similarity": MinSimilarityOption,
 }
 
 

@@ -25,7 +25,7 @@ from gpen_cli.cli.runs import (
 from gpen_cli.cli.tiles import TileProgress
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import GpenError
-from gpen_cli.report import Reason, ReportEntry, summarize, upscale_settings
+from gpen_cli.report import Reason, ReportEntry, review_line, summarize, upscale_settings
 from gpen_cli.words import count
 
 if TYPE_CHECKING:
@@ -209,6 +209,9 @@ def print_results(entries: list[ReportEntry], seconds: float) -> None:
         f"{counts['ok']} ok, {counts['no_face']} no face, {counts['skipped']} skipped, "
         f"{counts['failed']} failed; {count(counts['faces'], 'face')} in {seconds:.1f} s"
     )
+    scores = review_line(counts)
+    if scores:
+        console.print(scores, highlight=False)
 
 
 def print_result_line(e: ReportEntry) -> None:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 FILM = "Film"
 # Settings of still photos only: a film is never aligned crops, nor upscaled here.
-STILL_ONLY = ("aligned", "keep_resized", "upscale", "bg_upsampler", "tile")
+STILL_ONLY = ("aligned", "keep_resized", "upscale", "bg_upsampler", "tile", *opt.SCORING)
 _TIME = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d+)?)$")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from gpen_cli.stages.align import Alignment, align_face, warp_crop
 from gpen_cli.stages.blend import blend_fidelity
 from gpen_cli.stages.clahe import apply_clahe
-from gpen_cli.stages.faces import Face
+from gpen_cli.stages.faces import Face, FaceChoice, FaceScores
 from gpen_cli.stages.load import to_uint8
 from gpen_cli.stages.paste import Paste, paste_faces
 from gpen_cli.stages.resize import resize_short_edge
@@ -50,9 +50,11 @@ STAGE_NAMES = (
     "landmarks",
     "smooth",
     "align",
+    "choose",
     "clahe",
     "forward",
     "mask",
+    "score",
     "blend",
     "paste",
     "encode",
@@ -78,18 +80,42 @@ class PreparedImage:
     canvas: np.ndarray | None = None  # what faces are pasted onto when not `image` (upscale)
     working: np.ndarray | None = None  # the image faces are found in; dropped once prepared
     source: str | None = None  # the photo's name, for messages that speak of it
+    # Every face found, when some are not restored (`faces` then holds the chosen ones).
+    choices: list[FaceChoice] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.working is None:
             self.working = self.image
 
 
+@dataclass(frozen=True)
+class FaceInput:
+    """A crop on its way to the forward step with what scoring it needs: the input crop
+    the restored face is blended with and compared to (not the CLAHE'd one GPEN gets), and
+    the detected face (small ones are softened before the blend)."""
+
+    pixels: np.ndarray  # what GPEN gets
+    original: np.ndarray
+    face: Face | None  # None in aligned mode: nothing is softened
+
+
 @dataclass
 class RestoredFace:
-    """GPEN's output for one crop and, when faces are pasted back, its paste mask."""
+    """GPEN's output for one crop and, when faces are pasted back, its paste mask; with
+    scoring, the input crop it came from and its scores."""
 
     image: np.ndarray  # uint8 BGR at the model's size, 8-bit as the official converts it
     mask: np.ndarray | None  # float32 in [0, 1] at the same size; None in aligned mode
+    source: np.ndarray | None = None  # the aligned input crop
+    face: Face | None = None
+    scores: FaceScores | None = None
+
+    @classmethod
+    def of(cls, crop: np.ndarray | FaceInput) -> RestoredFace:
+        """The forward step's record of one crop, before GPEN runs."""
+        if isinstance(crop, FaceInput):
+            return cls(crop.pixels, None, crop.original, crop.face)
+        return cls(crop, None, crop)
 
 
 @dataclass
@@ -272,6 +298,21 @@ class Clahe:
 
     def __call__(self, work: PreparedImage) -> None:
         work.model_inputs = [apply_clahe(crop) for crop in work.crops]
+
+
+@dataclass
+class ScoreInputs:
+    """Each crop sent on with its input crop and face, for the score stage."""
+
+    name: str = "align"
+    uses_torch: bool = False
+
+    def __call__(self, work: PreparedImage) -> None:
+        faces = work.faces or [None] * len(work.crops)  # aligned mode: no detected face
+        work.model_inputs = [
+            FaceInput(pixels, crop, face)
+            for pixels, crop, face in zip(work.model_inputs, work.crops, faces, strict=True)
+        ]
 
 
 # ------------------------------------------------------------------------------- forward

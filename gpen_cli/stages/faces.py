@@ -30,3 +30,28 @@ class Face:
     @property
     def height(self) -> float:
         return float(self.box[3] - self.box[1])
+
+
+@dataclass(frozen=True)
+class FaceScores:
+    """How far a restored face is from its input: ArcFace cosine similarity of the two
+    crops (`identity`, 1 = the same embedding) and hyperIQA's quality of each (0 to 100)."""
+
+    identity: float
+    quality_before: float
+    quality_after: float
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """Whether one detected face is restored: `index` is its place in reading order (left to
+    right by box centre, ties top to bottom), the label reports and choices use; `why` says
+    why it is left as it was (None when it is restored)."""
+
+    index: int
+    face: Face
+    why: str | None = None
+
+    @property
+    def restored(self) -> bool:
+        return self.why is None
