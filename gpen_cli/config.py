@@ -119,6 +119,7 @@ class RestoreConfig:
     half: bool = False  # FP16 on CUDA, BF16 on CPU: faster, changes pixels
     compile_model: bool = False  # torch.compile the generator
     exact: bool = False  # the official (slower) formulation of every layer
+    runtime: str = "torch"  # "onnxruntime": GPEN and ParseNet exported, run in ONNX Runtime
 
     def __post_init__(self) -> None:
         for name, value in _normalised(self).items():
@@ -220,6 +221,29 @@ def _check_file_or_name(setting: str, value: str, kind: str) -> None:
         raise ConfigError(setting, str(exc)) from None
 
 
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def _check_runtime(config: RestoreConfig) -> None:
+    """ONNX Runtime runs the exported FP32 graphs: no torch-only choice applies to them."""
+    if config.runtime not in RUNTIMES:
+        choices = ", ".join(RUNTIMES)
+        raise ConfigError("runtime", f"must be one of {choices}, got {config.runtime!r}")
+    if config.runtime == "torch":
+        return
+    clash = [name for name in ("half", "compile_model", "exact") if getattr(config, name)]
+    if clash:
+        raise ConfigError(
+            "runtime", f"onnxruntime runs the exported FP32 graphs: it excludes {clash[0]}"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        raise ConfigError(
+            "runtime", "onnxruntime needs the onnx extra: pip install 'gpen-cli[onnx]'"
+        )
+
+
 _CHECKS = (
     _between("fidelity_weight", 0.0, 1.0),
     _between("score_threshold", 0.0, 1.0),
@@ -231,4 +255,5 @@ _CHECKS = (
     _check_device,
     _check_model,
     _check_bg_upsampler,
+    _check_runtime,
 )

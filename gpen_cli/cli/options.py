@@ -217,6 +217,15 @@ ExactOption = Annotated[
         rich_help_panel=SPEED,
     ),
 ]
+RuntimeOption = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        help="torch, or onnxruntime: GPEN and ParseNet exported to ONNX and run in ONNX "
+        "Runtime (FP32; needs the onnx extra).",
+        rich_help_panel=SPEED,
+    ),
+]
 ExtOption = Annotated[
     str,
     typer.Option(
@@ -287,6 +296,7 @@ PIPELINE_OPTIONS: dict[str, Any] = {
     "half": HalfOption,
     "compile_model": CompileOption,
     "exact": ExactOption,
+    "runtime": RuntimeOption,
 }
 
 
