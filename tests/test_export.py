@@ -9,15 +9,17 @@ with `runtime="onnxruntime"`, compared with the official photo like the torch pa
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from gpen_cli.cli import app
-from gpen_cli.export.networks import TOLERANCE, gpen_onnx, random_faces
-from gpen_cli.export.runtime import run, session
-from gpen_cli.models.loading import random_gpen
+onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install -e '.[onnx]'")
+pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
+
+from gpen_cli.cli import app  # noqa: E402
+from gpen_cli.export.networks import TOLERANCE, gpen_onnx, random_faces  # noqa: E402
+from gpen_cli.export.runtime import run, session  # noqa: E402
+from gpen_cli.models.loading import random_gpen  # noqa: E402
 
 # Narrow, with a small mapping network: a second to export and check.
 TINY = {"size": 64, "channel_multiplier": 1, "narrow": 0.125, "style_dim": 64, "n_mlp": 2}
@@ -110,3 +112,32 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert str(bad) in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow  # exports GPEN-BFR-256 and ParseNet at 512 px: tens of seconds here
+def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir):
+    from test_official_pipeline import ReplayDetector, official, photo, psnr, within_one_level
+
+    from gpen_cli.restorer import FaceRestorer
+
+    restorer = FaceRestorer(
+        seeded_weights_dir / "GPEN-BFR-256.pth",
+        ReplayDetector(),
+        weights_dir=seeded_weights_dir,
+        device="cpu",
+        runtime="onnxruntime",
+    )
+    result = restorer.restore(photo("astronaut_320"))
+    expected = official("astronaut_320_GPEN.png")
+    assert psnr(result.image, expected) >= 50.0
+    assert within_one_level(result.image, expected) >= 0.999
+
+
+def test_runtime_setting_is_checked():
+    from gpen_cli.config import ConfigError, RestoreConfig
+
+    with pytest.raises(ConfigError, match="must be one of torch, onnxruntime"):
+        RestoreConfig(runtime="tensorrt")
+    with pytest.raises(ConfigError, match="excludes half"):
+        RestoreConfig(runtime="onnxruntime", half=True)
+    assert RestoreConfig(runtime="onnxruntime").runtime == "onnxruntime"
