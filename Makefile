@@ -12,10 +12,10 @@ PIP_QUIET ?= --quiet --disable-pip-version-check
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@echo "make install: gpen-cli and its test and Ray extras into $(VENV) (a few minutes the first time)"
+	@echo "make install: gpen-cli and its test, Ray and ONNX extras into $(VENV) (a few minutes the first time)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
-	@$(BIN)/python -m pip install $(PIP_QUIET) -e ".[test,ray]"
+	@$(BIN)/python -m pip install $(PIP_QUIET) -e ".[test,ray,onnx]"
 	@touch $(STAMP)
 	@echo "make install: done; the command is $(BIN)/gpen"
 

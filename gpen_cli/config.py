@@ -125,6 +125,7 @@ class RestoreConfig:
     largest: int | None = None  # restore only the N largest faces
     person: str | None = None  # restore only faces matching the face in this photo
     min_similarity: float = 0.4  # ArcFace cosine similarity a face needs to match `person`
+    runtime: str = "torch"  # "onnxruntime": GPEN and ParseNet exported, run in ONNX Runtime
 
     def __post_init__(self) -> None:
         for name, value in _normalised(self).items():
@@ -267,6 +268,29 @@ def _check_choice(config: RestoreConfig) -> None:
         raise ConfigError("person", f"no such file: {config.person}")
 
 
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def _check_runtime(config: RestoreConfig) -> None:
+    """ONNX Runtime runs the exported FP32 graphs: no torch-only choice applies to them."""
+    if config.runtime not in RUNTIMES:
+        choices = ", ".join(RUNTIMES)
+        raise ConfigError("runtime", f"must be one of {choices}, got {config.runtime!r}")
+    if config.runtime == "torch":
+        return
+    clash = [name for name in ("half", "compile_model", "exact") if getattr(config, name)]
+    if clash:
+        raise ConfigError(
+            "runtime", f"onnxruntime runs the exported FP32 graphs: it excludes {clash[0]}"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        raise ConfigError(
+            "runtime", "onnxruntime needs the onnx extra: pip install 'gpen-cli[onnx]'"
+        )
+
+
 _CHECKS = (
     _between("review_below", -1.0, 1.0),
     _between("min_similarity", -1.0, 1.0),
@@ -282,4 +306,5 @@ _CHECKS = (
     _check_device,
     _check_model,
     _check_bg_upsampler,
+    _check_runtime,
 )

@@ -180,7 +180,13 @@ def load_masker(config: RestoreConfig, device: Any) -> Masker:
     if name is None:
         return RectMasker()
     return load_model(
-        name, "parsing", config.weights_dir, device=device, half=config.half, exact=config.exact
+        name,
+        "parsing",
+        config.weights_dir,
+        device=device,
+        half=config.half,
+        exact=config.exact,
+        runtime=config.runtime,
     )
 
 
@@ -280,6 +286,7 @@ class FaceRestorer:
             compile_model=config.compile_model,
             exact=config.exact,
             source=type(model).__name__ if isinstance(model, nn.Module) else config.model,
+            runtime=config.runtime,
         )
         self.size = self.generator.size
         self.batch_size = self.generator.batch_size

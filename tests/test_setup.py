@@ -36,7 +36,7 @@ def test_make_install_runs_pip_quietly_and_says_what_it_does(tmp_path):
     pips = [line for line in planned.stdout.splitlines() if " -m pip install " in line]
     assert len(pips) == 2 and all(" --quiet " in line for line in pips), planned.stdout
     assert planned.stdout.startswith(
-        f'echo "make install: gpen-cli and its test and Ray extras into {venv}'
+        f'echo "make install: gpen-cli and its test, Ray and ONNX extras into {venv}'
     )
 
 

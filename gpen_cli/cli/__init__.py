@@ -37,7 +37,17 @@ def _top(
 
 
 # Each module defines `register(app)`; the order is the order of `gpen --help`.
-_COMMAND_MODULES = ["restore", "batch", "review", "video", "weights", "config", "doctor", "bench"]
+_COMMAND_MODULES = [
+    "restore",
+    "batch",
+    "review",
+    "video",
+    "weights",
+    "config",
+    "doctor",
+    "bench",
+    "export",
+]
 
 # Command modules import nothing heavy at load time (torch, OpenCV...): `gpen --help` stays
 # instant and `gpen doctor` still runs when a broken install makes those imports fail.

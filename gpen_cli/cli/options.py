@@ -273,6 +273,15 @@ MinSimilarityOption = Annotated[
         rich_help_panel=CHOICE,
     ),
 ]
+RuntimeOption = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        help="torch, or onnxruntime: GPEN and ParseNet exported to ONNX and run in ONNX "
+        "Runtime (FP32; needs the onnx extra).",
+        rich_help_panel=SPEED,
+    ),
+]
 ExtOption = Annotated[
     str,
     typer.Option(
@@ -355,6 +364,7 @@ PIPELINE_OPTIONS: dict[str, Any] = {
     "largest": LargestOption,
     "person": PersonOption,
     "min_similarity": MinSimilarityOption,
+    "runtime": RuntimeOption,
 }
 
 

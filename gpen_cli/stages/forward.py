@@ -87,6 +87,18 @@ def model_to_run(
     return copy.deepcopy(model).eval().requires_grad_(False).to(device, dtype)
 
 
+def onnx_generator(model: nn.Module, device: torch.device):
+    """A GPEN generator as an ONNX Runtime session called like the module (see
+    gpen_cli/export); other modules cannot be exported this way and are refused."""
+    if not isinstance(model, FullGenerator):
+        raise GpenError(
+            f"the onnxruntime runtime runs GPEN generators only, not a {type(model).__name__}"
+        )
+    from gpen_cli.export.networks import gpen_session
+
+    return gpen_session(model, device)
+
+
 class NonFiniteOutputError(GpenError):
     """The model returned NaN or infinity: the photo fails rather than get black faces."""
 
@@ -98,7 +110,8 @@ class GpenForward:
     as `(image, ...)`, as the official generator returns). With `compile_model` the last
     batch is padded to the full batch size so the compiled graph always sees one shape.
     `exact` runs a GPEN generator in the official formulation, else with the fast kernels;
-    the module handed in is left untouched (see `model_to_run`).
+    the module handed in is left untouched (see `model_to_run`). Runtime "onnxruntime"
+    exports a GPEN generator to ONNX and runs it in ONNX Runtime instead (FP32, eager).
     """
 
     def __init__(
@@ -112,6 +125,7 @@ class GpenForward:
         compile_model: bool = False,
         exact: bool = False,
         source: str = "the face model",
+        runtime: str = "torch",
     ):
         self.source = source  # named when the model's output is unusable
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
@@ -122,12 +136,16 @@ class GpenForward:
         self.batch_size = batch_size or default_batch_size(self.device, self.size)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        self.model = model_to_run(model, exact=exact, device=self.device, dtype=self.dtype)
         self.memory_format = (
             torch.channels_last
             if use_channels_last(self.device, exact)
             else torch.contiguous_format
         )
+        if runtime == "onnxruntime":  # the generator exported, in an ONNX Runtime session
+            self.model, self.compiled = onnx_generator(model, self.device), False
+            self.memory_format = torch.contiguous_format
+            return
+        self.model = model_to_run(model, exact=exact, device=self.device, dtype=self.dtype)
         self.compiled = compile_model and self._try_compile()
 
     def _try_compile(self) -> bool:

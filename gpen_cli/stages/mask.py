@@ -124,7 +124,7 @@ class ParsingMasker:
     official pipeline computes and throws away. The checkpoint still loads strictly into the
     whole network, so a file with a wrong or missing layer is refused. On the CPU the head
     runs as fused oneDNN convolutions (gpen_cli/models/parsenet.py) unless `exact` asks for
-    facexlib's layers as they are.
+    facexlib's layers as they are; runtime "onnxruntime" runs the head exported to ONNX.
     """
 
     def __init__(
@@ -134,18 +134,17 @@ class ParsingMasker:
         half: bool = False,
         chunk: int | None = None,
         exact: bool = False,
+        runtime: str = "torch",
     ):
-        from facexlib.parsing.parsenet import ParseNet
-
         self.device = torch.device(device)
         self.dtype = pick_dtype(self.device, half)
         self.chunk = max(1, int(chunk or PARSING_CHUNK.get(self.device.type, 1)))
-        network = ParseNet(
-            in_size=PARSING_INPUT_SIZE, out_size=PARSING_INPUT_SIZE, parsing_ch=PARSING_LABELS
-        )
-        what = "ParseNet face-parsing state dict"
-        load_strict(network, read_state_dict(weights_path, what), str(weights_path), what)
-        network = _without_identity_copies(network.eval().requires_grad_(False))
+        network = load_parsenet(weights_path)
+        if runtime == "onnxruntime":  # the exported head in an ONNX Runtime session
+            from gpen_cli.export.networks import parsenet_session
+
+            self.dtype, self.head = torch.float32, parsenet_session(network, self.device)
+            return
         # Folded from the FP32 weights, then cast: a BF16 head rounds each weight once.
         fused = None if exact or self.device.type != "cpu" else fused_head(network, self.dtype)
         self.head = fused or functools.partial(
@@ -167,6 +166,19 @@ class ParsingMasker:
             for face, label_map in zip(faces, labels.cpu().numpy(), strict=True):
                 masks.append(labels_to_mask(label_map, face.shape[0]))
         return masks
+
+
+def load_parsenet(weights_path: Path) -> torch.nn.Module:
+    """facexlib's ParseNet with the weights of `weights_path` (loaded strictly), in eval
+    mode, its pass-through layers made true pass-throughs."""
+    from facexlib.parsing.parsenet import ParseNet
+
+    network = ParseNet(
+        in_size=PARSING_INPUT_SIZE, out_size=PARSING_INPUT_SIZE, parsing_ch=PARSING_LABELS
+    )
+    what = "ParseNet face-parsing state dict"
+    load_strict(network, read_state_dict(weights_path, what), str(weights_path), what)
+    return _without_identity_copies(network.eval().requires_grad_(False))
 
 
 def segmentation_logits(network: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
