@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpen_cli import __version__
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.memory import cap_batch_size
@@ -39,6 +38,7 @@ from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 from gpen_cli.timing import StageClock
+from gpen_cli.version import __version__
 
 logger = logging.getLogger(__name__)
 

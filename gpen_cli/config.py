@@ -17,7 +17,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from gpen_cli.devices import check_device
 from gpen_cli.errors import GpenError
+from gpen_cli.names import match_name, parse_choice
+from gpen_cli.registry import names
 
 
 class MaskKind(str, Enum):
@@ -30,8 +33,6 @@ class MaskKind(str, Enum):
 def detector_choices() -> list[str]:
     """Every name and alias a detector answers to, from the registry, when asked: an entry
     registered later is a choice too (`retinaface` is the ResNet-50 one, as officially)."""
-    from gpen_cli.registry import names
-
     return list(names("detector"))
 
 
@@ -148,8 +149,6 @@ class RestoreConfig:
 def _normalised(config: RestoreConfig) -> dict[str, Any]:
     """Strings become enum members or registry names (matched ignoring case, with a
     suggestion when wrong)."""
-    from gpen_cli.names import match_name, parse_choice
-
     values: dict[str, Any] = {}
     try:
         values["detector"] = DetectorName(
@@ -193,8 +192,6 @@ def _check_upscale(config: RestoreConfig) -> None:
 
 
 def _check_device(config: RestoreConfig) -> None:
-    from gpen_cli.devices import check_device
-
     try:
         check_device(config.device)
     except GpenError as exc:
