@@ -34,6 +34,7 @@ from torch import nn
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.memory import cap_batch_size
+from gpen_cli.resolve import load_detector, torch_device
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.load import READABLE_EXTENSIONS
@@ -313,8 +314,6 @@ def build_workload(
         notes.append(f"{missing}: forward only, {faces} random crops")
         crops = random_crops(faces, size, seed)
         return Workload(config.but(weights_dir=mask_dir), crops=crops, notes=notes)
-    from gpen_cli.restorer import load_detector, torch_device
-
     return Workload(
         config.but(weights_dir=mask_dir),
         paths=paths,
@@ -669,8 +668,6 @@ def run_bench(
     """
     if repeats < 1:
         raise GpenError(f"repeats must be at least 1, got {repeats}")
-    from gpen_cli.restorer import torch_device
-
     device = torch_device(config)
     base_model, model_info = resolve_bench_model(model, size, config.weights_dir, seed)
     if size is not None and model is not None and base_model.size != size:

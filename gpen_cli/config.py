@@ -2,9 +2,12 @@
 
 `RestoreConfig` is what `FaceRestorer`, `gpen restore`, `gpen batch`, `gpen video` and
 `gpen bench` all take. It is frozen (an engine's workers receive it pickled and keep one
-restorer per distinct configuration) and checked when built, so a bad value is refused
-before any model loads or any download starts. Its messages name the setting
-(`fidelity_weight`); the command line says the same with its flag.
+restorer per distinct configuration) and its values are checked when it is built: ranges,
+choices, the device's spelling, a detector name the registry lists. It looks at no file and
+no device: whether `model` or `bg_upsampler` names a file or a registry entry, where the
+weights are and whether the device exists is the resolver's work (`gpen_cli/resolve.py`),
+so a configuration can be built, compared and sent to a worker anywhere. Its messages name
+the setting (`fidelity_weight`); the command line says the same with its flag.
 
 This module imports neither torch nor OpenCV, so `gpen --help` and `gpen doctor` work even
 where the heavy libraries are broken.
@@ -198,25 +201,6 @@ def _check_device(config: RestoreConfig) -> None:
         raise ConfigError("device", str(exc)) from None
 
 
-def _check_model(config: RestoreConfig) -> None:
-    """A registry name of a GPEN model, or a file that exists (no download is started)."""
-    _check_file_or_name("model", config.model, "gpen")
-
-
-def _check_bg_upsampler(config: RestoreConfig) -> None:
-    if config.bg_upsampler is not None and config.bg_upsampler.lower() != "none":
-        _check_file_or_name("bg_upsampler", config.bg_upsampler, "upsampler")
-
-
-def _check_file_or_name(setting: str, value: str, kind: str) -> None:
-    from gpen_cli.weights import check_file_or_name
-
-    try:
-        check_file_or_name(value, kind)
-    except GpenError as exc:
-        raise ConfigError(setting, str(exc)) from None
-
-
 _CHECKS = (
     _between("fidelity_weight", 0.0, 1.0),
     _between("score_threshold", 0.0, 1.0),
@@ -226,6 +210,4 @@ _CHECKS = (
     _between("tile", MIN_TILE),
     _check_upscale,
     _check_device,
-    _check_model,
-    _check_bg_upsampler,
 )

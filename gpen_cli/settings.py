@@ -27,6 +27,7 @@ import platformdirs
 
 from gpen_cli.config import ConfigError, RestoreConfig
 from gpen_cli.errors import GpenError
+from gpen_cli.named_networks import NAMED_NETWORKS, check_network
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,9 +115,12 @@ def _converted(setting: str, value: Any, from_text: bool) -> Any:
 
 
 def _checked(setting: str, value: Any, where: str) -> Any:
-    """`value` once `RestoreConfig` accepts it alone, else one line naming `where`."""
+    """`value` once `RestoreConfig` accepts it alone (and, for a model, once it is a file
+    or a registry entry), else one line naming `where`."""
     try:
         checked = getattr(RestoreConfig(**{setting: value}), setting)
+        if setting in NAMED_NETWORKS:
+            check_network(setting, checked)
     except ConfigError as exc:
         raise GpenError(f"{where}: {exc.problem}") from None
     return checked.value if isinstance(checked, Enum) else checked
