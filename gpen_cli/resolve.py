@@ -20,13 +20,13 @@ from torch import nn
 from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
 from gpen_cli.devices import pick_device
 from gpen_cli.errors import GpenError, WeightsMissingError
-from gpen_cli.named_networks import check_networks
+from gpen_cli.named_networks import check_network, check_networks
 from gpen_cli.offline import way_forward
-from gpen_cli.registry import get_spec, of_kind
+from gpen_cli.registry import ModelSpec, get_spec, of_kind
 from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.mask import Masker, RectMasker
 from gpen_cli.stages.upscale import Upscaler
-from gpen_cli.weights import check_gpen_structure, ensure_weight, load_model
+from gpen_cli.weights import check_gpen_structure, ensure_weight, load_model, weight_path
 
 
 def check(config: RestoreConfig) -> None:
@@ -43,7 +43,18 @@ def gpen_model_for_size(size: int) -> str:
         if spec.config.get("size") == size:
             return spec.name
     known = ", ".join(spec.name for spec in generators)
-    raise GpenError(f"no registry model of {size} px ({known})")
+    raise GpenError(f"size {size}: no registry GPEN model of that size ({known})")
+
+
+def generator_file(config: RestoreConfig) -> tuple[ModelSpec | None, Path]:
+    """Where `config.model`'s checkpoint is: (None, the file) for a file, else (its registry
+    entry, where its file is or would be once fetched). Checks the name; fetches nothing,
+    for a caller that has its own answer to an absent file (bench times random weights)."""
+    check_network("model", config.model)
+    if Path(config.model).is_file():
+        return None, Path(config.model)
+    spec = get_spec(config.model, "gpen")
+    return spec, weight_path(spec.name, config.weights_dir)
 
 
 def networks(config: RestoreConfig) -> dict[str, str]:
