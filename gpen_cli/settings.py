@@ -28,6 +28,7 @@ import platformdirs
 from gpen_cli.config import ConfigError, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.named_networks import NAMED_NETWORKS, check_network
+from gpen_cli.names import match_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,8 +130,6 @@ def _checked(setting: str, value: Any, where: str) -> Any:
 def read_file(path: Path) -> dict[str, Any]:
     """The settings in the config file at `path` ({} when it does not exist), checked: an
     unknown key or a bad value is one line naming the file, the key and the choices."""
-    from gpen_cli.names import match_name
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
