@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpen_cli.config import RestoreConfig
 from gpen_cli.defaults import DEFAULT_MAX_PIXELS
-
-__version__ = "0.1.0"
+from gpen_cli.version import __version__
 
 # OpenCV refuses to decode images above this many pixels before allocating them. It reads the
 # variable once, when cv2 is imported, so it is set here, ahead of any module that imports cv2

@@ -31,14 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpen_cli import __version__
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
 from gpen_cli.memory import cap_batch_size
+from gpen_cli.resolve import generator_file, gpen_model_for_size, load_detector, torch_device
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 from gpen_cli.timing import StageClock
+from gpen_cli.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -323,8 +324,6 @@ def build_workload(
         notes.append(f"{missing}: forward only, {faces} random crops")
         crops = random_crops(faces, size, seed)
         return Workload(config.but(weights_dir=mask_dir), crops=crops, notes=notes)
-    from gpen_cli.restorer import load_detector, torch_device
-
     return Workload(
         config.but(weights_dir=mask_dir),
         paths=paths,
@@ -515,40 +514,26 @@ def add_device_utilisation(
 # --------------------------------------------------------------------------- model
 
 
-def resolve_bench_model(
-    model: str | None, size: int | None, weights_dir: Path | None, seed: int
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The generator to time and how it was obtained.
+def resolve_bench_model(config: RestoreConfig, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The generator `config.model` names, as the resolver finds it, and how it was obtained.
 
     A registry name whose weights are absent becomes seeded random weights of its config:
-    timings do not depend on the weights' values.
+    timings do not depend on the weights' values, and bench never downloads.
     """
     from gpen_cli.models import load_gpen
-    from gpen_cli.weights import MODELS, weight_path
 
-    name = model or (f"GPEN-BFR-{size}" if size else RestoreConfig().model)
-    if name in MODELS:
-        spec = MODELS[name]
-        if spec.kind != "gpen":
-            raise GpenError(f"{name} is a {spec.kind} model, not a GPEN generator")
-        path = weight_path(name, weights_dir)
-        if path.is_file():
-            generator = load_gpen(path)
-            return generator, {"name": name, "weights": str(path), "config": dict(generator.config)}
-        generator = spec.random_init(seed).eval().requires_grad_(False)
-        return generator, {
-            "name": name,
-            "weights": f"random (seed {seed}): {spec.filename} is not in the weights folder",
-            "config": dict(generator.config),
-        }
-    path = Path(name)
-    if not path.is_file():
-        known = ", ".join(n for n, s in MODELS.items() if s.kind == "gpen")
-        if size is not None and model is None:
-            raise GpenError(f"--size {size}: no registry model GPEN-BFR-{size} ({known})")
-        raise GpenError(f"--model {name}: no such file, and not a known model ({known})")
-    generator = load_gpen(path)
-    return generator, {"name": path.name, "weights": str(path), "config": dict(generator.config)}
+    spec, path = generator_file(config)
+    if path.is_file():
+        generator = load_gpen(path)
+        name = spec.name if spec is not None else path.name
+        return generator, {"name": name, "weights": str(path), "config": dict(generator.config)}
+    assert spec is not None  # a file that is not there was refused by the resolver
+    generator = spec.random_init(seed).eval().requires_grad_(False)
+    return generator, {
+        "name": spec.name,
+        "weights": f"random (seed {seed}): {spec.filename} is not in the weights folder",
+        "config": dict(generator.config),
+    }
 
 
 def bench_upsampler(
@@ -673,16 +658,17 @@ def run_bench(
 ) -> BenchReport:
     """Time the faithful baseline and `config` at each batch size on one workload.
 
-    `model` (a registry name, possibly absent, or a file) or `size` picks the generator;
-    `config.model` is not used, so the timings need no downloaded weights. `on_step` is
+    `model` (a registry name or a file), else `size` (the registry's generator of that
+    size), replaces `config.model`; the resolver finds it, and a registry file that is
+    absent is timed with random weights, so bench needs no download. `on_step` is
     told each step as it begins ("configuration 2 of 3: fast fp32 b4 eager: run 1 of 3").
     """
     if repeats < 1:
         raise GpenError(f"repeats must be at least 1, got {repeats}")
-    from gpen_cli.restorer import torch_device
-
     device = torch_device(config)
-    base_model, model_info = resolve_bench_model(model, size, config.weights_dir, seed)
+    if model is not None or size is not None:
+        config = config.but(model=model if model is not None else gpen_model_for_size(size))
+    base_model, model_info = resolve_bench_model(config, seed)
     if size is not None and model is not None and base_model.size != size:
         raise GpenError(f"size {size}, but {model_info['name']} is a {base_model.size} px model")
     from gpen_cli.devices import default_batch_size

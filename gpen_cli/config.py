@@ -2,9 +2,12 @@
 
 `RestoreConfig` is what `FaceRestorer`, `gpen restore`, `gpen batch`, `gpen video` and
 `gpen bench` all take. It is frozen (an engine's workers receive it pickled and keep one
-restorer per distinct configuration) and checked when built, so a bad value is refused
-before any model loads or any download starts. Its messages name the setting
-(`fidelity_weight`); the command line says the same with its flag.
+restorer per distinct configuration) and its values are checked when it is built: ranges,
+choices, the device's spelling, a detector name the registry lists. It looks at no file and
+no device: whether `model` or `bg_upsampler` names a file or a registry entry, where the
+weights are and whether the device exists is the resolver's work (`gpen_cli/resolve.py`),
+so a configuration can be built, compared and sent to a worker anywhere. Its messages name
+the setting (`fidelity_weight`); the command line says the same with its flag.
 
 This module imports neither torch nor OpenCV, so `gpen --help` and `gpen doctor` work even
 where the heavy libraries are broken.
@@ -17,7 +20,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from gpen_cli.devices import check_device
 from gpen_cli.errors import GpenError
+from gpen_cli.names import match_name, parse_choice
+from gpen_cli.registry import names
 
 
 class MaskKind(str, Enum):
@@ -30,8 +36,6 @@ class MaskKind(str, Enum):
 def detector_choices() -> list[str]:
     """Every name and alias a detector answers to, from the registry, when asked: an entry
     registered later is a choice too (`retinaface` is the ResNet-50 one, as officially)."""
-    from gpen_cli.registry import names
-
     return list(names("detector"))
 
 
@@ -165,8 +169,6 @@ class RestoreConfig:
 def _normalised(config: RestoreConfig) -> dict[str, Any]:
     """Strings become enum members or registry names (matched ignoring case, with a
     suggestion when wrong)."""
-    from gpen_cli.names import match_name, parse_choice
-
     values: dict[str, Any] = {}
     try:
         values["detector"] = DetectorName(
@@ -228,31 +230,10 @@ def _check_upscale(config: RestoreConfig) -> None:
 
 
 def _check_device(config: RestoreConfig) -> None:
-    from gpen_cli.devices import check_device
-
     try:
         check_device(config.device)
     except GpenError as exc:
         raise ConfigError("device", str(exc)) from None
-
-
-def _check_model(config: RestoreConfig) -> None:
-    """A registry name of a GPEN model, or a file that exists (no download is started)."""
-    _check_file_or_name("model", config.model, "gpen")
-
-
-def _check_bg_upsampler(config: RestoreConfig) -> None:
-    if config.bg_upsampler is not None and config.bg_upsampler.lower() != "none":
-        _check_file_or_name("bg_upsampler", config.bg_upsampler, "upsampler")
-
-
-def _check_file_or_name(setting: str, value: str, kind: str) -> None:
-    from gpen_cli.weights import check_file_or_name
-
-    try:
-        check_file_or_name(value, kind)
-    except GpenError as exc:
-        raise ConfigError(setting, str(exc)) from None
 
 
 def _check_choice(config: RestoreConfig) -> None:
@@ -264,8 +245,6 @@ def _check_choice(config: RestoreConfig) -> None:
         raise ConfigError(given[1], f"cannot be combined with {given[0]}: choose faces one way")
     if given and config.aligned:
         raise ConfigError(given[0], "does not apply to aligned crops (each is one face)")
-    if config.person is not None and not Path(config.person).is_file():
-        raise ConfigError("person", f"no such file: {config.person}")
 
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -283,12 +262,6 @@ def _check_runtime(config: RestoreConfig) -> None:
         raise ConfigError(
             "runtime", f"onnxruntime runs the exported FP32 graphs: it excludes {clash[0]}"
         )
-    import importlib.util
-
-    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
-        raise ConfigError(
-            "runtime", "onnxruntime needs the onnx extra: pip install 'gpen-cli[onnx]'"
-        )
 
 
 _CHECKS = (
@@ -304,7 +277,5 @@ _CHECKS = (
     _between("tile", MIN_TILE),
     _check_upscale,
     _check_device,
-    _check_model,
-    _check_bg_upsampler,
     _check_runtime,
 )

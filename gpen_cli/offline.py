@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from gpen_cli.config import ConfigError, RestoreConfig
 from gpen_cli.errors import GpenError, WeightsMissingError
+from gpen_cli.weights import MODELS, resolve_weights_dir_and_source
 
 
 def installed(kind: str, config: RestoreConfig) -> list[str]:
     """The registry models of `kind` whose weights file is in the configured weights folder."""
-    from gpen_cli.weights import MODELS, resolve_weights_dir_and_source
-
     folder, _ = resolve_weights_dir_and_source(config.weights_dir)
     return [
         spec.name

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from gpen_cli.errors import GpenError
+from gpen_cli.names import match_name
 
 ModelKind = Literal[
     "gpen", "detector", "parsing", "landmarks", "upsampler", "recognition", "assessment"
@@ -126,6 +127,32 @@ def names(kind: ModelKind | None = None) -> dict[str, str]:
         if kind is None or spec.kind == kind
         for alias in (*spec.aliases, spec.name)
     }
+
+
+def get_spec(name: str, kind: ModelKind | None = None) -> ModelSpec:
+    """The registry entry for `name` (any case, aliases too), or an error with a "did you
+    mean" and the names of that kind."""
+    known = names(kind)
+    what = KIND_NAMES[kind] if kind else "model"
+    return MODELS[known[match_name(name, known, what)]]
+
+
+def check_file_or_name(value: str | Path, kind: ModelKind) -> None:
+    """Refuse `value` unless it is a file or names an entry of `kind`, saying what it is
+    instead (an entry of another kind, or nothing: then with a suggestion). Reads nothing."""
+    if Path(value).is_file():
+        return
+    try:
+        get_spec(str(value), kind)
+    except GpenError as exc:
+        lowered = {alias.lower(): entry for alias, entry in names().items()}
+        other = lowered.get(str(value).lower())
+        if other is not None:
+            what = KIND_NAMES[MODELS[other].kind]
+            raise GpenError(f"{value!r} is a {what}, not a {KIND_NAMES[kind]}") from None
+        if Path(value).is_dir():
+            raise GpenError(f"{value} is a folder, not a checkpoint file; name the file") from None
+        raise GpenError(f"no such file, and {exc}") from None
 
 
 def recognises(spec: ModelSpec, path: Path) -> bool:

@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
-from gpen_cli.devices import pick_device, torch_turn
-from gpen_cli.errors import GpenError, WeightsMissingError
-from gpen_cli.offline import way_forward
+from gpen_cli.config import RestoreConfig
+from gpen_cli.devices import torch_turn
 from gpen_cli.report import FaceItem
+from gpen_cli.resolve import resolve
 from gpen_cli.stages.chain import (
     Align,
     AlignedInput,
@@ -53,9 +52,8 @@ from gpen_cli.stages.choose import ChooseFaces, face_items, rule_for
 from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.forward import GpenForward
-from gpen_cli.stages.mask import Masker, RectMasker
-from gpen_cli.stages.score import FaceScorer, IdentityEmbedder, Score
-from gpen_cli.stages.upscale import Upscaler
+from gpen_cli.stages.mask import Masker
+from gpen_cli.stages.score import Score
 from gpen_cli.timing import NoClock, StageClock
 
 logger = logging.getLogger(__name__)
@@ -88,152 +86,6 @@ class RestoreResult:
     restored_crops: list[np.ndarray] = field(default_factory=list)
     # Every face found (restored or not) in detection order, with its scores when scored.
     items: list[FaceItem] = field(default_factory=list)
-
-
-def load_generator(config: RestoreConfig, device: Any) -> nn.Module:
-    """The GPEN generator the configuration names, loaded in the formulation it will run
-    in (the fast kernels unless `exact`), so the forward stage needs no second copy."""
-    from gpen_cli.weights import load_model
-
-    return load_model(
-        config.model, "gpen", config.weights_dir, device=device, fast=not config.exact
-    )
-
-
-def load_upscaler(config: RestoreConfig, device: Any) -> Upscaler | None:
-    """The background upsampler for `upscale` 2 or 4 (None at 1), `config.upsampler`."""
-    from gpen_cli.weights import load_model
-
-    name = config.upsampler
-    if name is None:
-        return None
-    if name == "lanczos":
-        return Upscaler(None, config.upscale, device=device)
-    try:
-        network = load_model(name, "upsampler", config.weights_dir)
-    except WeightsMissingError as exc:
-        raise way_forward("upsampler", config, exc) from None
-    except ValueError as exc:
-        raise GpenError(str(exc)) from None
-    return Upscaler(
-        network, config.upscale, device=device, half=config.half, tile=config.tile, name=name
-    )
-
-
-def load_detector(config: RestoreConfig, device: Any) -> Detector:
-    """The configured detector, its builder called as `DetectorBuilder` says."""
-    from gpen_cli.weights import load_model
-
-    try:
-        return load_model(
-            config.detector.value,
-            "detector",
-            config.weights_dir,
-            device=str(device),
-            score_threshold=config.score_threshold,
-            min_face_size=config.min_face_size,
-            drop_nested=config.drop_nested,
-        )
-    except WeightsMissingError as exc:
-        raise way_forward("detector", config, exc) from None
-
-
-def networks(config: RestoreConfig) -> dict[str, str]:
-    """The registry name or file of every network `config` runs, by kind: decided here once,
-    for the loaders below and for `fetch_weights`."""
-    named = {"gpen": config.model, "detector": config.detector.value}
-    if config.mask is MaskKind.PARSING:
-        named["parsing"] = "parsenet"
-    if config.landmarks is not LandmarkSource.DETECTOR:
-        named["landmarks"] = "fan-2d"
-    if config.upsampler not in (None, "lanczos"):
-        named["upsampler"] = config.upsampler
-    if config.scoring or config.person is not None:
-        named["recognition"] = "arcface"
-    if config.scoring:
-        named["assessment"] = "hyperiqa"
-    return named
-
-
-def load_scoring(config: RestoreConfig, device: Any) -> tuple[Any, FaceScorer | None]:
-    """ArcFace when scoring or choosing a person, hyperIQA when scoring (None each when
-    not: a run without them loads neither)."""
-    from gpen_cli.weights import load_model
-
-    named = networks(config)
-    loaded = {
-        kind: load_model(named[kind], kind, config.weights_dir, device=device, half=config.half)
-        for kind in ("recognition", "assessment")
-        if kind in named
-    }
-    embedder: IdentityEmbedder | None = loaded.get("recognition")
-    if "assessment" not in loaded:
-        return embedder, None
-    return embedder, FaceScorer(embedder, loaded["assessment"])
-
-
-def load_masker(config: RestoreConfig, device: Any) -> Masker:
-    """The official parsing mask (ParseNet), or the official feathered square."""
-    from gpen_cli.weights import load_model
-
-    name = networks(config).get("parsing")
-    if name is None:
-        return RectMasker()
-    return load_model(
-        name,
-        "parsing",
-        config.weights_dir,
-        device=device,
-        half=config.half,
-        exact=config.exact,
-        runtime=config.runtime,
-    )
-
-
-def load_refiner(config: RestoreConfig, device: Any) -> FanLandmarks | None:
-    """face-alignment's 68-point model for `landmarks=fan`; None keeps the detector's."""
-    from gpen_cli.weights import load_model
-
-    name = networks(config).get("landmarks")
-    if name is None:
-        return None
-    return load_model(name, "landmarks", config.weights_dir, device=str(device))
-
-
-def fetch_weights(config: RestoreConfig) -> None:
-    """Download every weight file `config` names that is absent, and check the generator's
-    tensors (a GPEN layout, finite values), building no model and using no device.
-
-    What a driver that runs no model (`--engine ray`) checks before the job: a missing or
-    broken file stops it there in one line, downloaded once rather than by every actor, and
-    a head node without the workers' GPU can still start it.
-    """
-    from gpen_cli.weights import check_gpen_structure, ensure_weight, get_spec
-
-    named = networks(config)
-    model = named.pop("gpen")
-    for kind, name in named.items():
-        if not Path(name).is_file():
-            try:
-                ensure_weight(get_spec(name, kind).name, config.weights_dir)
-            except WeightsMissingError as exc:
-                raise way_forward(kind, config, exc) from None
-    if Path(model).is_file():
-        generator, spec = Path(model), None
-    else:
-        spec = get_spec(model, "gpen")
-        generator = ensure_weight(spec.name, config.weights_dir)
-    problem = check_gpen_structure(generator, spec)
-    if problem:
-        raise GpenError(f"--model {generator}: {problem}")
-
-
-def torch_device(config: RestoreConfig) -> Any:
-    """The torch device `config.device` names; ConfigError when it is not usable here."""
-    try:
-        return pick_device(config.device)
-    except (ValueError, RuntimeError) as exc:
-        raise ConfigError("device", str(exc).strip().splitlines()[0]) from None
 
 
 def check_photo(image: Any) -> None:
@@ -275,12 +127,14 @@ class FaceRestorer:
             if isinstance(value, str | Path):
                 settings[name] = str(value)
         self.config = config = (config or RestoreConfig()).but(**settings)
-        device = torch_device(config)
-        module = model if isinstance(model, nn.Module) else load_generator(config, device)
+        given = detector if detector is not None and not isinstance(detector, str) else None
+        built = resolve(
+            config, generator=model if isinstance(model, nn.Module) else None, detector=given
+        )
         self.generator = GpenForward(
-            module,
+            built.generator,
             size=size,
-            device=device,
+            device=built.device,
             batch_size=config.batch_size,
             half=config.half,
             compile_model=config.compile_model,
@@ -290,19 +144,14 @@ class FaceRestorer:
         )
         self.size = self.generator.size
         self.batch_size = self.generator.batch_size
-        self._torch_turn = torch_turn(device)
+        self._torch_turn = torch_turn(built.device)
         self.clock = clock or NoClock()
-        self.upscaler = load_upscaler(config, device)
+        self.upscaler = built.upscaler
         self.on_tile = on_tile
-        self.detector: Detector | None = None
-        self.refiner: FanLandmarks | None = None
-        self.masker: Masker | None = None
-        if not config.aligned:
-            given = detector is not None and not isinstance(detector, str)
-            self.detector = detector if given else load_detector(config, device)
-            self.refiner = load_refiner(config, device)
-            self.masker = load_masker(config, device)
-        self.embedder, self.scorer = load_scoring(config, device)
+        self.detector: Detector | None = built.detector
+        self.refiner: FanLandmarks | None = built.refiner
+        self.masker: Masker | None = built.masker
+        self.embedder, self.scorer = built.embedder, built.scorer
         self.chooser = rule_for(config, self.detector, self.size, self.embedder)
         self.prepare_stages = self._prepare_stages()
         self.forward_stages = self._forward_stages()

@@ -27,6 +27,8 @@ import platformdirs
 
 from gpen_cli.config import ConfigError, RestoreConfig
 from gpen_cli.errors import GpenError
+from gpen_cli.named_networks import NAMED_NETWORKS, check_network
+from gpen_cli.names import match_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,9 +116,12 @@ def _converted(setting: str, value: Any, from_text: bool) -> Any:
 
 
 def _checked(setting: str, value: Any, where: str) -> Any:
-    """`value` once `RestoreConfig` accepts it alone, else one line naming `where`."""
+    """`value` once `RestoreConfig` accepts it alone (and, for a model, once it is a file
+    or a registry entry), else one line naming `where`."""
     try:
         checked = getattr(RestoreConfig(**{setting: value}), setting)
+        if setting in NAMED_NETWORKS:
+            check_network(setting, checked)
     except ConfigError as exc:
         raise GpenError(f"{where}: {exc.problem}") from None
     return checked.value if isinstance(checked, Enum) else checked
@@ -125,8 +130,6 @@ def _checked(setting: str, value: Any, where: str) -> Any:
 def read_file(path: Path) -> dict[str, Any]:
     """The settings in the config file at `path` ({} when it does not exist), checked: an
     unknown key or a bad value is one line naming the file, the key and the choices."""
-    from gpen_cli.names import match_name
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -26,13 +26,22 @@ from typing import Any, BinaryIO, Literal
 
 import platformdirs
 
-from gpen_cli import __version__
+from gpen_cli import settings
 from gpen_cli.atomic import partial_path, remove_partials_of
 from gpen_cli.errors import GpenError, WeightsMissingError
-from gpen_cli.registry import KIND_NAMES, MODELS, ModelKind, ModelSpec, recognises, spec_for_file
-from gpen_cli.registry import names as _names
+from gpen_cli.registry import (
+    KIND_NAMES,
+    MODELS,
+    ModelKind,
+    ModelSpec,
+    check_file_or_name,
+    get_spec,
+    recognises,
+    spec_for_file,
+)
+from gpen_cli.version import __version__
 
-__all__ = ["KIND_NAMES", "MODELS", "ModelKind", "ModelSpec"]
+__all__ = ["KIND_NAMES", "MODELS", "ModelKind", "ModelSpec", "check_file_or_name", "get_spec"]
 
 logger = logging.getLogger(__name__)
 # A download's or an install's temporary file that has not grown for this long was left by
@@ -91,34 +100,6 @@ class DownloadError(GpenError):
         self.reason = reason
 
 
-def get_spec(name: str, kind: ModelKind | None = None) -> ModelSpec:
-    """The registry entry for `name` (any case, aliases too), or an error with a "did you
-    mean" and the names of that kind."""
-    from gpen_cli.names import match_name
-
-    names = _names(kind)
-    what = KIND_NAMES[kind] if kind else "model"
-    return MODELS[names[match_name(name, names, what)]]
-
-
-def check_file_or_name(value: str | Path, kind: ModelKind) -> None:
-    """Refuse `value` unless it is a file or names an entry of `kind`, saying what it is
-    instead (an entry of another kind, or nothing: then with a suggestion). Reads nothing."""
-    if Path(value).is_file():
-        return
-    try:
-        get_spec(str(value), kind)
-    except GpenError as exc:
-        lowered = {alias.lower(): entry for alias, entry in _names().items()}
-        other = lowered.get(str(value).lower())
-        if other is not None:
-            what = KIND_NAMES[MODELS[other].kind]
-            raise GpenError(f"{value!r} is a {what}, not a {KIND_NAMES[kind]}") from None
-        if Path(value).is_dir():
-            raise GpenError(f"{value} is a folder, not a checkpoint file; name the file") from None
-        raise GpenError(f"no such file, and {exc}") from None
-
-
 def load_model(
     name_or_path: str | Path, kind: ModelKind, weights_dir: Path | None = None, **options: Any
 ) -> Any:
@@ -154,8 +135,6 @@ def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[
     The current directory plays no part: the same command finds the same files from any
     folder. (A file left in an older place is pointed to by the missing-file message.)
     """
-    from gpen_cli import settings
-
     if explicit is not None:
         return Path(explicit).expanduser().absolute(), "--weights-dir"
     chosen = settings.effective(["weights_dir"])["weights_dir"]

@@ -302,7 +302,7 @@ def test_a_broken_generator_is_refused_by_the_driver_before_ray_starts(
          "--detector", "retinaface-mobile", "--mask", "rect", "--device", "cpu"],
     )  # fmt: skip
     assert result.exit_code == 2, result.output
-    assert f"--model {broken}: NaN or infinite values in {first}" in result.output
+    assert f"--model: {broken}: NaN or infinite values in {first}" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -20,6 +20,7 @@ from gpen_cli.cli import app
 from gpen_cli.cli.bench import parse_batch_sizes
 from gpen_cli.config import MaskKind, RestoreConfig
 from gpen_cli.errors import GpenError
+from gpen_cli.resolve import gpen_model_for_size
 from gpen_cli.weights import MODELS
 
 runner = CliRunner()
@@ -171,18 +172,18 @@ def test_peak_flops_known_only_for_listed_gpus_in_half_precision():
 
 
 def test_absent_registry_weights_become_seeded_random_weights():
-    first, info = resolve_bench_model(None, 256, None, seed=3)
-    second, _ = resolve_bench_model("GPEN-BFR-256", None, None, seed=3)
+    first, info = resolve_bench_model(RestoreConfig(model=gpen_model_for_size(256)), seed=3)
+    second, _ = resolve_bench_model(RestoreConfig(model="GPEN-BFR-256"), seed=3)
     assert first.size == 256 and info["config"]["narrow"] == 0.5
     assert info["weights"].startswith("random (seed 3)")
     assert all(
         torch.equal(a, b)
         for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
     )
-    with pytest.raises(GpenError, match="no registry model GPEN-BFR-300"):
-        resolve_bench_model(None, 300, None, seed=0)
-    with pytest.raises(GpenError, match="not a GPEN generator"):
-        resolve_bench_model("yunet", None, None, seed=0)
+    with pytest.raises(GpenError, match="size 300: no registry GPEN model of that size"):
+        gpen_model_for_size(300)
+    with pytest.raises(GpenError, match="^model: 'yunet' is a face detector, not a GPEN model"):
+        resolve_bench_model(RestoreConfig(model="yunet"), seed=0)
 
 
 @pytest.mark.slow

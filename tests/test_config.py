@@ -4,15 +4,19 @@ command-line options made from it."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from gpen_cli import weights
+from gpen_cli import resolve, weights
 from gpen_cli.cli import app
 from gpen_cli.cli.options import PIPELINE_OPTIONS, flag
 from gpen_cli.config import ConfigError, DetectorName, LandmarkSource, MaskKind, RestoreConfig
+from gpen_cli.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
 
 runner = CliRunner()
@@ -53,9 +57,6 @@ def test_choices_are_matched_ignoring_case_and_the_config_is_frozen():
         ({"upscale": 3}, "upscale", "one of 1, 2, 4"),
         ({"upscale": 2, "short_edge": 256}, "upscale", "cannot be combined with short_edge"),
         ({"device": "mps"}, "device", "use one of auto, cpu, cuda, cuda:N"),
-        ({"model": "GPEN-BFR-51"}, "model", "did you mean GPEN-BFR-512?"),
-        ({"model": "yunet"}, "model", "'yunet' is a face detector, not a GPEN model"),
-        ({"bg_upsampler": "realesrnet_x3", "upscale": 2}, "bg_upsampler", "realesrnet_x2"),
     ],
 )
 def test_every_bad_value_is_refused_with_the_setting_named(changes, setting, words):
@@ -65,8 +66,51 @@ def test_every_bad_value_is_refused_with_the_setting_named(changes, setting, wor
     assert str(error.value).startswith(f"{setting}: ") and words in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "setting", "words"),
+    [
+        ({"model": "GPEN-BFR-51"}, "model", "did you mean GPEN-BFR-512?"),
+        ({"model": "yunet"}, "model", "'yunet' is a face detector, not a GPEN model"),
+        ({"bg_upsampler": "realesrnet_x3", "upscale": 2}, "bg_upsampler", "realesrnet_x2"),
+    ],
+)
+def test_a_model_that_is_neither_file_nor_name_is_refused_by_the_resolver(changes, setting, words):
+    config = RestoreConfig(**changes)  # values only: nothing is looked up yet
+    with pytest.raises(ConfigError) as error:
+        resolve.check(config)
+    assert error.value.setting == setting
+    assert str(error.value).startswith(f"{setting}: ") and words in str(error.value)
+
+
 def test_a_checkpoint_file_is_a_valid_model(tiny_checkpoint):
-    assert RestoreConfig(model=tiny_checkpoint).model == str(tiny_checkpoint)
+    config = RestoreConfig(model=tiny_checkpoint)
+    resolve.check(config)
+    assert config.model == str(tiny_checkpoint)
+
+
+def test_a_config_touches_no_file_and_resolving_it_says_the_missing_weights(tmp_path, monkeypatch):
+    """Building a configuration that names a weights folder and a checkpoint that do not
+    exist looks at neither; resolving it is one line naming the missing file."""
+    folder, checkpoint = tmp_path / "no" / "weights", tmp_path / "gone.pth"
+
+    def no_file_system(*args, **kwargs):
+        raise AssertionError("the configuration looked at the file system")
+
+    with monkeypatch.context() as patched:
+        for name in ("stat", "exists", "is_file", "is_dir", "mkdir"):
+            patched.setattr(Path, name, no_file_system)
+        patched.setattr(os, "stat", no_file_system)
+        config = RestoreConfig(model="GPEN-BFR-256", weights_dir=folder, mask="rect")
+        RestoreConfig(model=checkpoint, bg_upsampler=checkpoint, upscale=2).but(tile=64)
+    with socket.socket() as closed:  # a port nothing listens on: the download is refused
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")
+    with pytest.raises(GpenError) as error:
+        resolve.resolve(config.but(device="cpu"))
+    message = str(error.value)
+    assert message.startswith(f"GPEN-BFR-256.pth not found in {folder}") and "\n" not in message
+    with pytest.raises(ConfigError, match="^model: no such file, and unknown GPEN model"):
+        resolve.resolve(config.but(model=checkpoint))
 
 
 def _params(command: str) -> dict:

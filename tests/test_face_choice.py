@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from faces_fixture import FixedDetector, face_at, synthetic_photo
 
+from gpen_cli import resolve
 from gpen_cli.config import ConfigError, RestoreConfig
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.choose import reading_order
@@ -88,7 +89,6 @@ def test_person_restores_only_the_faces_like_the_reference(
         ({"faces": "0", "largest": 1}, "largest", "cannot be combined with faces"),
         ({"only_center_face": True, "faces": "0"}, "faces", "only_center_face"),
         ({"aligned": True, "largest": 1}, "largest", "aligned crops"),
-        ({"person": "/no/such/reference.jpg"}, "person", "no such file"),
         ({"review_below": 2.0}, "review_below", "between -1 and 1"),
     ],
 )
@@ -96,3 +96,10 @@ def test_choice_settings_are_checked_naming_the_setting(settings, setting, words
     with pytest.raises(ConfigError) as caught:
         RestoreConfig(**settings)
     assert caught.value.setting == setting and words in str(caught.value)
+
+
+def test_a_missing_reference_photo_is_refused_by_the_resolver_not_the_configuration():
+    config = RestoreConfig(person="/no/such/reference.jpg")  # values only: no file looked at
+    with pytest.raises(ConfigError) as caught:
+        resolve.check(config)
+    assert caught.value.setting == "person" and "no such file" in str(caught.value)

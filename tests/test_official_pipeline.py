@@ -149,7 +149,7 @@ def test_exact_generator_gives_the_official_crop(seeded_weights_dir, stem):
 def test_gpen_restore_with_no_flags_writes_the_official_photo(
     tmp_path, seeded_weights_dir, monkeypatch
 ):
-    monkeypatch.setattr("gpen_cli.restorer.load_detector", lambda config, device: ReplayDetector())
+    monkeypatch.setattr("gpen_cli.resolve.load_detector", lambda config, device: ReplayDetector())
     source = tmp_path / "astronaut_320.png"
     source.write_bytes((seeded.DATA / "photos" / "astronaut_320.png").read_bytes())
     result = CliRunner().invoke(

@@ -209,7 +209,7 @@ def test_fetch_weights_names_a_missing_file_and_builds_nothing(
     """What the Ray engine's driver checks: every file the configuration needs is there or
     fetched; the parsing model missing, with no network, is one line naming it."""
     from gpen_cli import weights
-    from gpen_cli.restorer import fetch_weights
+    from gpen_cli.resolve import fetch_weights
 
     folder = tmp_path / "weights"
     folder.mkdir()

@@ -104,6 +104,7 @@ def test_config_show_prints_each_value_and_its_source(config_file, monkeypatch):
         ("fidelity_weight = 1.5\n", "fidelity_weight: must be between 0 and 1, got 1.5"),
         ('half = "yes"\n', "half: must be true or false, got 'yes'"),
         ("model = \n", "not valid TOML"),
+        ('model = "GPEN-BFR-51"\n', "model: no such file, and unknown GPEN model"),
     ],
 )
 def test_a_bad_config_file_is_one_line_naming_the_file_and_the_key(

@@ -29,6 +29,7 @@ from gpen_cli.config import (
     RestoreConfig,
 )
 from gpen_cli.errors import GpenError
+from gpen_cli.named_networks import check_networks
 from gpen_cli.weights import MissingFileError, needed_specs
 
 PIPELINE = "Pipeline"
@@ -382,7 +383,8 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
 
     The command declares `config: RestoreConfig` instead of two dozen parameters; its help
     lists the options under their panels with `RestoreConfig`'s defaults. A value the
-    configuration refuses raises ConfigError, which `one_line_errors` words with its flag.
+    configuration refuses, or a model that is neither a file nor a registry name, raises
+    ConfigError, which `one_line_errors` words with its flag.
     """
 
     def decorate(command: Callable) -> Callable:
@@ -405,12 +407,13 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
             context = arguments.pop(_CONTEXT)
             values = {p.name: arguments.pop(p.name) for p in added}
             config = RestoreConfig(**with_user_defaults(values, context))
+            check_networks(config)  # the resolver's first check: before any folder is made
             if not arguments.get("quiet"):
                 note_unused(config, {name for name in values if _given(context, name)})
             try:
                 return command(**arguments, config=config)
             except MissingFileError as exc:  # name every file the command needs, not the first
-                from gpen_cli.restorer import networks
+                from gpen_cli.resolve import networks
 
                 raise exc.including(needed_specs(networks(config), config.weights_dir)) from None
 
