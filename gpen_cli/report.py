@@ -35,6 +35,7 @@ from typing import Any, Literal
 from gpen_cli.atomic import remove_partials_of, write_atomically
 from gpen_cli.config import RestoreConfig
 from gpen_cli.errors import OutputError
+from gpen_cli.stages.faces import FaceItem
 
 REPORT_SCHEMA_VERSION = 3
 Status = Literal["ok", "no_face", "failed", "skipped"]
@@ -46,20 +47,6 @@ STATUSES: tuple[Status, ...] = ("ok", "no_face", "skipped", "failed")
 #   earlier_output  `gpen restore`: the input is another input's output from an earlier run
 #   not_an_image    `gpen batch`: the file's extension is not an image's
 Reason = Literal["already_done", "exists", "earlier_output", "not_an_image"]
-
-
-@dataclass
-class FaceItem:
-    """One face found in a photo, as the report lists it (see the module's docstring)."""
-
-    index: int
-    box: list[float]
-    score: float
-    restored: bool = True
-    why: str | None = None
-    identity: float | None = None
-    quality_before: float | None = None
-    quality_after: float | None = None
 
 
 @dataclass

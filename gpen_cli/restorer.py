@@ -22,7 +22,6 @@ from torch import nn
 
 from gpen_cli.config import RestoreConfig
 from gpen_cli.devices import torch_turn
-from gpen_cli.report import FaceItem
 from gpen_cli.resolve import resolve
 from gpen_cli.stages.chain import (
     Align,
@@ -50,7 +49,7 @@ from gpen_cli.stages.chain import (
 )
 from gpen_cli.stages.choose import ChooseFaces, face_items, rule_for
 from gpen_cli.stages.detect import Detector, FanLandmarks
-from gpen_cli.stages.faces import Face
+from gpen_cli.stages.faces import Face, FaceItem
 from gpen_cli.stages.forward import GpenForward
 from gpen_cli.stages.mask import Masker
 from gpen_cli.stages.score import Score

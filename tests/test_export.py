@@ -17,9 +17,9 @@ onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install -e '.[onn
 pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
 
 from gpen_cli.cli import app  # noqa: E402
-from gpen_cli.export.networks import TOLERANCE, gpen_onnx, random_faces  # noqa: E402
-from gpen_cli.export.runtime import run, session  # noqa: E402
 from gpen_cli.models.loading import random_gpen  # noqa: E402
+from gpen_cli.models.onnx.networks import TOLERANCE, gpen_onnx, random_faces  # noqa: E402
+from gpen_cli.models.onnx.runtime import run, session  # noqa: E402
 
 # Narrow, with a small mapping network: a second to export and check.
 TINY = {"size": 64, "channel_multiplier": 1, "narrow": 0.125, "style_dim": 64, "n_mlp": 2}
@@ -96,7 +96,9 @@ def test_half_stores_fp16_weights_and_keeps_fp32_io(tiny_gpen):
 def test_a_file_that_differs_from_torch_is_refused_and_not_written(
     tmp_path, tiny_checkpoint, monkeypatch
 ):
-    monkeypatch.setattr("gpen_cli.export.networks.largest_difference", lambda *args, **kwargs: 0.25)
+    monkeypatch.setattr(
+        "gpen_cli.models.onnx.networks.largest_difference", lambda *args, **kwargs: 0.25
+    )
     out = tmp_path / "bad.onnx"
     result = CliRunner().invoke(app, ["export", str(tiny_checkpoint), "-o", str(out)])
     assert result.exit_code == 1

@@ -62,8 +62,8 @@ def export(
     (CPU) on random faces and compared with PyTorch: it is refused when the
     largest difference exceeds 1e-3 (1e-2 with --half).
     """
-    from gpen_cli.export.networks import TOLERANCE, ExportCheckError
-    from gpen_cli.export.sources import export_source, write_export
+    from gpen_cli.export import export_source, write_export
+    from gpen_cli.models.onnx.networks import TOLERANCE, ExportCheckError
 
     if output.suffix.lower() != ".onnx":
         raise fail(f"{output}: the output must be a .onnx file")

@@ -18,11 +18,10 @@ import numpy as np
 
 from gpen_cli.errors import GpenError
 from gpen_cli.stages.chain import Align, Detect, PreparedImage, RestoredFace
-from gpen_cli.stages.faces import Face, FaceChoice
+from gpen_cli.stages.faces import Face, FaceChoice, FaceItem
 
 if TYPE_CHECKING:
     from gpen_cli.config import RestoreConfig
-    from gpen_cli.report import FaceItem
     from gpen_cli.stages.detect import Detector
 
 # A rule gives, for each face in detection order (with its reading-order index), why it is
@@ -159,8 +158,6 @@ def face_items(
 ) -> list[FaceItem]:
     """Every face found, for the report, in detection order, in the input's pixels (`scale`:
     working resolution / input resolution), with the scores of the restored ones."""
-    from gpen_cli.report import FaceItem
-
     scores = iter([face.scores for face in restored])
     items = []
     for choice in every_face(work):

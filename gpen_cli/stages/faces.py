@@ -55,3 +55,17 @@ class FaceChoice:
     @property
     def restored(self) -> bool:
         return self.why is None
+
+
+@dataclass
+class FaceItem:
+    """One face found in a photo, as the report lists it (gpen_cli/report.py says each field)."""
+
+    index: int
+    box: list[float]
+    score: float
+    restored: bool = True
+    why: str | None = None
+    identity: float | None = None
+    quality_before: float | None = None
+    quality_after: float | None = None

@@ -89,12 +89,12 @@ def model_to_run(
 
 def onnx_generator(model: nn.Module, device: torch.device):
     """A GPEN generator as an ONNX Runtime session called like the module (see
-    gpen_cli/export); other modules cannot be exported this way and are refused."""
+    gpen_cli/models/onnx); other modules cannot be exported this way and are refused."""
     if not isinstance(model, FullGenerator):
         raise GpenError(
             f"the onnxruntime runtime runs GPEN generators only, not a {type(model).__name__}"
         )
-    from gpen_cli.export.networks import gpen_session
+    from gpen_cli.models.onnx.networks import gpen_session
 
     return gpen_session(model, device)
 

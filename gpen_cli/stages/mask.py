@@ -141,7 +141,7 @@ class ParsingMasker:
         self.chunk = max(1, int(chunk or PARSING_CHUNK.get(self.device.type, 1)))
         network = load_parsenet(weights_path)
         if runtime == "onnxruntime":  # the exported head in an ONNX Runtime session
-            from gpen_cli.export.networks import parsenet_session
+            from gpen_cli.models.onnx.networks import parsenet_session
 
             self.dtype, self.head = torch.float32, parsenet_session(network, self.device)
             return

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gpen_cli.atomic import write_atomically
 from gpen_cli.errors import GpenError
-from gpen_cli.export.networks import LAYOUTS, Exported, gpen_onnx, parsenet_onnx
+from gpen_cli.models.onnx.networks import LAYOUTS, Exported, gpen_onnx, parsenet_onnx
 
 EXPORTABLE = ("gpen", "parsing")
 

@@ -1,0 +1,3 @@
+"""GPEN and ParseNet as ONNX graphs: the exportable formulation (graph), writing and reading
+the file with its metadata (onnx_file), ONNX Runtime sessions (runtime), and the export
+checked against PyTorch (networks). Used by `gpen export` and by `runtime="onnxruntime"`."""
