@@ -210,3 +210,14 @@ def test_exported_gpen_256_matches_torch_on_the_official_crops(seeded_weights_di
     faces = crops_to_tensor(crops, torch.device("cpu"), torch.float32)
     assert faces.shape == (2, 3, 256, 256)
     assert largest_difference(exported.data, model, faces) <= 1e-3
+
+
+def test_bench_times_the_runtime_against_the_torch_faithful_baseline():
+    from gpen_cli.bench import config_label, plan_configs
+    from gpen_cli.config import RestoreConfig
+
+    base = RestoreConfig(mask="rect", runtime="onnxruntime")
+    baseline, timed = plan_configs(base, [2])
+    assert (baseline.runtime, baseline.exact) == ("torch", True)
+    assert timed == base.but(batch_size=2)
+    assert config_label(timed, torch.float32, False) == "onnxruntime fp32 b2 eager"
