@@ -117,6 +117,8 @@ def _keep(path: Path, data: bytes) -> None:
         if not path.exists():
             write_atomically(path, data)
     except (OSError, GpenError) as exc:
+        if path.exists():  # another run kept the same bytes meanwhile (the name says so)
+            return
         logger.warning(
             "cannot keep the ONNX export in %s (%s): exported again next time",
             path.parent,
