@@ -49,10 +49,14 @@ def start(runtime: str, gpen_file: Path, parsing_file: Path | None):
 
 
 def main(sizes: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:  # the weights and the export cache
+        measure(sizes, Path(scratch))
+
+
+def measure(sizes: list[int], folder: Path) -> None:
     sys.path.insert(0, "tests")
     import seeded
 
-    folder = Path(tempfile.mkdtemp())
     os.environ["XDG_CACHE_HOME"] = str(folder / "cache")  # starts empty: the cold start
     seeded.write("GPEN-BFR-256.pth", folder)
     seeded.write("parsing_parsenet.pth", folder)
