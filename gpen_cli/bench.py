@@ -184,7 +184,7 @@ class PeakMemory:
 
 def config_label(config: RestoreConfig, dtype: torch.dtype, compiled: bool) -> str:
     """How a configuration runs the generator, e.g. "fast bf16 b4 eager"."""
-    path = "exact" if config.exact else "fast"
+    path = "onnxruntime" if config.runtime == "onnxruntime" else "exact" if config.exact else "fast"
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     mode = "compiled" if compiled else "eager"
     if config.compile_model and not compiled:
@@ -193,9 +193,10 @@ def config_label(config: RestoreConfig, dtype: torch.dtype, compiled: bool) -> s
 
 
 def plan_configs(base: RestoreConfig, batch_sizes: Sequence[int]) -> list[RestoreConfig]:
-    """The faithful baseline (exact, FP32, batch 1, eager) first, then the user's
+    """The faithful baseline (torch, exact, FP32, batch 1, eager) first, then the user's
     configuration at each requested batch size (duplicates dropped)."""
-    configs = [base.but(batch_size=1, half=False, compile_model=False, exact=True)]
+    faithful = dict(batch_size=1, half=False, compile_model=False, exact=True, runtime="torch")
+    configs = [base.but(**faithful)]
     for batch_size in batch_sizes:
         config = base.but(batch_size=batch_size)
         if config not in configs:

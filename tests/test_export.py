@@ -25,6 +25,12 @@ from gpen_cli.models.onnx.runtime import run, session  # noqa: E402
 TINY = {"size": 64, "channel_multiplier": 1, "narrow": 0.125, "style_dim": 64, "n_mlp": 2}
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """The exports the onnxruntime runtime keeps go to a folder of the test's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+
+
 @pytest.fixture(scope="module")
 def tiny_gpen():
     return random_gpen(7, **TINY).eval()
@@ -143,3 +149,75 @@ def test_runtime_setting_is_checked():
     with pytest.raises(ConfigError, match="excludes half"):
         RestoreConfig(runtime="onnxruntime", half=True)
     assert RestoreConfig(runtime="onnxruntime").runtime == "onnxruntime"
+
+
+@pytest.mark.slow  # one export of the tiny GPEN: seconds here
+def test_a_second_runtime_start_exports_nothing(tiny_gpen, monkeypatch):
+    from test_restorer import LANDMARKS, OneFace, textured
+
+    from gpen_cli.models.onnx import networks
+    from gpen_cli.models.onnx.cache import cache_folder
+    from gpen_cli.restorer import FaceRestorer
+
+    exports = []
+    export = networks.export_checked
+    monkeypatch.setattr(
+        networks, "export_checked", lambda *a, **k: exports.append(1) or export(*a, **k)
+    )
+    image = textured(240, 220)
+
+    def restored() -> np.ndarray:
+        restorer = FaceRestorer(
+            tiny_gpen, OneFace(LANDMARKS), device="cpu", mask="rect", runtime="onnxruntime"
+        )
+        return restorer.restore(image).image
+
+    first = restored()
+    (kept,) = cache_folder().glob("gpen-64-*.onnx")
+    assert np.array_equal(restored(), first) and len(exports) == 1
+    assert list(cache_folder().iterdir()) == [kept]
+
+
+def test_a_damaged_kept_export_is_made_again_never_run(tmp_path):
+    from gpen_cli.models.onnx.cache import cached_export
+
+    made = []
+
+    def export() -> bytes:
+        made.append(1)
+        return b"an ONNX file" * 100
+
+    data = cached_export("gpen-64", "k", export, tmp_path)
+    assert cached_export("gpen-64", "k", export, tmp_path) == data and len(made) == 1
+    (kept,) = tmp_path.iterdir()
+    kept.write_bytes(data[: len(data) // 2])  # as a copy cut short would leave it
+    assert cached_export("gpen-64", "k", export, tmp_path) == data and len(made) == 2
+    assert [p.read_bytes() for p in tmp_path.iterdir()] == [data]
+    assert cached_export("gpen-64", "other", export, tmp_path) == data and len(made) == 3
+
+
+@pytest.mark.slow  # exports GPEN-BFR-256: a few seconds here
+def test_exported_gpen_256_matches_torch_on_the_official_crops(seeded_weights_dir):
+    from test_official_pipeline import PHOTOS, official
+
+    from gpen_cli.models import load_gpen
+    from gpen_cli.models.onnx.networks import largest_difference
+    from gpen_cli.stages.forward import crops_to_tensor
+
+    model = load_gpen(seeded_weights_dir / "GPEN-BFR-256.pth")  # the official formulation
+    exported = gpen_onnx(model, "GPEN-BFR-256", check=False)
+    crops = [official(f"{stem}_face00_in.png") for stem in PHOTOS]
+    faces = crops_to_tensor(crops, torch.device("cpu"), torch.float32)
+    assert faces.shape == (2, 3, 256, 256)
+    assert largest_difference(exported.data, model, faces) <= 1e-3
+
+
+def test_bench_times_the_runtime_against_the_torch_faithful_baseline():
+    from gpen_cli.bench import config_label, plan_configs
+    from gpen_cli.config import RestoreConfig
+
+    base = RestoreConfig(mask="rect", runtime="onnxruntime")
+    baseline, timed = plan_configs(base, [2])
+    assert (baseline.runtime, baseline.exact) == ("torch", True)
+    assert timed == base.but(batch_size=2)
+    assert config_label(timed, torch.float32, False) == "onnxruntime fp32 b2 eager"

@@ -20,6 +20,7 @@ from torch import nn
 from gpen_cli.errors import GpenError
 from gpen_cli.models import FullGenerator, copy_gpen
 from gpen_cli.models.onnx import onnx_file
+from gpen_cli.models.onnx.cache import cache_key, cached_export
 from gpen_cli.models.onnx.graph import ParsingHead, gpen_graph
 from gpen_cli.models.onnx.runtime import SessionModule, run, session
 from gpen_cli.version import __version__
@@ -170,12 +171,20 @@ def parsenet_onnx(
 
 
 def gpen_session(model: FullGenerator, device: torch.device) -> SessionModule:
-    """`model` exported (unchecked: the export is tested, not re-measured at every start)
-    and loaded in ONNX Runtime on `device`'s provider."""
-    exported = gpen_onnx(model, "GPEN", check=False)
-    return SessionModule(exported.data, device, size=model.size)
+    """`model` exported, checked, and loaded in ONNX Runtime on `device`'s provider; the
+    checked file is kept in the user cache folder, so later starts skip the export."""
+    description = {"kind": "gpen", "layout": "gpen", **model.config}
+    data = cached_export(
+        f"gpen-{model.size}",
+        cache_key(model, description),
+        lambda: gpen_onnx(model, "GPEN").data,
+    )
+    return SessionModule(data, device, size=model.size)
 
 
 def parsenet_session(network: nn.Module, device: torch.device) -> SessionModule:
-    """ParseNet's segmentation head exported and loaded in ONNX Runtime (see gpen_session)."""
-    return SessionModule(parsenet_onnx(network, check=False).data, device)
+    """ParseNet's segmentation head exported, checked and loaded (see gpen_session)."""
+    key = cache_key(network, {"kind": "parsing", "size": PARSING_SIZE})
+    return SessionModule(
+        cached_export("parsenet", key, lambda: parsenet_onnx(network).data), device
+    )
