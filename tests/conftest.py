@@ -155,6 +155,7 @@ def _isolated_settings(_user_folders, monkeypatch):
             monkeypatch.delenv(settings.env_name(key), raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(_user_folders / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(_user_folders / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_user_folders / "cache"))  # kept ONNX exports
 
 
 def photo_as(kind: str, path: Path) -> Path:
