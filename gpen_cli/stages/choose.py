@@ -64,7 +64,7 @@ def largest(count: int) -> Rule:
     return rule
 
 
-@dataclass
+@dataclass(eq=False)  # compared as objects: the reference is an array
 class SamePerson:
     """Only the faces whose ArcFace embedding (of the aligned crop) has a cosine similarity
     of at least `minimum` with the reference face's. A class, not a closure, so a film can
