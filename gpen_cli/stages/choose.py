@@ -64,25 +64,32 @@ def largest(count: int) -> Rule:
     return rule
 
 
-def same_person(
-    embed: Callable[[Sequence[np.ndarray]], np.ndarray], reference: np.ndarray, minimum: float
-) -> Rule:
+@dataclass(eq=False)  # compared as objects: the reference is an array
+class SamePerson:
     """Only the faces whose ArcFace embedding (of the aligned crop) has a cosine similarity
-    of at least `minimum` with the reference face's."""
-    from gpen_cli.stages.score import cosine
+    of at least `minimum` with the reference face's. A class, not a closure, so a film can
+    follow the person from frame to frame with the same embedder and reference."""
 
-    def rule(work: PreparedImage, indices: list[int]) -> list[str | None]:
+    embed: Callable[[Sequence[np.ndarray]], np.ndarray]
+    reference: np.ndarray
+    minimum: float
+
+    def similarities(self, work: PreparedImage) -> list[float]:
+        """Each face's similarity to the reference, in detection order."""
+        from gpen_cli.stages.score import cosine
+
         if not work.crops:
             return []
-        similarity = cosine(embed(work.crops), reference[None, :])
-        return [
-            None
-            if value >= minimum
-            else f"similarity {value:.2f} to the reference person is below {minimum:.2f}"
-            for value in similarity
-        ]
+        return [float(v) for v in cosine(self.embed(work.crops), self.reference[None, :])]
 
-    return rule
+    def why(self, similarity: float) -> str | None:
+        """None when a face this similar is the person, else why it is left."""
+        if similarity >= self.minimum:
+            return None
+        return f"similarity {similarity:.2f} to the reference person is below {self.minimum:.2f}"
+
+    def __call__(self, work: PreparedImage, indices: list[int]) -> list[str | None]:
+        return [self.why(value) for value in self.similarities(work)]
 
 
 def reference_embedding(
@@ -150,7 +157,7 @@ def rule_for(
     if config.person is None or detector is None or embed is None:
         return None
     reference = reference_embedding(config.person, detector, size, embed)
-    return same_person(embed, reference, config.min_similarity)
+    return SamePerson(embed, reference, config.min_similarity)
 
 
 def face_items(

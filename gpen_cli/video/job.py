@@ -30,6 +30,7 @@ from gpen_cli.confine import check_inside
 from gpen_cli.errors import GpenError, InputError, OutputError
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.video.media import FilmInfo, Frame, Window, probe, read_frames
+from gpen_cli.video.person import followed_person
 from gpen_cli.video.pipeline import restore_frames
 from gpen_cli.video.smoothing import smoothed_landmarks
 from gpen_cli.video.writer import FilmWriter, join_parts
@@ -144,14 +145,16 @@ class VideoJob:
         started = time.perf_counter()
         outcome = VideoOutcome(written=None)
         with ExitStack() as stack:
-            smoother = None
+            followers = []  # what follows faces across frames, restarted at each segment
             if self.options.smooth:
                 rate = float(self.info.rate or 25)
-                smoother = stack.enter_context(smoothed_landmarks(restorer, rate))
+                followers.append(stack.enter_context(smoothed_landmarks(restorer, rate)))
+            if (person := stack.enter_context(followed_person(restorer))) is not None:
+                followers.append(person)
             if not self.options.segment:
                 self._film(restorer, self.window, self.output, stop, on_frame, outcome)
             else:
-                self._segments(restorer, smoother, stop, on_frame, outcome)
+                self._segments(restorer, followers, stop, on_frame, outcome)
         outcome.seconds = time.perf_counter() - started
         outcome.interrupted = stop.is_set()
         return outcome
@@ -226,7 +229,7 @@ class VideoJob:
             return True
         return False
 
-    def _segments(self, restorer, smoother, stop, on_frame, outcome: VideoOutcome) -> None:
+    def _segments(self, restorer, followers, stop, on_frame, outcome: VideoOutcome) -> None:
         folder = segments_dir(self.output)
         self._check_plan(folder)
         windows = self.segment_windows()
@@ -237,8 +240,8 @@ class VideoJob:
                 continue
             if stop.is_set():
                 return
-            if smoother is not None:
-                smoother.reset()  # segments are independent of each other
+            for follower in followers:
+                follower.reset()  # segments are independent of each other
             part = self.part_path(index)
             partial_path(part).unlink(missing_ok=True)
             if not self._film(restorer, window, part, stop, on_frame, outcome):

@@ -16,17 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 
 from gpen_cli.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.faces import Face
+from gpen_cli.video.tracks import SceneCuts, match_boxes
 
 MIN_CUTOFF_HZ = 1.0  # cutoff of a face holding still: strong smoothing
 BETA = 4.0  # cutoff added per face-width a second of movement
 DERIVATIVE_CUTOFF_HZ = 1.0
-MATCH_IOU = 0.3  # a box overlapping the last one this much is the same face
-CUT_DIFFERENCE = 25.0  # mean grey-level change of a 32×32 thumbnail that marks a scene cut
 
 
 def _alpha(cutoff, rate: float):
@@ -41,14 +39,6 @@ class _Track:
     speed: np.ndarray  # filtered derivative, (5, 2), px per second
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 class LandmarkSmoother:
     """Filters the landmarks of faces seen in consecutive frames of a film.
 
@@ -59,44 +49,24 @@ class LandmarkSmoother:
     def __init__(self, rate: float) -> None:
         self.rate = float(rate)
         self._tracks: list[_Track] = []
-        self._thumbnail: np.ndarray | None = None
+        self._cuts = SceneCuts()
         self._smoothed = True  # whether the frame before called smooth()
 
     def reset(self) -> None:
         """Forget every face: the next frame starts a new, independent stretch."""
-        self._tracks, self._thumbnail, self._smoothed = [], None, True
+        self._tracks, self._smoothed = [], True
+        self._cuts.reset()
 
     def start_frame(self, image: np.ndarray) -> None:
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        thumbnail = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
-        cut = (
-            self._thumbnail is not None
-            and float(np.abs(thumbnail - self._thumbnail).mean()) > CUT_DIFFERENCE
-        )
-        if cut or not self._smoothed:
+        if self._cuts.cut(image) or not self._smoothed:
             self._tracks = []
-        self._thumbnail = thumbnail
         self._smoothed = False
 
     def smooth(self, faces: list[Face]) -> list[Face]:
         """The faces with their landmarks filtered; tracks not seen again are dropped."""
         self._smoothed = True
-        pairs = sorted(
-            (
-                (_iou(face.box, track.box), f, t)
-                for f, face in enumerate(faces)
-                for t, track in enumerate(self._tracks)
-            ),
-            reverse=True,
-        )
-        matched: dict[int, _Track] = {}
-        used: set[int] = set()
-        for overlap, f, t in pairs:
-            if overlap < MATCH_IOU:
-                break
-            if f not in matched and t not in used:
-                matched[f] = self._tracks[t]
-                used.add(t)
+        pairs = match_boxes([face.box for face in faces], [track.box for track in self._tracks])
+        matched = {f: self._tracks[t] for f, t in pairs.items()}
         tracks, smoothed = [], []
         for f, face in enumerate(faces):
             track = matched.get(f)
