@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from gpen_cli.config import RestoreConfig
-from gpen_cli.defaults import DEFAULT_MAX_PIXELS
-from gpen_cli.version import __version__
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.defaults import DEFAULT_MAX_PIXELS
+from gpen_cli.core.version import __version__
 
 # OpenCV refuses to decode images above this many pixels before allocating them. It reads the
 # variable once, when cv2 is imported, so it is set here, ahead of any module that imports cv2

@@ -31,15 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpen_cli.config import MaskKind, RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.memory import cap_batch_size
+from gpen_cli.core.config import MaskKind, RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.memory import cap_batch_size
+from gpen_cli.core.timing import StageClock
+from gpen_cli.core.version import __version__
 from gpen_cli.resolve import generator_file, gpen_model_for_size, load_detector, torch_device
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.load import READABLE_EXTENSIONS
-from gpen_cli.timing import StageClock
-from gpen_cli.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -671,7 +671,7 @@ def run_bench(
     base_model, model_info = resolve_bench_model(config, seed)
     if size is not None and model is not None and base_model.size != size:
         raise GpenError(f"size {size}, but {model_info['name']} is a {base_model.size} px model")
-    from gpen_cli.devices import default_batch_size
+    from gpen_cli.core.devices import default_batch_size
 
     sizes, capped = _capped_sizes(
         list(batch_sizes) or [default_batch_size(device, base_model.size)], base_model.size
@@ -789,7 +789,7 @@ def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], l
 
 def describe(report: BenchReport) -> list[str]:
     """The lines that say what was measured, where, and how."""
-    from gpen_cli.words import count
+    from gpen_cli.core.words import count
 
     s, m = report.system, report.model
     where = (

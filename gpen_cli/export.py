@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpen_cli.atomic import write_atomically
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
+from gpen_cli.io.atomic import write_atomically
 from gpen_cli.models.onnx.networks import LAYOUTS, Exported, gpen_onnx, parsenet_onnx
 
 EXPORTABLE = ("gpen", "parsing")

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from gpen_cli.errors import GpenError
-from gpen_cli.names import match_name
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.names import match_name
 
 ModelKind = Literal[
     "gpen", "detector", "parsing", "landmarks", "upsampler", "recognition", "assessment"

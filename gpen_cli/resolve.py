@@ -18,10 +18,10 @@ from typing import Any
 
 from torch import nn
 
-from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
-from gpen_cli.devices import pick_device
-from gpen_cli.errors import GpenError, WeightsMissingError
-from gpen_cli.named_networks import check_network, check_networks
+from gpen_cli.core.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
+from gpen_cli.core.devices import pick_device
+from gpen_cli.core.errors import GpenError, WeightsMissingError
+from gpen_cli.core.named_networks import check_network, check_networks
 from gpen_cli.offline import way_forward
 from gpen_cli.registry import ModelSpec, get_spec, of_kind
 from gpen_cli.stages.detect import Detector, FanLandmarks

@@ -26,9 +26,10 @@ from typing import Any, BinaryIO, Literal
 
 import platformdirs
 
-from gpen_cli import settings
-from gpen_cli.atomic import partial_path, remove_partials_of
-from gpen_cli.errors import GpenError, WeightsMissingError
+from gpen_cli.core import settings
+from gpen_cli.core.errors import GpenError, WeightsMissingError
+from gpen_cli.core.version import __version__
+from gpen_cli.io.atomic import partial_path, remove_partials_of
 from gpen_cli.registry import (
     KIND_NAMES,
     MODELS,
@@ -39,7 +40,6 @@ from gpen_cli.registry import (
     recognises,
     spec_for_file,
 )
-from gpen_cli.version import __version__
 
 __all__ = ["KIND_NAMES", "MODELS", "ModelKind", "ModelSpec", "check_file_or_name", "get_spec"]
 

@@ -147,7 +147,7 @@ def _user_folders(tmp_path_factory) -> Path:
 def _isolated_settings(_user_folders, monkeypatch):
     """No test reads the developer's config file, GPEN_<KEY> defaults or user folders: the
     built-in defaults apply unless a test sets its own."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
 
     monkeypatch.setenv(settings.CONFIG_ENV, str(_user_folders / "config.toml"))
     for key in settings.KEYS:

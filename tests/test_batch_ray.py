@@ -27,11 +27,11 @@ import pytest
 from conftest import photo_as, process_environment
 from typer.testing import CliRunner
 
-from gpen_cli.atomic import is_partial_file
 from gpen_cli.batch import FolderScan, PhotoJob, ThreadEngine, plan_layout
 from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.cli import app
-from gpen_cli.config import MaskKind, RestoreConfig
+from gpen_cli.core.config import MaskKind, RestoreConfig
+from gpen_cli.io.atomic import is_partial_file
 from gpen_cli.restorer import FaceRestorer
 
 pytestmark = pytest.mark.ray
@@ -316,7 +316,7 @@ def test_ray_options_are_refused_without_the_ray_engine(tmp_path):
 
 def test_an_address_nobody_answers_at_is_one_line_at_once():
     from gpen_cli.batch.ray_engine import check_reachable
-    from gpen_cli.errors import GpenError
+    from gpen_cli.core.errors import GpenError
 
     with pytest.raises(GpenError, match="no Ray cluster answers there"):
         check_reachable("127.0.0.1:1", timeout=2)

@@ -18,8 +18,8 @@ from gpen_cli.bench import (
 )
 from gpen_cli.cli import app
 from gpen_cli.cli.bench import parse_batch_sizes
-from gpen_cli.config import MaskKind, RestoreConfig
-from gpen_cli.errors import GpenError
+from gpen_cli.core.config import MaskKind, RestoreConfig
+from gpen_cli.core.errors import GpenError
 from gpen_cli.resolve import gpen_model_for_size
 from gpen_cli.weights import MODELS
 
@@ -188,7 +188,7 @@ def test_absent_registry_weights_become_seeded_random_weights():
 
 @pytest.mark.slow
 def test_batch_sizes_are_capped_by_memory_in_one_line(tiny_checkpoint, monkeypatch):
-    from gpen_cli import memory
+    from gpen_cli.core import memory
 
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     # Half of 64 MB holds 7 faces of 64 px by the estimate, not 100000.

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.progress import Progress
 from typer.testing import CliRunner
 
-from gpen_cli.atomic import is_partial_file
 from gpen_cli.cli import app
+from gpen_cli.io.atomic import is_partial_file
 
 PHOTOS = 24  # more than the engine admits at once: a stop leaves some undone
 

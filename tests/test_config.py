@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from gpen_cli import resolve, weights
 from gpen_cli.cli import app
 from gpen_cli.cli.options import PIPELINE_OPTIONS, flag
-from gpen_cli.config import ConfigError, DetectorName, LandmarkSource, MaskKind, RestoreConfig
-from gpen_cli.errors import GpenError
+from gpen_cli.core.config import ConfigError, DetectorName, LandmarkSource, MaskKind, RestoreConfig
+from gpen_cli.core.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
 
 runner = CliRunner()

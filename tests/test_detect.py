@@ -18,8 +18,8 @@ import pytest
 import torch
 from conftest import ReplayDetector, photo_path, real_weights
 
-from gpen_cli.config import DetectorName
-from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
+from gpen_cli.core.config import DetectorName
+from gpen_cli.core.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.detect import (
     FanLandmarks,
     RetinaFaceDetector,

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from gpen_cli import weights
 from gpen_cli.cli import app
-from gpen_cli.errors import GpenError, WeightsMissingError
+from gpen_cli.core.errors import GpenError, WeightsMissingError
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -306,7 +306,7 @@ def test_a_killed_downloads_temporary_file_is_removed_by_the_next_and_a_live_one
 ):
     """A download that was killed leaves its hidden temporary file; the next download of the
     same file removes it, but not one still being written (modified recently)."""
-    from gpen_cli.atomic import is_partial_file, partial_path
+    from gpen_cli.io.atomic import is_partial_file, partial_path
 
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
     stale, live = partial_path(tmp_path / "tiny.bin"), partial_path(tmp_path / "tiny.bin")

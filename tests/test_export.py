@@ -136,7 +136,7 @@ def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir):
 
 
 def test_runtime_setting_is_checked():
-    from gpen_cli.config import ConfigError, RestoreConfig
+    from gpen_cli.core.config import ConfigError, RestoreConfig
 
     with pytest.raises(ConfigError, match="must be one of torch, onnxruntime"):
         RestoreConfig(runtime="tensorrt")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gpen_cli import registry, weights
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 from gpen_cli.stages.detect import RetinaFaceDetector
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from gpen_cli import registry, weights
 from gpen_cli.checkpoints import read_state_dict, seeded
 from gpen_cli.cli import app
-from gpen_cli.config import DetectorName, RestoreConfig
+from gpen_cli.core.config import DetectorName, RestoreConfig
 from gpen_cli.doctor import selftest
 from gpen_cli.doctor.result import PASS, DoctorContext
 from gpen_cli.stages.align import reference_points

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import photo_path, real_weights
 
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import GpenError
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
 from gpen_cli.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.mask import rect_mask
@@ -187,7 +187,7 @@ def test_bad_options_are_one_line_errors():
 
 
 def test_names_match_any_case_and_typos_get_a_suggestion(tmp_path):
-    from gpen_cli.names import match_name
+    from gpen_cli.core.names import match_name
     from gpen_cli.weights import get_spec
 
     assert get_spec("gpen-bfr-512").name == "GPEN-BFR-512"

@@ -11,10 +11,11 @@ import pytest
 from conftest import photo_path
 from typer.testing import CliRunner
 
-from gpen_cli import settings, weights
+from gpen_cli import weights
 from gpen_cli.cli import app
 from gpen_cli.cli.options import flag
-from gpen_cli.config import RestoreConfig
+from gpen_cli.core import settings
+from gpen_cli.core.config import RestoreConfig
 
 runner = CliRunner()
 

@@ -303,7 +303,7 @@ def test_cli_restores_and_refuses_bad_input_in_one_line(
 
 
 def test_a_link_or_a_hard_link_at_the_output_name_is_refused(tmp_path):
-    from gpen_cli.errors import OutputError
+    from gpen_cli.core.errors import OutputError
 
     source = tmp_path / "in.mkv"
     make_film(source, [faceless_picture((64, 64))] * 3, audio=None)

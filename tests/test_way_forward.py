@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from gpen_cli import weights
 from gpen_cli.cli import app
-from gpen_cli.words import count
+from gpen_cli.core.words import count
 
 
 def invoke(*args: object):

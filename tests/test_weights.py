@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from gpen_cli import weights
 from gpen_cli.cli import app
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 from gpen_cli.models import build_gpen
 
 runner = CliRunner()

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from gpen_cli.batch import steps
 from gpen_cli.batch.job import Item, PhotoJob
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 from gpen_cli.outputs import OutputOptions
 from gpen_cli.report import ReportEntry
 

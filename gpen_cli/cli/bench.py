@@ -20,8 +20,8 @@ from gpen_cli.cli.common import (
     print_wrapped,
     setup_logging,
 )
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import GpenError
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
 
 BenchModelOption = Annotated[
     str | None,

@@ -33,7 +33,8 @@ def show(as_json: JsonOption = False) -> None:
     the user config folder), which beats the built-in default. Keys are the long flags
     with underscores: model, detector, fidelity_weight, compile…
     """
-    from gpen_cli import settings, weights
+    from gpen_cli import weights
+    from gpen_cli.core import settings
 
     _, path, chosen_by = settings.file_settings()
     chosen = settings.effective()

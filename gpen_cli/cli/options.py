@@ -21,15 +21,15 @@ import typer
 
 from gpen_cli.cli.choices import registry_option
 from gpen_cli.cli.common import WeightsDirOption, say
-from gpen_cli.config import (
+from gpen_cli.core.config import (
     MAX_SHORT_EDGE,
     MIN_TILE,
     LandmarkSource,
     MaskKind,
     RestoreConfig,
 )
-from gpen_cli.errors import GpenError
-from gpen_cli.named_networks import check_networks
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.named_networks import check_networks
 from gpen_cli.weights import MissingFileError, needed_specs
 
 PIPELINE = "Pipeline"
@@ -435,9 +435,9 @@ _CONTEXT = "gpen_click_context"
 
 def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[str, Any]:
     """`values` with each option not given on the command line taken from the user's
-    defaults ($GPEN_<KEY>, else the config file: see gpen_cli/settings.py). The weights
+    defaults ($GPEN_<KEY>, else the config file: see gpen_cli/core/settings.py). The weights
     folder is left to `weights`, which reads the same places in the same order."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
 
     defaulted = [name for name in values if name != "weights_dir" and not _given(context, name)]
     chosen = settings.effective(defaulted) if defaulted else {}
@@ -450,7 +450,7 @@ def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[s
 def user_default(setting: str) -> Any:
     """The user's default for `setting` (environment or config file), None when built-in:
     for a command that declares that option itself (`gpen bench --model`)."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
 
     chosen = settings.effective([setting])[setting]
     return None if chosen.source == "built-in" else chosen.value

@@ -10,8 +10,8 @@ import typer
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import console, err_console, fail, one_line_errors, say
-from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
-from gpen_cli.words import count
+from gpen_cli.core.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.words import count
 
 if TYPE_CHECKING:
     from gpen_cli.report import ReportEntry
@@ -73,7 +73,7 @@ def review(
 
 
 def _check_folder(page: Path) -> None:
-    from gpen_cli.preflight import check_writable_folder
+    from gpen_cli.core.preflight import check_writable_folder
 
     check_writable_folder(page.parent, "-o", page)
 

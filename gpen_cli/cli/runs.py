@@ -24,9 +24,9 @@ from rich.progress import (
 )
 
 from gpen_cli.cli.common import StopSafeProgress, console, err_console, say, shell_lines
-from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
+from gpen_cli.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
+from gpen_cli.core.words import count
 from gpen_cli.report import ReportEntry, naming, write_report
-from gpen_cli.words import count
 
 if TYPE_CHECKING:
     from gpen_cli.batch.engine import BatchOutcome, PhotoProgress

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from gpen_cli import weights
 from gpen_cli.cli.common import WeightsDirOption, console, fail, one_line_errors, say
-from gpen_cli.errors import EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.errors import EXIT_SOME_FAILED, GpenError
 
 weights_app = typer.Typer(
     name="weights",

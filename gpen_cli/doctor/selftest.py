@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from gpen_cli import registry, weights
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.words import count
 from gpen_cli.doctor.result import BUG_FIX, FAIL, PASS, WARN, CheckResult, DoctorContext
 from gpen_cli.doctor.storage import present_models
-from gpen_cli.errors import GpenError
-from gpen_cli.words import count
 
 SELF_TEST = "self-test"
 
@@ -104,7 +104,7 @@ def self_test(context: DoctorContext) -> CheckResult:
         )
     import numpy as np
 
-    from gpen_cli.config import MaskKind
+    from gpen_cli.core.config import MaskKind
     from gpen_cli.restorer import FaceRestorer
 
     detector, why = pick_detector(folder)

@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 from gpen_cli import weights
-from gpen_cli.config import RestoreConfig
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
 from gpen_cli.doctor.result import FAIL, PASS, WARN, CheckResult, DoctorContext, first_line
-from gpen_cli.errors import GpenError
 
 WEIGHTS_PRESENT = "weights present"
 WEIGHTS_CHECKSUMS = "weights checksums"
@@ -42,7 +42,7 @@ def restore_needs() -> tuple[dict[str, str], str]:
     """What `gpen restore` with no pipeline flag needs here (kind → name or file), with the
     user's defaults (config file, GPEN_* variables) applied, and a note when they are
     unusable (the built-in defaults are checked then)."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
     from gpen_cli.resolve import networks
 
     try:

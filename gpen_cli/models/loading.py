@@ -16,7 +16,7 @@ from gpen_cli.checkpoints import (
     seeded,
     unwrap_state_dict,
 )
-from gpen_cli.errors import CheckpointError
+from gpen_cli.core.errors import CheckpointError
 from gpen_cli.models.gpen import FullGenerator, channel_table
 from gpen_cli.models.ops import FastFullGenerator
 

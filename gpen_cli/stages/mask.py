@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gpen_cli.checkpoints import load_strict, read_state_dict, seeded
-from gpen_cli.devices import pick_dtype
+from gpen_cli.core.devices import pick_dtype
 from gpen_cli.models.parsenet import fused_head
 
 PARSING_INPUT_SIZE = 512

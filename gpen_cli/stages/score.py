@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from gpen_cli.checkpoints import load_strict, read_state_dict, seeded
-from gpen_cli.devices import pick_dtype
+from gpen_cli.core.devices import pick_dtype
 from gpen_cli.stages.blend import blend_fidelity
 from gpen_cli.stages.chain import RestoredFace, soften_small_face
 from gpen_cli.stages.faces import FaceScores

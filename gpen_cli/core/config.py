@@ -20,9 +20,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from gpen_cli.devices import check_device
-from gpen_cli.errors import GpenError
-from gpen_cli.names import match_name, parse_choice
+from gpen_cli.core.devices import check_device
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.names import match_name, parse_choice
 from gpen_cli.registry import names
 
 
