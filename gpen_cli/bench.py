@@ -256,7 +256,8 @@ def astronaut_photo(folder: Path) -> Path | None:
 
 def detector_weights_present(config: RestoreConfig) -> bool:
     """Whether the detector can run without a download (bench never downloads)."""
-    from gpen_cli.weights import get_spec, weight_path
+    from gpen_cli.weights.registry import get_spec
+    from gpen_cli.weights.store import weight_path
 
     name = get_spec(config.detector.value, "detector").name
     return weight_path(name, config.weights_dir).is_file()
@@ -279,7 +280,8 @@ def stand_in_weights_dir(
     on the weights' values, and bench never downloads. When one is absent, the folder is a
     scratch one with the present files linked in beside the random ones.
     """
-    from gpen_cli.weights import get_spec, weight_path, write_random_weights
+    from gpen_cli.weights.registry import get_spec
+    from gpen_cli.weights.store import weight_path, write_random_weights
 
     needed = ["parsenet"] if config.mask is MaskKind.PARSING else []
     needed += ["arcface", "hyperiqa"] if config.scoring else []
@@ -541,7 +543,8 @@ def bench_upsampler(
 ) -> tuple[str, str | None]:
     """The upsampler to time and a note: a registry one whose weights are absent becomes a
     seeded random network of its shape (timings do not depend on the weights' values)."""
-    from gpen_cli.weights import MODELS, weight_path, write_random_weights
+    from gpen_cli.weights.registry import MODELS
+    from gpen_cli.weights.store import weight_path, write_random_weights
 
     spec = MODELS.get(name)
     if spec is None or spec.kind != "upsampler" or weight_path(name, weights_dir).is_file():

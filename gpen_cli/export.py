@@ -16,7 +16,8 @@ def export_source(
 ) -> Exported:
     """The GPEN generator or ParseNet that `source` names (a registry name, fetched when
     absent, or a checkpoint file, recognised by its tensors) exported and checked."""
-    from gpen_cli.weights import ensure_weight, get_spec
+    from gpen_cli.weights.download import ensure_weight
+    from gpen_cli.weights.registry import get_spec
 
     if layout not in LAYOUTS:
         raise GpenError(f"layout: must be one of {', '.join(LAYOUTS)}, got {layout!r}")

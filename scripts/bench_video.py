@@ -77,7 +77,7 @@ def wide_picture(width: int, height: int) -> np.ndarray:
 
 
 def count_faces(picture: np.ndarray) -> int:
-    from gpen_cli.weights import load_model
+    from gpen_cli.weights.download import load_model
 
     return len(load_model("retinaface-mobile", "detector", weights_dir()).detect(picture))
 

@@ -17,15 +17,16 @@ PACKAGE = Path(gpen_cli.__file__).parent
 
 # Lowest first. A module may import its own layer and any layer below it. An entry names a
 # folder or a module (dotted, under gpen_cli); the longest entry that contains a module gives
-# its layer, so a folder may hold a module of a lower layer (the torch-free registry table in
-# weights/, which the core's configuration checks names against).
+# its layer, so a folder may hold a module of a lower layer: weights/ holds the torch-free
+# registry table (the core's configuration checks names against it) and the checkpoint reader
+# the networks load through.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "core": ("core", "registry", "builtin_models", "checkpoints"),
+    "core": ("core", "weights.registry", "weights.catalog"),
     "io": ("io",),
-    "models": ("models",),
+    "models": ("models", "weights.checkpoints"),
     "weights": ("weights",),
     "stages": ("stages",),
-    "pipeline": ("restorer", "resolve", "outputs", "report", "offline"),
+    "pipeline": ("restorer", "resolve", "outputs", "report"),
     "engines": ("batch", "video"),
     "tools": ("bench", "doctor", "review", "export"),
     "command line": ("cli", "__main__"),

@@ -13,9 +13,9 @@ import pytest
 from rich.progress import Progress
 from typer.testing import CliRunner
 
-from gpen_cli import weights
 from gpen_cli.cli import app
 from gpen_cli.core.words import count
+from gpen_cli.weights import download
 
 
 def invoke(*args: object):
@@ -33,9 +33,9 @@ def offline(monkeypatch):
     """Every download fails at once, as on a machine without internet."""
 
     def fetch(spec, folder, progress=True, url=None):
-        raise weights.DownloadError(spec.filename, url, "no network in this test")
+        raise download.DownloadError(spec.filename, url, "no network in this test")
 
-    monkeypatch.setattr(weights, "_fetch", fetch)
+    monkeypatch.setattr(download, "_fetch", fetch)
 
 
 def test_counts_are_singular_for_one():

@@ -110,7 +110,7 @@ def _weights_folder(weights_dir: Path | None) -> tuple[Path, str]:
     (the "config file" check says so), the user data folder."""
     from gpen_cli.core import settings
     from gpen_cli.core.errors import GpenError
-    from gpen_cli.weights import resolve_weights_dir_and_source
+    from gpen_cli.weights.store import resolve_weights_dir_and_source
 
     try:
         return resolve_weights_dir_and_source(weights_dir)

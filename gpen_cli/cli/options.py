@@ -30,7 +30,7 @@ from gpen_cli.core.config import (
 )
 from gpen_cli.core.errors import GpenError
 from gpen_cli.core.named_networks import check_networks
-from gpen_cli.weights import MissingFileError, needed_specs
+from gpen_cli.weights.download import MissingFileError, needed_specs
 
 PIPELINE = "Pipeline"
 SPEED = "Speed"

@@ -23,7 +23,7 @@ from typing import Any
 from gpen_cli.core.devices import check_device
 from gpen_cli.core.errors import GpenError
 from gpen_cli.core.names import match_name, parse_choice
-from gpen_cli.registry import names
+from gpen_cli.weights.registry import names
 
 
 class MaskKind(str, Enum):

@@ -185,7 +185,7 @@ def spec_for_file(path: Path, kind: ModelKind) -> ModelSpec:
 
 
 def _load_builtins() -> None:
-    from gpen_cli import builtin_models  # noqa: F401  (registers the built-in entries)
+    from gpen_cli.weights import catalog  # noqa: F401  (registers the built-in entries)
 
 
 _load_builtins()
