@@ -15,7 +15,7 @@ from gpen_cli.core.version import __version__
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
 
 if TYPE_CHECKING:
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
 
 __all__ = ["FaceRestorer", "RestoreConfig", "__version__"]
 
@@ -23,7 +23,7 @@ __all__ = ["FaceRestorer", "RestoreConfig", "__version__"]
 def __getattr__(name: str) -> Any:
     # Importing torch and OpenCV takes seconds: only pay for it when the API is used.
     if name == "FaceRestorer":
-        from gpen_cli.restorer import FaceRestorer
+        from gpen_cli.pipeline.restorer import FaceRestorer
 
         return FaceRestorer
     raise AttributeError(f"module 'gpen_cli' has no attribute {name!r}")

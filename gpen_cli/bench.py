@@ -36,8 +36,13 @@ from gpen_cli.core.errors import GpenError
 from gpen_cli.core.memory import cap_batch_size
 from gpen_cli.core.timing import StageClock
 from gpen_cli.core.version import __version__
-from gpen_cli.resolve import generator_file, gpen_model_for_size, load_detector, torch_device
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.resolve import (
+    generator_file,
+    gpen_model_for_size,
+    load_detector,
+    torch_device,
+)
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 

@@ -131,7 +131,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
 def jitter(args: argparse.Namespace, work: Path) -> None:
     import torch
 
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
     from gpen_cli.video.smoothing import smoothed_landmarks
 
     class Identity(torch.nn.Module):

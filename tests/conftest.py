@@ -233,7 +233,7 @@ def _replay_detector_without_weights(request, monkeypatch):
     detector weights are absent, its detector replays the official detector's faces."""
     if "pipeline_weights_dir" not in request.fixturenames or _has_real_detector():
         return
-    monkeypatch.setattr("gpen_cli.resolve.load_detector", load_replay_detector)
+    monkeypatch.setattr("gpen_cli.pipeline.resolve.load_detector", load_replay_detector)
 
 
 # ---------------------------------------------------------------- a quiet account of the skips

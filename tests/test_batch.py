@@ -27,8 +27,8 @@ from gpen_cli.batch.signals import graceful_stop
 from gpen_cli.cli import app
 from gpen_cli.core.errors import GpenError
 from gpen_cli.io.atomic import is_partial_file
-from gpen_cli.outputs import OutputOptions
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.outputs import OutputOptions
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.align import reference_points
 from gpen_cli.stages.faces import Face
 

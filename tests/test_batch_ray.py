@@ -32,7 +32,7 @@ from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.cli import app
 from gpen_cli.core.config import MaskKind, RestoreConfig
 from gpen_cli.io.atomic import is_partial_file
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.restorer import FaceRestorer
 
 pytestmark = pytest.mark.ray
 
@@ -346,7 +346,7 @@ def test_outputs_written_as_the_job_stops_are_in_the_entries(tmp_path, monkeypat
     """Ray cancels the calls in flight at a stop: an output an actor had already published
     is reported, though its call's entry never came back."""
     from gpen_cli.batch import ray_engine
-    from gpen_cli.report import ReportEntry
+    from gpen_cli.pipeline.report import ReportEntry
 
     source = tmp_path / "in"
     source.mkdir()

@@ -20,7 +20,7 @@ from gpen_cli.cli import app
 from gpen_cli.cli.bench import parse_batch_sizes
 from gpen_cli.core.config import MaskKind, RestoreConfig
 from gpen_cli.core.errors import GpenError
-from gpen_cli.resolve import gpen_model_for_size
+from gpen_cli.pipeline.resolve import gpen_model_for_size
 from gpen_cli.weights.registry import MODELS
 
 runner = CliRunner()

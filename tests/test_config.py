@@ -12,12 +12,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gpen_cli import resolve
 from gpen_cli.cli import app
 from gpen_cli.cli.options import PIPELINE_OPTIONS, flag
 from gpen_cli.core.config import ConfigError, DetectorName, LandmarkSource, MaskKind, RestoreConfig
 from gpen_cli.core.errors import GpenError
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline import resolve
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.weights import download
 
 runner = CliRunner()

@@ -533,7 +533,7 @@ def test_doctor_passes_on_this_machine(monkeypatch, seeded_detector_dir):
         monkeypatch.setitem(
             registry.MODELS, MOBILE.name, dataclasses.replace(MOBILE, sha256=digest)
         )
-        monkeypatch.setattr("gpen_cli.resolve.load_detector", load_replay_detector)
+        monkeypatch.setattr("gpen_cli.pipeline.resolve.load_detector", load_replay_detector)
     monkeypatch.setattr(torch_env, "COMPILE_BUDGET_S", 5.0)  # a WARN at worst, never a FAIL
     result = runner.invoke(app, ["doctor", "--json", "--weights-dir", str(folder)])
     rows = json.loads(result.stdout)["checks"]

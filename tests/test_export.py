@@ -120,7 +120,7 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
 def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir):
     from test_official_pipeline import ReplayDetector, official, photo, psnr, within_one_level
 
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
 
     restorer = FaceRestorer(
         seeded_weights_dir / "GPEN-BFR-256.pth",

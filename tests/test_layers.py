@@ -26,7 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "models": ("models", "weights.checkpoints"),
     "weights": ("weights",),
     "stages": ("stages",),
-    "pipeline": ("restorer", "resolve", "outputs", "report"),
+    "pipeline": ("pipeline",),
     "engines": ("batch", "video"),
     "tools": ("bench", "doctor", "review", "export"),
     "command line": ("cli", "__main__"),

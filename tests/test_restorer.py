@@ -13,7 +13,7 @@ from conftest import photo_path, real_weights
 
 from gpen_cli.core.config import RestoreConfig
 from gpen_cli.core.errors import GpenError
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.mask import rect_mask
 
@@ -208,7 +208,7 @@ def test_fetch_weights_names_a_missing_file_and_builds_nothing(
 ):
     """What the Ray engine's driver checks: every file the configuration needs is there or
     fetched; the parsing model missing, with no network, is one line naming it."""
-    from gpen_cli.resolve import fetch_weights
+    from gpen_cli.pipeline.resolve import fetch_weights
     from gpen_cli.weights import download
 
     folder = tmp_path / "weights"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from gpen_cli.core.timing import StageClock
-from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.faces import Face
 

@@ -27,7 +27,7 @@ from videoclips import (  # noqa: E402
 )
 
 from gpen_cli.cli import app  # noqa: E402
-from gpen_cli.restorer import FaceRestorer  # noqa: E402
+from gpen_cli.pipeline.restorer import FaceRestorer  # noqa: E402
 from gpen_cli.stages.faces import Face  # noqa: E402
 from gpen_cli.video import VideoOptions, Window, partial_path, plan_video  # noqa: E402
 from gpen_cli.video.job import segments_dir  # noqa: E402

@@ -102,7 +102,9 @@ class LargeFace:
 
 
 def test_the_faces_enlarged_warning_names_the_photo(tmp_path, tiny_checkpoint, monkeypatch):
-    monkeypatch.setattr("gpen_cli.resolve.load_detector", lambda config, device: LargeFace())
+    monkeypatch.setattr(
+        "gpen_cli.pipeline.resolve.load_detector", lambda config, device: LargeFace()
+    )
     monkeypatch.chdir(tmp_path)
     write_photo(tmp_path / "family.png", size=96)
     result = invoke("restore", "family.png", "--model", tiny_checkpoint, "--device", "cpu",

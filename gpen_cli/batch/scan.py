@@ -18,7 +18,7 @@ from gpen_cli.batch.layout import BatchLayout
 from gpen_cli.core.confine import check_inside
 from gpen_cli.core.errors import OutputError
 from gpen_cli.io.atomic import name_too_long
-from gpen_cli.report import ReportEntry
+from gpen_cli.pipeline.report import ReportEntry
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 
 ALREADY_DONE = "already done"  # the `error` text of a skip with reason "already_done"

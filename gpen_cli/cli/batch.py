@@ -25,13 +25,13 @@ from gpen_cli.cli.review import PAGE_NAME, ReviewPageOption, check_batch_page, p
 from gpen_cli.cli.runs import conclude, stop_handlers
 from gpen_cli.core.config import RestoreConfig
 from gpen_cli.core.errors import GpenError
-from gpen_cli.report import review_line, summarize, upscale_settings, with_earlier_results
+from gpen_cli.pipeline.report import review_line, summarize, upscale_settings, with_earlier_results
 
 if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOutcome
     from gpen_cli.batch.engine import Engine, PhotoProgress
     from gpen_cli.batch.job import PhotoJob
-    from gpen_cli.outputs import OutputOptions
+    from gpen_cli.pipeline.outputs import OutputOptions
 
 SCAN = "Folder scan"
 RAY = "Ray engine"
@@ -276,7 +276,7 @@ def batch(
     from gpen_cli.batch.engines import ENGINES, EngineSetup
     from gpen_cli.batch.job import FolderScan, PhotoJob
     from gpen_cli.batch.runner import default_workers
-    from gpen_cli.outputs import OutputOptions
+    from gpen_cli.pipeline.outputs import OutputOptions
 
     setup_logging(quiet)
     check_engine(engine, address, gpus_per_worker, model_actors)

@@ -413,7 +413,7 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
             try:
                 return command(**arguments, config=config)
             except MissingFileError as exc:  # name every file the command needs, not the first
-                from gpen_cli.resolve import networks
+                from gpen_cli.pipeline.resolve import networks
 
                 raise exc.including(needed_specs(networks(config), config.weights_dir)) from None
 

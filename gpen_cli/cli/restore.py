@@ -26,7 +26,7 @@ from gpen_cli.cli.tiles import TileProgress
 from gpen_cli.core.config import RestoreConfig
 from gpen_cli.core.errors import GpenError
 from gpen_cli.core.words import count
-from gpen_cli.report import Reason, ReportEntry, review_line, summarize, upscale_settings
+from gpen_cli.pipeline.report import Reason, ReportEntry, review_line, summarize, upscale_settings
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -126,7 +126,7 @@ def planned_items(
     from gpen_cli.batch.scan import Task
     from gpen_cli.core.confine import check_inside
     from gpen_cli.core.errors import OutputError
-    from gpen_cli.outputs import remove_stale_partials
+    from gpen_cli.pipeline.outputs import remove_stale_partials
 
     items: list[Task | ReportEntry] = []
     for source, target in zip(inputs, outputs, strict=True):
@@ -321,7 +321,7 @@ def restore(
     # The engines import torch: only once the command can run.
     from gpen_cli.batch.engines import DEFAULT_ENGINE, ENGINES, EngineSetup
     from gpen_cli.batch.job import GivenItems, PhotoJob
-    from gpen_cli.outputs import OutputOptions
+    from gpen_cli.pipeline.outputs import OutputOptions
 
     progress = photo_progress(quiet)
     choice = ENGINES[DEFAULT_ENGINE]

@@ -14,7 +14,7 @@ from gpen_cli.core.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
 from gpen_cli.core.words import count
 
 if TYPE_CHECKING:
-    from gpen_cli.report import ReportEntry
+    from gpen_cli.pipeline.report import ReportEntry
     from gpen_cli.review import ReviewData
 
 PAGE_NAME = "review.html"  # the default page: beside the report, or in batch's output folder
@@ -122,7 +122,7 @@ def page_after_batch(
     entries: list[ReportEntry], page: Path, title: str, quiet: bool, done: typer.Exit
 ) -> typer.Exit:
     """Write the page of a finished batch; the Exit to raise (1 where the page failed)."""
-    from gpen_cli.report import report_payload
+    from gpen_cli.pipeline.report import report_payload
     from gpen_cli.review import review_data
 
     try:

@@ -5,7 +5,7 @@
 restorer per distinct configuration) and its values are checked when it is built: ranges,
 choices, the device's spelling, a detector name the registry lists. It looks at no file and
 no device: whether `model` or `bg_upsampler` names a file or a registry entry, where the
-weights are and whether the device exists is the resolver's work (`gpen_cli/resolve.py`),
+weights are and whether the device exists is the resolver's work (`gpen_cli/pipeline/resolve.py`),
 so a configuration can be built, compared and sent to a worker anywhere. Its messages name
 the setting (`fidelity_weight`); the command line says the same with its flag.
 

@@ -105,7 +105,7 @@ def self_test(context: DoctorContext) -> CheckResult:
     import numpy as np
 
     from gpen_cli.core.config import MaskKind
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
 
     detector, why = pick_detector(folder)
     if detector is None:

@@ -43,7 +43,7 @@ def restore_needs() -> tuple[dict[str, str], str]:
     user's defaults (config file, GPEN_* variables) applied, and a note when they are
     unusable (the built-in defaults are checked then)."""
     from gpen_cli.core import settings
-    from gpen_cli.resolve import networks
+    from gpen_cli.pipeline.resolve import networks
 
     try:
         return networks(settings.default_config()), ""

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from gpen_cli.core.confine import check_inside
 from gpen_cli.core.errors import GpenError, InputError, OutputError
 from gpen_cli.io.atomic import name_too_long, partial_key
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.video.media import FilmInfo, Frame, Window, probe, read_frames
 from gpen_cli.video.pipeline import restore_frames
 from gpen_cli.video.smoothing import smoothed_landmarks

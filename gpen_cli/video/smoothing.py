@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.faces import Face
 
 MIN_CUTOFF_HZ = 1.0  # cutoff of a face holding still: strong smoothing

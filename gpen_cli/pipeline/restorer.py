@@ -23,7 +23,7 @@ from torch import nn
 from gpen_cli.core.config import RestoreConfig
 from gpen_cli.core.devices import torch_turn
 from gpen_cli.core.timing import NoClock, StageClock
-from gpen_cli.resolve import resolve
+from gpen_cli.pipeline.resolve import resolve
 from gpen_cli.stages.chain import (
     Align,
     AlignedInput,
