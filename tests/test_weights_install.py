@@ -181,6 +181,18 @@ def test_a_missing_weights_error_names_every_file_the_command_needs(tmp_path, mo
     assert not (tmp_path / "out.png").exists()
 
 
+def test_the_library_names_settings_and_the_command_line_their_flags(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./weights to point to
+    folder = tmp_path / "empty"
+    with pytest.raises(download.MissingFileError) as caught:
+        download.ensure_weight("GPEN-BFR-512", folder, download=False)
+    message = str(caught.value)
+    assert f"not found in {folder} (weights_dir)" in message
+    assert message.endswith(", or point model at a checkpoint file.")
+    worded = str(caught.value.worded(lambda setting: "--" + setting.replace("_", "-")))
+    assert "(--weights-dir)" in worded and "point --model at a checkpoint file" in worded
+
+
 def test_a_file_left_in_an_older_place_is_pointed_to(tmp_path, monkeypatch):
     monkeypatch.setenv(download.BASE_URL_ENV, _closed_base_url())
     monkeypatch.chdir(tmp_path)

@@ -415,7 +415,8 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
             except MissingFileError as exc:  # name every file the command needs, not the first
                 from gpen_cli.pipeline.resolve import networks
 
-                raise exc.including(needed_specs(networks(config), config.weights_dir)) from None
+                needed = needed_specs(networks(config), config.weights_dir)
+                raise exc.including(needed).worded(flag) from None
 
         # Typer hands the click context to a parameter of this type: it says which options
         # were given on the command line.

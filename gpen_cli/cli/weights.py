@@ -45,7 +45,7 @@ def _size(size_bytes: int | None) -> str:
 @one_line_errors
 def list_command(weights_dir: WeightsDirOption = None, as_json: JsonOption = False) -> None:
     """List every model the tool can fetch, and whether its file is in the weights folder."""
-    folder, source = store.resolve_weights_dir_and_source(weights_dir)
+    folder, source = weights_folder(weights_dir)
     rows = []
     for spec in registry.MODELS.values():
         path = folder / spec.filename
@@ -77,6 +77,12 @@ def list_command(weights_dir: WeightsDirOption = None, as_json: JsonOption = Fal
         table.add_row(row["name"], row["kind"], mark, size, row["file"])
     console.print(table)
     console.print(Text(f"Add a file you have with: {store.add_command(folder)}"), soft_wrap=True)
+
+
+def weights_folder(weights_dir: Path | None) -> tuple[Path, str]:
+    """The weights folder and what chose it; a folder given here is named by its flag."""
+    folder, source = store.resolve_weights_dir_and_source(weights_dir)
+    return folder, "--weights-dir" if source == store.EXPLICIT_SOURCE else source
 
 
 def print_folder(folder: Path, source: str) -> None:
@@ -235,7 +241,7 @@ def verify_command(
     """
     specs = [registry.get_spec(name) for name in names] if names else registry.MODELS.values()
     results = [verify.verify(spec.name, weights_dir) for spec in specs]
-    folder, source = store.resolve_weights_dir_and_source(weights_dir)
+    folder, source = weights_folder(weights_dir)
     bad = [r.name for r in results if r.failed or (names and not r.present)]
     if as_json:
         _print_json(

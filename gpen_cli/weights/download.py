@@ -32,6 +32,7 @@ from gpen_cli.weights.registry import (
 )
 from gpen_cli.weights.store import (
     CHUNK_BYTES,
+    EXPLICIT_SOURCE,
     STALE_PARTIAL_SECONDS,
     add_command,
     fetch_command,
@@ -118,28 +119,47 @@ def ensure_weight(
 class MissingFileError(WeightsMissingError):
     """Files a command needs are not in the weights folder, and the first could not be
     fetched (`reason`; None when downloads are off). The message names every file, the
-    folder searched and what chose it, and both ways to put them there."""
+    folder searched and what chose it, and both ways to put them there. Settings are named
+    as `name` words them: by their own name here, by their flag on the command line."""
 
     def __init__(
-        self, specs: list[ModelSpec], folder: Path, source: str, url: str, reason: str | None
+        self,
+        specs: list[ModelSpec],
+        folder: Path,
+        source: str,
+        url: str,
+        reason: str | None,
+        name: Callable[[str], str] = str,
     ) -> None:
-        self.specs, self.folder, self.source, self.url, self.reason = (
-            specs, folder, source, url, reason
+        self.specs, self.folder, self.source, self.url, self.reason, self.name = (
+            specs, folder, source, url, reason, name
         )  # fmt: skip
-        super().__init__(_missing_message(specs, folder, source, url, reason))
+        super().__init__(_missing_message(specs, folder, source, url, reason, name))
 
     def including(self, specs: Iterable[ModelSpec]) -> MissingFileError:
         """The same error naming `specs` too: every file a command will need, not the first."""
         more = [spec for spec in specs if spec not in self.specs]
-        return MissingFileError(self.specs + more, self.folder, self.source, self.url, self.reason)
+        return MissingFileError(
+            self.specs + more, self.folder, self.source, self.url, self.reason, self.name
+        )
+
+    def worded(self, name: Callable[[str], str]) -> MissingFileError:
+        """The same error with each setting named by `name` (the command line's flags)."""
+        return MissingFileError(self.specs, self.folder, self.source, self.url, self.reason, name)
 
 
 def _missing_message(
-    specs: list[ModelSpec], folder: Path, source: str, url: str, reason: str | None
+    specs: list[ModelSpec],
+    folder: Path,
+    source: str,
+    url: str,
+    reason: str | None,
+    name: Callable[[str], str],
 ) -> str:
     """The first file, why it could not be fetched, then every file the command needs that
     is absent, and both ways to put them in the folder (a download, or a copy added)."""
     first = specs[0].filename
+    source = name(source) if source == EXPLICIT_SOURCE else source
     if reason is None:
         message = f"{first} not found in {folder} ({source}), and downloads are off."
     else:
@@ -155,7 +175,7 @@ def _missing_message(
         f"{them} from another machine and install each with: {add_command(folder)}"
     )
     if any(spec.kind == "gpen" for spec in specs):
-        message += ", or pass --model PATH"
+        message += f", or point {name('model')} at a checkpoint file"
     for spec in specs:
         older = found_elsewhere(spec.filename, folder)
         if older is not None:

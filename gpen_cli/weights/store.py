@@ -57,15 +57,20 @@ def write_random_weights(spec: ModelSpec, folder: Path, seed: int) -> Path:
     return path
 
 
+# What chose the folder when the caller named it: the `weights_dir` setting (the command line
+# words it as its flag).
+EXPLICIT_SOURCE = "weights_dir"
+
+
 def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[Path, str]:
-    """The weights folder and what chose it: `explicit` (--weights-dir), else
+    """The weights folder and what chose it: `explicit` (the weights_dir setting), else
     $GPEN_WEIGHTS_DIR, else `weights_dir` in the config file, else the user data folder.
 
     The current directory plays no part: the same command finds the same files from any
     folder. (A file left in an older place is pointed to by the missing-file message.)
     """
     if explicit is not None:
-        return Path(explicit).expanduser().absolute(), "--weights-dir"
+        return Path(explicit).expanduser().absolute(), EXPLICIT_SOURCE
     chosen = settings.effective(["weights_dir"])["weights_dir"]
     if chosen.value is not None:
         source = chosen.source
@@ -74,7 +79,7 @@ def resolve_weights_dir_and_source(explicit: str | Path | None = None) -> tuple[
 
 
 def resolve_weights_dir(explicit: str | Path | None = None) -> Path:
-    """--weights-dir, else $GPEN_WEIGHTS_DIR, else the config file's, else the user data folder."""
+    """`explicit`, else $GPEN_WEIGHTS_DIR, else the config file's, else the user data folder."""
     return resolve_weights_dir_and_source(explicit)[0]
 
 
