@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpen_cli.atomic import write_atomically
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
+from gpen_cli.io.atomic import write_atomically
 from gpen_cli.models.onnx.networks import LAYOUTS, Exported, gpen_onnx, parsenet_onnx
 
 EXPORTABLE = ("gpen", "parsing")
@@ -16,7 +16,8 @@ def export_source(
 ) -> Exported:
     """The GPEN generator or ParseNet that `source` names (a registry name, fetched when
     absent, or a checkpoint file, recognised by its tensors) exported and checked."""
-    from gpen_cli.weights import ensure_weight, get_spec
+    from gpen_cli.weights.download import ensure_weight
+    from gpen_cli.weights.registry import get_spec
 
     if layout not in LAYOUTS:
         raise GpenError(f"layout: must be one of {', '.join(LAYOUTS)}, got {layout!r}")

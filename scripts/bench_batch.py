@@ -35,7 +35,7 @@ def shared_dir() -> Path:
 def save_random_gpen256(path: Path) -> Path:
     import torch
 
-    from gpen_cli.weights import MODELS
+    from gpen_cli.weights.registry import MODELS
 
     torch.save(MODELS["GPEN-BFR-256"].random_init(0).state_dict(), path)
     return path

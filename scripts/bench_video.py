@@ -77,7 +77,7 @@ def wide_picture(width: int, height: int) -> np.ndarray:
 
 
 def count_faces(picture: np.ndarray) -> int:
-    from gpen_cli.weights import load_model
+    from gpen_cli.weights.download import load_model
 
     return len(load_model("retinaface-mobile", "detector", weights_dir()).detect(picture))
 
@@ -131,7 +131,7 @@ def memory(args: argparse.Namespace, work: Path) -> None:
 def jitter(args: argparse.Namespace, work: Path) -> None:
     import torch
 
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
     from gpen_cli.video.smoothing import smoothed_landmarks
 
     class Identity(torch.nn.Module):

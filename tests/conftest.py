@@ -18,7 +18,7 @@ from replay import PHOTOS, ReplayDetector, load_replay_detector, photo_path  # n
 def _user_weights_dir() -> Path:
     """The user's own weights folder, as `gpen` resolves it: a detector fetched there with
     `gpen weights download` lets its tests run on a clone without ../shared."""
-    from gpen_cli.weights import resolve_weights_dir
+    from gpen_cli.weights.store import resolve_weights_dir
 
     try:
         return resolve_weights_dir(None)
@@ -39,7 +39,7 @@ def real_weights(name: str) -> Path:
 
     Searched in ../shared/assets/weights, then in the user's weights folder.
     """
-    from gpen_cli.weights import get_spec
+    from gpen_cli.weights.registry import get_spec
 
     filename = get_spec(name).filename
     for folder in (shared_dir() / "assets" / "weights", USER_WEIGHTS):
@@ -85,7 +85,7 @@ def score_weights_dir(tmp_path_factory) -> Path:
     meaningful."""
     import torch
 
-    from gpen_cli.registry import MODELS
+    from gpen_cli.weights.registry import MODELS
 
     folder = tmp_path_factory.mktemp("score-weights")
     for name in ("arcface", "hyperiqa"):
@@ -147,7 +147,7 @@ def _user_folders(tmp_path_factory) -> Path:
 def _isolated_settings(_user_folders, monkeypatch):
     """No test reads the developer's config file, GPEN_<KEY> defaults or user folders: the
     built-in defaults apply unless a test sets its own."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
 
     monkeypatch.setenv(settings.CONFIG_ENV, str(_user_folders / "config.toml"))
     for key in settings.KEYS:
@@ -234,7 +234,7 @@ def _replay_detector_without_weights(request, monkeypatch):
     detector weights are absent, its detector replays the official detector's faces."""
     if "pipeline_weights_dir" not in request.fixturenames or _has_real_detector():
         return
-    monkeypatch.setattr("gpen_cli.resolve.load_detector", load_replay_detector)
+    monkeypatch.setattr("gpen_cli.pipeline.resolve.load_detector", load_replay_detector)
 
 
 # ---------------------------------------------------------------- a quiet account of the skips

@@ -81,6 +81,6 @@ class ReplayDetector:
 
 
 def load_replay_detector(config, device) -> ReplayDetector:
-    """A stand-in for `gpen_cli.resolve.load_detector`, honouring the configuration's
+    """A stand-in for `gpen_cli.pipeline.resolve.load_detector`, honouring the configuration's
     threshold and minimum face size."""
     return ReplayDetector(config.score_threshold, config.min_face_size)

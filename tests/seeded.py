@@ -147,7 +147,7 @@ def write_retinaface(folder: Path) -> Path:
 
     from facexlib.detection.retinaface import RetinaFace
 
-    from gpen_cli.weights import get_spec
+    from gpen_cli.weights.registry import get_spec
 
     spec = get_spec("retinaface-mobile")
     torch.manual_seed(25)

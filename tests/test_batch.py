@@ -20,15 +20,15 @@ from conftest import photo_as
 from torch import nn
 from typer.testing import CliRunner
 
-from gpen_cli.atomic import is_partial_file
 from gpen_cli.batch import FolderScan, PhotoJob, ThreadEngine, plan_layout
 from gpen_cli.batch.gather import CropGatherer
 from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.batch.signals import graceful_stop
 from gpen_cli.cli import app
-from gpen_cli.errors import GpenError
-from gpen_cli.outputs import OutputOptions
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.errors import GpenError
+from gpen_cli.io.atomic import is_partial_file
+from gpen_cli.pipeline.outputs import OutputOptions
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.align import reference_points
 from gpen_cli.stages.faces import Face
 
@@ -721,7 +721,7 @@ def test_the_same_photos_give_the_same_bytes_whatever_the_workers(
 
 
 def test_cli_workers_are_capped_by_memory_in_one_line(tmp_path, tiny_checkpoint, monkeypatch):
-    from gpen_cli import memory
+    from gpen_cli.core import memory
 
     # Half of 3 GB holds one worker's photos at the input limit (1.7 GB) and no more.
     monkeypatch.setattr(memory, "available_bytes", lambda: 3 << 30)

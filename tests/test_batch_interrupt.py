@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_cli.atomic import is_partial_file
+from gpen_cli.io.atomic import is_partial_file
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = 40

@@ -27,12 +27,12 @@ import pytest
 from conftest import photo_as, process_environment
 from typer.testing import CliRunner
 
-from gpen_cli.atomic import is_partial_file
 from gpen_cli.batch import FolderScan, PhotoJob, ThreadEngine, plan_layout
 from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.cli import app
-from gpen_cli.config import MaskKind, RestoreConfig
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import MaskKind, RestoreConfig
+from gpen_cli.io.atomic import is_partial_file
+from gpen_cli.pipeline.restorer import FaceRestorer
 
 pytestmark = pytest.mark.ray
 
@@ -319,7 +319,7 @@ def test_ray_options_are_refused_without_the_ray_engine(tmp_path):
 
 def test_an_address_nobody_answers_at_is_one_line_at_once():
     from gpen_cli.batch.ray_engine import check_reachable
-    from gpen_cli.errors import GpenError
+    from gpen_cli.core.errors import GpenError
 
     with pytest.raises(GpenError, match="no Ray cluster answers there"):
         check_reachable("127.0.0.1:1", timeout=2)
@@ -349,7 +349,7 @@ def test_outputs_written_as_the_job_stops_are_in_the_entries(tmp_path, monkeypat
     """Ray cancels the calls in flight at a stop: an output an actor had already published
     is reported, though its call's entry never came back."""
     from gpen_cli.batch import ray_engine
-    from gpen_cli.report import ReportEntry
+    from gpen_cli.pipeline.report import ReportEntry
 
     source = tmp_path / "in"
     source.mkdir()

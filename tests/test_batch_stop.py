@@ -107,7 +107,7 @@ def test_cli_sigterm_stops_within_a_forward_exits_130_and_reports_interrupted(
     tmp_path, monkeypatch, tiny_checkpoint
 ):
     from gpen_cli.cli import batch as batch_command
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
 
     write_photos(tmp_path / "in", 12)
     out, report = tmp_path / "out", tmp_path / "report.json"

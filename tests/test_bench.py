@@ -9,19 +9,15 @@ import torch
 from conftest import photo_as
 from typer.testing import CliRunner
 
-from gpen_cli.bench import (
-    device_peak_tflops,
-    gflop_per_face,
-    parsing_gflop_per_face,
-    plan_configs,
-    resolve_bench_model,
-)
+from gpen_cli.bench.figures import device_peak_tflops, gflop_per_face, parsing_gflop_per_face
+from gpen_cli.bench.networks import resolve_bench_model
+from gpen_cli.bench.workload import plan_configs
 from gpen_cli.cli import app
 from gpen_cli.cli.bench import parse_batch_sizes
-from gpen_cli.config import MaskKind, RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.resolve import gpen_model_for_size
-from gpen_cli.weights import MODELS
+from gpen_cli.core.config import MaskKind, RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.pipeline.resolve import gpen_model_for_size
+from gpen_cli.weights.registry import MODELS
 
 runner = CliRunner()
 
@@ -96,7 +92,7 @@ def test_parsing_mask_cost_is_counted():
 
 
 def test_default_photos_come_from_the_shared_folder(monkeypatch, tmp_path):
-    from gpen_cli.bench import DEFAULT_PHOTOS, default_photos
+    from gpen_cli.bench.workload import DEFAULT_PHOTOS, default_photos
 
     shared = tmp_path / "shared"
     for name in ("portrait_small.jpg", "solvay_conference_1927.png"):
@@ -188,7 +184,7 @@ def test_absent_registry_weights_become_seeded_random_weights():
 
 @pytest.mark.slow
 def test_batch_sizes_are_capped_by_memory_in_one_line(tiny_checkpoint, monkeypatch):
-    from gpen_cli import memory
+    from gpen_cli.core import memory
 
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     # Half of 64 MB holds 7 faces of 64 px by the estimate, not 100000.
@@ -205,7 +201,7 @@ def test_batch_sizes_are_capped_by_memory_in_one_line(tiny_checkpoint, monkeypat
 def test_each_configuration_tells_its_steps_and_an_unfillable_batch_is_warned(
     tiny_checkpoint, monkeypatch
 ):
-    from gpen_cli.bench import run_bench
+    from gpen_cli.bench.run import run_bench
 
     monkeypatch.delenv("GPEN_SHARED_DIR", raising=False)
     steps: list[str] = []

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from gpen_cli import weights
 from gpen_cli.cli import main
+from gpen_cli.weights import store
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def _raise(exc: BaseException):
 
 
 def test_an_unexpected_error_is_one_line_and_its_trace_is_kept(gpen, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(weights, "resolve_weights_dir_and_source", _raise(RuntimeError("boom")))
+    monkeypatch.setattr(store, "resolve_weights_dir_and_source", _raise(RuntimeError("boom")))
     assert gpen("weights", "list") == 1
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
@@ -49,7 +49,7 @@ def test_an_unexpected_error_is_one_line_and_its_trace_is_kept(gpen, monkeypatch
 def test_a_trace_that_cannot_be_saved_is_said_and_the_line_stays_one(
     gpen, monkeypatch, capsys, tmp_path
 ):
-    monkeypatch.setattr(weights, "resolve_weights_dir_and_source", _raise(ValueError("bad")))
+    monkeypatch.setattr(store, "resolve_weights_dir_and_source", _raise(ValueError("bad")))
     (tmp_path / "state").write_text("a file where the log folder would go")
     assert gpen("weights", "list") == 1
     err = capsys.readouterr().err
@@ -57,7 +57,7 @@ def test_a_trace_that_cannot_be_saved_is_said_and_the_line_stays_one(
 
 
 def test_ctrl_c_is_still_exit_130_with_no_trace(gpen, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(weights, "resolve_weights_dir_and_source", _raise(KeyboardInterrupt()))
+    monkeypatch.setattr(store, "resolve_weights_dir_and_source", _raise(KeyboardInterrupt()))
     assert gpen("weights", "list") == 130
     assert "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "state").exists()

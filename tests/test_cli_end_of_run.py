@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.progress import Progress
 from typer.testing import CliRunner
 
-from gpen_cli.atomic import is_partial_file
 from gpen_cli.cli import app
+from gpen_cli.io.atomic import is_partial_file
 
 PHOTOS = 24  # more than the engine admits at once: a stop leaves some undone
 
@@ -247,7 +247,7 @@ def test_a_rerun_over_restored_photos_says_so_in_one_line(tmp_path, monkeypatch,
 
 def test_a_skip_names_its_input(capsys):
     from gpen_cli.cli.runs import print_problems
-    from gpen_cli.report import ReportEntry
+    from gpen_cli.pipeline.report import ReportEntry
 
     entry = ReportEntry("/photos/notes.txt", None, "skipped", error="not an image (.txt)")
     print_problems([entry], quiet=False)
@@ -297,7 +297,7 @@ def test_the_end_lines_say_where_the_comparisons_and_face_crops_went(
 
 
 def test_a_comparison_says_which_side_is_before_and_which_after():
-    from gpen_cli.outputs import side_by_side
+    from gpen_cli.pipeline.outputs import side_by_side
 
     before = np.full((200, 150, 3), 120, np.uint8)
     after = np.full((200, 150, 3), 60, np.uint8)
@@ -333,7 +333,7 @@ def test_quiet_prints_the_errors_only(tmp_path, monkeypatch, tiny_checkpoint):
 
 def test_an_output_path_that_nearly_fills_a_line_is_indented_less_not_broken(monkeypatch):
     from gpen_cli.cli import restore
-    from gpen_cli.report import ReportEntry
+    from gpen_cli.pipeline.report import ReportEntry
 
     screen = Console(file=io.StringIO(), width=80)
     monkeypatch.setattr(restore, "console", screen)

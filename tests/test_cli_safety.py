@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
-from gpen_cli.config import RestoreConfig
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.pipeline.restorer import FaceRestorer
 
 SIZE = 64
 
@@ -136,7 +136,8 @@ def test_output_folder_under_a_file_is_refused_before_any_work(tmp_path, monkeyp
 def test_full_disk_while_writing_the_report_leaves_no_partial_and_exits_1(
     tmp_path, monkeypatch, tiny_checkpoint
 ):
-    from gpen_cli import atomic, report
+    from gpen_cli.io import atomic
+    from gpen_cli.pipeline import report
 
     def no_space(fd):
         raise OSError(28, "No space left on device")

@@ -12,12 +12,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gpen_cli import resolve, weights
 from gpen_cli.cli import app
 from gpen_cli.cli.options import PIPELINE_OPTIONS, flag
-from gpen_cli.config import ConfigError, DetectorName, LandmarkSource, MaskKind, RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import ConfigError, DetectorName, LandmarkSource, MaskKind, RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.pipeline import resolve
+from gpen_cli.pipeline.restorer import FaceRestorer
+from gpen_cli.weights import download
 
 runner = CliRunner()
 
@@ -104,7 +105,7 @@ def test_a_config_touches_no_file_and_resolving_it_says_the_missing_weights(tmp_
         RestoreConfig(model=checkpoint, bg_upsampler=checkpoint, upscale=2).but(tile=64)
     with socket.socket() as closed:  # a port nothing listens on: the download is refused
         closed.bind(("127.0.0.1", 0))
-        monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")
+        monkeypatch.setenv(download.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")
     with pytest.raises(GpenError) as error:
         resolve.resolve(config.but(device="cpu"))
     message = str(error.value)
@@ -154,8 +155,8 @@ def test_the_cli_refuses_bad_settings_by_flag_before_any_model_loads(
         raise AssertionError("a model was loaded although the settings were refused")
 
     monkeypatch.setattr(FaceRestorer, "__init__", no_loading)
-    monkeypatch.setattr(weights, "load_model", no_loading)
-    monkeypatch.setattr(weights, "ensure_weight", no_loading)
+    monkeypatch.setattr(download, "load_model", no_loading)
+    monkeypatch.setattr(download, "ensure_weight", no_loading)
     photo = tmp_path / "in" / "a.png"
     photo.parent.mkdir()
     photo.write_bytes(b"not read")

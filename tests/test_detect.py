@@ -18,8 +18,8 @@ import pytest
 import torch
 from conftest import ReplayDetector, photo_path, real_weights
 
-from gpen_cli.config import DetectorName
-from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
+from gpen_cli.core.config import DetectorName
+from gpen_cli.core.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.detect import (
     FanLandmarks,
     RetinaFaceDetector,
@@ -28,7 +28,8 @@ from gpen_cli.stages.detect import (
     landmarks68_to_5,
 )
 from gpen_cli.stages.faces import Face
-from gpen_cli.weights import get_spec, load_model
+from gpen_cli.weights.download import load_model
+from gpen_cli.weights.registry import get_spec
 
 # What the real RetinaFace finds in the portrait (astronaut_320): box, score, 5 points.
 PORTRAIT_FACE = [112.2, 35.9, 169.8, 109.6, 0.999, 128.2, 61.1, 156.2, 64.6, 140.8, 79.5,

@@ -16,7 +16,6 @@ from conftest import REPO, load_replay_detector, real_detectors_dir
 from typer.testing import CliRunner
 
 import gpen_cli.doctor as doctor
-from gpen_cli import weights
 from gpen_cli.cli import app
 from gpen_cli.doctor import (
     CHECKS,
@@ -35,10 +34,11 @@ from gpen_cli.doctor import (
     torch_env,
 )
 from gpen_cli.doctor.result import NUMPY_FIX
+from gpen_cli.weights import download, registry, store
 
 runner = CliRunner()
 
-MOBILE = weights.MODELS["retinaface-mobile"]
+MOBILE = registry.MODELS["retinaface-mobile"]
 
 
 @pytest.fixture
@@ -174,10 +174,10 @@ def test_checksums_catch_a_corrupt_registry_file(context):
 
 def test_checksums_use_the_recorded_sha256(context):
     context.weights_dir.mkdir()
-    spec = weights.MODELS["retinaface-resnet50"]
+    spec = registry.MODELS["retinaface-resnet50"]
     path = context.weights_dir / spec.filename
     path.write_bytes(b"detector bytes")
-    weights.checksum_path(path).write_text(f"{weights.sha256_file(path)}  {path.name}\n")
+    store.checksum_path(path).write_text(f"{store.sha256_file(path)}  {path.name}\n")
     assert storage.weights_checksums(context).status == PASS
 
     path.write_bytes(b"detector bytes, damaged")
@@ -190,7 +190,7 @@ def test_a_generator_file_that_is_no_generator_fails_even_with_a_recorded_hash(c
     context.weights_dir.mkdir()
     path = context.weights_dir / "GPEN-BFR-512.pth"
     path.write_bytes(b"x" * 1000)  # what a failed download page might leave
-    weights.checksum_path(path).write_text(f"{weights.sha256_file(path)}  {path.name}\n")
+    store.checksum_path(path).write_text(f"{store.sha256_file(path)}  {path.name}\n")
     result = storage.weights_checksums(context)
     assert result.status == FAIL
     assert "GPEN-BFR-512: not a readable PyTorch checkpoint" in result.detail
@@ -215,7 +215,7 @@ def test_weights_present_lists_files_and_asks_for_what_restore_needs(context):
     assert "gpen weights add FILE" in result.fix
 
     for name in ("GPEN-BFR-512", "retinaface-resnet50"):
-        (context.weights_dir / weights.MODELS[name].filename).write_bytes(b"x")
+        (context.weights_dir / registry.MODELS[name].filename).write_bytes(b"x")
     assert storage.weights_present(context).status == WARN  # the default mask needs ParseNet
     (context.weights_dir / "parsing_parsenet.pth").write_bytes(b"x")
     assert storage.weights_present(context).status == PASS
@@ -225,7 +225,7 @@ def test_weights_present_is_not_fooled_by_another_generator(context):
     """GPEN-BFR-256 and the mobile detector are no default restore's weights."""
     context.weights_dir.mkdir()
     for name in ("GPEN-BFR-256", "retinaface-mobile", "parsenet"):
-        (context.weights_dir / weights.MODELS[name].filename).write_bytes(b"x")
+        (context.weights_dir / registry.MODELS[name].filename).write_bytes(b"x")
     result = storage.weights_present(context)
     assert result.status == WARN
     assert "also needs GPEN-BFR-512, retinaface-resnet50 " in result.detail
@@ -237,7 +237,7 @@ def test_weights_present_follows_the_config_file(context, tmp_path, monkeypatch)
     monkeypatch.setenv("GPEN_CONFIG", str(config))
     context.weights_dir.mkdir()
     for name in ("GPEN-BFR-256", "retinaface-mobile"):
-        (context.weights_dir / weights.MODELS[name].filename).write_bytes(b"x")
+        (context.weights_dir / registry.MODELS[name].filename).write_bytes(b"x")
     result = storage.weights_present(context)
     assert result.status == PASS
     assert "`gpen restore` needs GPEN-BFR-256, retinaface-mobile: all here" in result.detail
@@ -247,10 +247,10 @@ def test_checksums_say_which_check_each_file_passed(context, seeded_weights_dir)
     """A GPEN file, with no published hash, is checked by structure and said so."""
     context.weights_dir.mkdir()
     (context.weights_dir / "GPEN-BFR-256.pth").symlink_to(seeded_weights_dir / "GPEN-BFR-256.pth")
-    spec = weights.MODELS["retinaface-resnet50"]
+    spec = registry.MODELS["retinaface-resnet50"]
     path = context.weights_dir / spec.filename
     path.write_bytes(b"detector bytes")
-    weights.checksum_path(path).write_text(f"{weights.sha256_file(path)}  {path.name}\n")
+    store.checksum_path(path).write_text(f"{store.sha256_file(path)}  {path.name}\n")
     result = storage.weights_checksums(context)
     assert result.status == PASS
     assert "sha256 verified" not in result.detail
@@ -302,9 +302,9 @@ def test_low_disk_warns(monkeypatch, context):
 
 def test_self_test_without_a_detector_warns_with_the_command(monkeypatch, context):
     def offline(spec, dest_dir, **kwargs):
-        raise weights.DownloadError(spec.filename, spec.url, "cannot reach github.com")
+        raise download.DownloadError(spec.filename, spec.url, "cannot reach github.com")
 
-    monkeypatch.setattr(weights, "download", offline)
+    monkeypatch.setattr(download, "download", offline)
     result = selftest.self_test(context)
     assert result.status == WARN
     assert MOBILE.filename in result.detail and "cannot reach github.com" in result.detail
@@ -319,7 +319,7 @@ def test_self_test_without_scikit_image_warns(monkeypatch, context):
 
 def test_smallest_present_generator_is_picked(tmp_path):
     for name in ("GPEN-BFR-1024", "GPEN-BFR-512"):
-        (tmp_path / weights.MODELS[name].filename).write_bytes(b"x")
+        (tmp_path / registry.MODELS[name].filename).write_bytes(b"x")
     assert selftest.pick_generator(tmp_path) == "GPEN-BFR-512"
     assert selftest.pick_generator(tmp_path / "empty") is None
 
@@ -529,9 +529,11 @@ def test_doctor_passes_on_this_machine(monkeypatch, seeded_detector_dir):
         folder = real_detectors_dir()
     except pytest.skip.Exception:
         folder = seeded_detector_dir
-        digest = weights.sha256_file(folder / MOBILE.filename)
-        monkeypatch.setitem(weights.MODELS, MOBILE.name, dataclasses.replace(MOBILE, sha256=digest))
-        monkeypatch.setattr("gpen_cli.resolve.load_detector", load_replay_detector)
+        digest = store.sha256_file(folder / MOBILE.filename)
+        monkeypatch.setitem(
+            registry.MODELS, MOBILE.name, dataclasses.replace(MOBILE, sha256=digest)
+        )
+        monkeypatch.setattr("gpen_cli.pipeline.resolve.load_detector", load_replay_detector)
     monkeypatch.setattr(torch_env, "COMPILE_BUDGET_S", 5.0)  # a WARN at worst, never a FAIL
     result = runner.invoke(app, ["doctor", "--json", "--weights-dir", str(folder)])
     rows = json.loads(result.stdout)["checks"]

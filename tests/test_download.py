@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from typer.testing import CliRunner
 
-from gpen_cli import weights
 from gpen_cli.cli import app
-from gpen_cli.errors import GpenError, WeightsMissingError
+from gpen_cli.core.errors import GpenError, WeightsMissingError
+from gpen_cli.weights import download, registry, store, verify
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -83,8 +83,8 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/tiny.bin"
 
 
-def _spec(url: str = "http://127.0.0.1:9/tiny.bin", **changes: object) -> weights.ModelSpec:
-    base = weights.ModelSpec(
+def _spec(url: str = "http://127.0.0.1:9/tiny.bin", **changes: object) -> registry.ModelSpec:
+    base = registry.ModelSpec(
         name="tiny",
         filename="tiny.bin",
         url=url,
@@ -100,7 +100,7 @@ def test_download_lands_the_file_and_checks_its_sha256(server, tmp_path):
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
     dest = tmp_path / "new" / "folder"  # created on demand
 
-    path = weights.download(_spec(server.url("/tiny.bin")), dest, progress=False)
+    path = download.download(_spec(server.url("/tiny.bin")), dest, progress=False)
 
     assert path == dest / "tiny.bin"
     assert path.read_bytes() == PAYLOAD
@@ -121,7 +121,7 @@ def test_a_failed_download_says_why_and_leaves_nothing(server, tmp_path, mode, c
     url = server.url("/tiny.bin")
 
     with pytest.raises(GpenError) as caught:
-        weights.download(_spec(url, **changes), tmp_path, progress=False)
+        download.download(_spec(url, **changes), tmp_path, progress=False)
 
     message = str(caught.value)
     assert expected in message
@@ -132,27 +132,27 @@ def test_a_failed_download_says_why_and_leaves_nothing(server, tmp_path, mode, c
 def test_a_checksum_mismatch_reports_the_hash_it_got(server, tmp_path):
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
     with pytest.raises(GpenError, match=PAYLOAD_SHA256):
-        weights.download(_spec(server.url("/tiny.bin"), sha256="f" * 64), tmp_path, progress=False)
+        download.download(_spec(server.url("/tiny.bin"), sha256="f" * 64), tmp_path, progress=False)
 
 
 def test_an_unreachable_host_says_so_and_leaves_nothing(tmp_path):
     url = _closed_port_url()
     with pytest.raises(GpenError, match="cannot reach 127.0.0.1:"):
-        weights.download(_spec(url), tmp_path, progress=False)
+        download.download(_spec(url), tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_stalled_transfer_times_out_and_leaves_nothing(server, tmp_path):
     server.routes["/tiny.bin"] = ("stall", PAYLOAD)
     with pytest.raises(GpenError, match=r"stalled for 0.3 s after 1000 bytes"):
-        weights.download(_spec(server.url("/tiny.bin")), tmp_path, progress=False, timeout=0.3)
+        download.download(_spec(server.url("/tiny.bin")), tmp_path, progress=False, timeout=0.3)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_forced_download_keeps_the_existing_file(server, tmp_path):
     (tmp_path / "tiny.bin").write_bytes(b"previous")
     with pytest.raises(GpenError, match="HTTP 404"):
-        weights.download(_spec(server.url("/gone.bin")), tmp_path, progress=False)
+        download.download(_spec(server.url("/gone.bin")), tmp_path, progress=False)
     assert (tmp_path / "tiny.bin").read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.bin"]
 
@@ -161,40 +161,40 @@ def test_an_unwritable_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"")
     with pytest.raises(GpenError, match=r"cannot write in .*a-file"):
-        weights.download(_spec(), blocker / "weights", progress=False)
+        download.download(_spec(), blocker / "weights", progress=False)
 
 
 def test_the_progress_bar_does_not_change_the_result(server, tmp_path):
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
-    path = weights.download(_spec(server.url("/tiny.bin")), tmp_path, progress=True)
-    assert weights.sha256_file(path) == PAYLOAD_SHA256
+    path = download.download(_spec(server.url("/tiny.bin")), tmp_path, progress=True)
+    assert store.sha256_file(path) == PAYLOAD_SHA256
 
 
 def test_without_a_known_hash_it_is_recorded_and_verify_uses_it(server, tmp_path, monkeypatch):
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
     spec = _spec(server.url("/tiny.bin"), sha256=None)
-    monkeypatch.setitem(weights.MODELS, "tiny", spec)
+    monkeypatch.setitem(registry.MODELS, "tiny", spec)
 
-    path = weights.download(spec, tmp_path, progress=False)
+    path = download.download(spec, tmp_path, progress=False)
 
-    recorded = weights.checksum_path(path).read_text().split()
+    recorded = store.checksum_path(path).read_text().split()
     assert recorded == [PAYLOAD_SHA256, "tiny.bin"]
-    result = weights.verify("tiny", tmp_path)
+    result = verify.verify("tiny", tmp_path)
     assert (result.status, result.checksum_source, result.failed) == ("ok", "recorded", False)
     assert result.size_bytes == len(PAYLOAD)
 
     corrupted = bytearray(PAYLOAD)
     corrupted[1234] ^= 0xFF
     path.write_bytes(bytes(corrupted))
-    result = weights.verify("tiny", tmp_path)
+    result = verify.verify("tiny", tmp_path)
     assert (result.status, result.failed) == ("mismatch", True)
     assert result.actual_sha256 == hashlib.sha256(corrupted).hexdigest()
 
 
 def test_verify_without_any_hash_is_unknown_not_a_failure(tmp_path, monkeypatch):
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(sha256=None))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(sha256=None))
     (tmp_path / "tiny.bin").write_bytes(PAYLOAD)
-    result = weights.verify("tiny", tmp_path)
+    result = verify.verify("tiny", tmp_path)
     assert (result.status, result.failed, result.actual_sha256) == (
         "unknown",
         False,
@@ -204,10 +204,10 @@ def test_verify_without_any_hash_is_unknown_not_a_failure(tmp_path, monkeypatch)
 
 def test_ensure_weight_without_network_names_file_folder_url_and_command(tmp_path, monkeypatch):
     url = _closed_port_url()
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(url))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(url))
 
     with pytest.raises(WeightsMissingError) as caught:
-        weights.ensure_weight("tiny", tmp_path, progress=False)
+        download.ensure_weight("tiny", tmp_path, progress=False)
 
     message = str(caught.value)
     for part in (
@@ -223,45 +223,45 @@ def test_ensure_weight_without_network_names_file_folder_url_and_command(tmp_pat
 
 def test_ensure_weight_with_downloads_off_does_not_fetch(server, tmp_path, monkeypatch):
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(server.url("/tiny.bin")))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(server.url("/tiny.bin")))
     with pytest.raises(WeightsMissingError, match="downloads are off"):
-        weights.ensure_weight("tiny", tmp_path, download=False)
+        download.ensure_weight("tiny", tmp_path, download=False)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_ensure_weight_fetches_once_then_returns_the_present_file(server, tmp_path, monkeypatch):
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(server.url("/tiny.bin")))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(server.url("/tiny.bin")))
 
-    first = weights.ensure_weight("tiny", tmp_path, progress=False)
+    first = download.ensure_weight("tiny", tmp_path, progress=False)
     server.routes.clear()  # a second fetch would now fail with 404
-    second = weights.ensure_weight("tiny", tmp_path, progress=False)
+    second = download.ensure_weight("tiny", tmp_path, progress=False)
 
     assert first == second == tmp_path / "tiny.bin"
     assert second.read_bytes() == PAYLOAD
 
 
 def test_ensure_weight_refuses_a_present_file_of_the_wrong_size(tmp_path, monkeypatch):
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(size_bytes=len(PAYLOAD)))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(size_bytes=len(PAYLOAD)))
     (tmp_path / "tiny.bin").write_bytes(PAYLOAD[:1000])
     with pytest.raises(GpenError, match=r"has 1000 bytes, expected 300000.*--force"):
-        weights.ensure_weight("tiny", tmp_path)
+        download.ensure_weight("tiny", tmp_path)
 
 
 def test_the_mirror_base_url_replaces_the_registry_url(server, tmp_path, monkeypatch):
     server.routes["/mirror/tiny.bin"] = ("ok", PAYLOAD)
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(_closed_port_url()))
-    monkeypatch.setenv(weights.BASE_URL_ENV, server.url("/mirror/"))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(_closed_port_url()))
+    monkeypatch.setenv(download.BASE_URL_ENV, server.url("/mirror/"))
 
-    path = weights.ensure_weight("tiny", tmp_path, progress=False)
+    path = download.ensure_weight("tiny", tmp_path, progress=False)
 
     assert path.read_bytes() == PAYLOAD
 
 
 def test_cli_download_then_verify_exit_codes(server, tmp_path, monkeypatch):
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(_closed_port_url(), sha256=None))
-    monkeypatch.setenv(weights.BASE_URL_ENV, server.url(""))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(_closed_port_url(), sha256=None))
+    monkeypatch.setenv(download.BASE_URL_ENV, server.url(""))
     runner = CliRunner()
     folder = str(tmp_path)
 
@@ -288,8 +288,8 @@ def test_cli_download_then_verify_exit_codes(server, tmp_path, monkeypatch):
 def test_cli_failed_download_is_one_line_exit_2_and_keeps_the_old_file(
     server, tmp_path, monkeypatch
 ):
-    monkeypatch.setitem(weights.MODELS, "tiny", _spec(_closed_port_url()))
-    monkeypatch.setenv(weights.BASE_URL_ENV, server.url("/nothing-here"))
+    monkeypatch.setitem(registry.MODELS, "tiny", _spec(_closed_port_url()))
+    monkeypatch.setenv(download.BASE_URL_ENV, server.url("/nothing-here"))
     (tmp_path / "tiny.bin").write_bytes(b"old")
 
     args = ["weights", "download", "tiny", "--force", "--weights-dir", str(tmp_path)]
@@ -306,7 +306,7 @@ def test_a_killed_downloads_temporary_file_is_removed_by_the_next_and_a_live_one
 ):
     """A download that was killed leaves its hidden temporary file; the next download of the
     same file removes it, but not one still being written (modified recently)."""
-    from gpen_cli.atomic import is_partial_file, partial_path
+    from gpen_cli.io.atomic import is_partial_file, partial_path
 
     server.routes["/tiny.bin"] = ("ok", PAYLOAD)
     stale, live = partial_path(tmp_path / "tiny.bin"), partial_path(tmp_path / "tiny.bin")
@@ -315,7 +315,7 @@ def test_a_killed_downloads_temporary_file_is_removed_by_the_next_and_a_live_one
     an_hour_ago = time.time() - 3600
     os.utime(stale, (an_hour_ago, an_hour_ago))
 
-    weights.download(_spec(server.url("/tiny.bin")), tmp_path, progress=False)
+    download.download(_spec(server.url("/tiny.bin")), tmp_path, progress=False)
 
     assert (tmp_path / "tiny.bin").read_bytes() == PAYLOAD
     assert not stale.exists()

@@ -19,10 +19,10 @@ from gpen_cli.batch.engine import Tally
 from gpen_cli.batch.engines import ENGINES, EngineChoice, EngineSetup
 from gpen_cli.batch.job import Item
 from gpen_cli.cli import app
-from gpen_cli.config import RestoreConfig
-from gpen_cli.outputs import OutputOptions
-from gpen_cli.report import ReportEntry
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.pipeline.outputs import OutputOptions
+from gpen_cli.pipeline.report import ReportEntry
+from gpen_cli.pipeline.restorer import FaceRestorer
 
 
 class SequentialEngine(Engine):

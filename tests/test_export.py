@@ -126,7 +126,7 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
 def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir):
     from test_official_pipeline import ReplayDetector, official, photo, psnr, within_one_level
 
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
 
     restorer = FaceRestorer(
         seeded_weights_dir / "GPEN-BFR-256.pth",
@@ -142,7 +142,7 @@ def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir):
 
 
 def test_runtime_setting_is_checked():
-    from gpen_cli.config import ConfigError, RestoreConfig
+    from gpen_cli.core.config import ConfigError, RestoreConfig
 
     with pytest.raises(ConfigError, match="must be one of torch, onnxruntime"):
         RestoreConfig(runtime="tensorrt")
@@ -157,7 +157,7 @@ def test_a_second_runtime_start_exports_nothing(tiny_gpen, monkeypatch):
 
     from gpen_cli.models.onnx import networks
     from gpen_cli.models.onnx.cache import cache_folder
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.pipeline.restorer import FaceRestorer
 
     exports = []
     export = networks.export_checked
@@ -213,8 +213,8 @@ def test_exported_gpen_256_matches_torch_on_the_official_crops(seeded_weights_di
 
 
 def test_bench_times_the_runtime_against_the_torch_faithful_baseline():
-    from gpen_cli.bench import config_label, plan_configs
-    from gpen_cli.config import RestoreConfig
+    from gpen_cli.bench.workload import config_label, plan_configs
+    from gpen_cli.core.config import RestoreConfig
 
     base = RestoreConfig(mask="rect", runtime="onnxruntime")
     baseline, timed = plan_configs(base, [2])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from faces_fixture import FixedDetector, face_at, synthetic_photo
 
-from gpen_cli import resolve
-from gpen_cli.config import ConfigError, RestoreConfig
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import ConfigError, RestoreConfig
+from gpen_cli.pipeline import resolve
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.choose import reading_order
 
 

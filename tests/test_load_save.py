@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from gpen_cli import atomic
-from gpen_cli.atomic import PARTIAL_MARKER, is_partial_file
-from gpen_cli.errors import InputError, OutputError
+from gpen_cli.core.errors import InputError, OutputError
+from gpen_cli.io import atomic
+from gpen_cli.io.atomic import PARTIAL_MARKER, is_partial_file
 from gpen_cli.stages import load as load_module
 from gpen_cli.stages import save as save_module
 from gpen_cli.stages.load import LoadedImage, load_image, to_uint8

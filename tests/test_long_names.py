@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 from typer.testing import CliRunner
 
-from gpen_cli.atomic import (
+from gpen_cli.cli import app
+from gpen_cli.io.atomic import (
     is_partial_file,
     name_max,
     partial_path,
     remove_partials_of,
     write_atomically,
 )
-from gpen_cli.cli import app
 
 
 def invoke(*args: object):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_cli.config import ConfigError, MaskKind, RestoreConfig
-from gpen_cli.errors import CheckpointError, WeightsMissingError
-from gpen_cli.resolve import load_masker
+from gpen_cli.core.config import ConfigError, MaskKind, RestoreConfig
+from gpen_cli.core.errors import CheckpointError, WeightsMissingError
+from gpen_cli.pipeline.resolve import load_masker
 from gpen_cli.stages.mask import (
     ParsingMasker,
     RectMasker,

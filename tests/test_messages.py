@@ -144,7 +144,7 @@ def _http_server() -> tuple[socket.socket, threading.Thread]:
 def test_an_address_where_something_else_answers_is_one_line_at_once():
     pytest.importorskip("ray", reason="the Ray engine needs Ray")
     from gpen_cli.batch.ray_engine import check_reachable
-    from gpen_cli.errors import GpenError
+    from gpen_cli.core.errors import GpenError
 
     server, thread = _http_server()
     with server:

@@ -11,7 +11,7 @@ import pytest
 import seeded
 import torch
 
-from gpen_cli.errors import CheckpointError
+from gpen_cli.core.errors import CheckpointError
 from gpen_cli.models import build_gpen, infer_config, load_gpen
 
 

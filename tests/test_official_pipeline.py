@@ -21,7 +21,7 @@ from conftest import real_weights
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
 
 PHOTOS = ["solvay_crop", "astronaut_320"]
@@ -149,7 +149,9 @@ def test_exact_generator_gives_the_official_crop(seeded_weights_dir, stem):
 def test_gpen_restore_with_no_flags_writes_the_official_photo(
     tmp_path, seeded_weights_dir, monkeypatch
 ):
-    monkeypatch.setattr("gpen_cli.resolve.load_detector", lambda config, device: ReplayDetector())
+    monkeypatch.setattr(
+        "gpen_cli.pipeline.resolve.load_detector", lambda config, device: ReplayDetector()
+    )
     source = tmp_path / "astronaut_320.png"
     source.write_bytes((seeded.DATA / "photos" / "astronaut_320.png").read_bytes())
     result = CliRunner().invoke(

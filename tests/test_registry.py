@@ -6,30 +6,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpen_cli import registry, weights
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 from gpen_cli.stages.detect import RetinaFaceDetector
+from gpen_cli.weights import download, install, registry, store
 
 
 @pytest.fixture
 def mobile_weights(tmp_path):
     """RetinaFace-MobileNet random weights under a name the registry does not know."""
     path = tmp_path / "my_detector.pth"
-    torch.save(weights.MODELS["retinaface-mobile"].random_init(0).state_dict(), path)
+    torch.save(registry.MODELS["retinaface-mobile"].random_init(0).state_dict(), path)
     return path
 
 
 def test_a_detector_file_is_built_as_the_entry_its_tensors_are(mobile_weights):
-    detector = weights.load_model(mobile_weights, "detector", device="cpu")
+    detector = download.load_model(mobile_weights, "detector", device="cpu")
     assert isinstance(detector, RetinaFaceDetector)
     assert detector._model.backbone == "mobilenet0.25"
 
 
 def test_weights_add_identifies_a_renamed_file_from_its_tensors(mobile_weights, tmp_path):
-    assert weights.identify(mobile_weights).name == "retinaface-mobile"
+    assert install.identify(mobile_weights).name == "retinaface-mobile"
     # Told apart, then checked as that entry: random weights are not the published file.
     with pytest.raises(GpenError, match="bytes, but retinaface-mobile has 1789735"):
-        weights.add(mobile_weights, tmp_path / "folder")
+        install.add(mobile_weights, tmp_path / "folder")
     assert not (tmp_path / "folder").exists()
 
 
@@ -46,7 +46,7 @@ def test_a_file_no_entry_recognises_is_refused_in_one_line(tmp_path):
 
 
 def test_registering_a_taken_name_alias_or_file_is_refused():
-    base = weights.MODELS["yunet"]
+    base = registry.MODELS["yunet"]
     for clash, changes in (
         ("the name 'yunet' is yunet's", {"filename": "new.onnx"}),
         (
@@ -58,16 +58,16 @@ def test_registering_a_taken_name_alias_or_file_is_refused():
         spec = registry.ModelSpec(**{**base.__dict__, **changes})
         with pytest.raises(GpenError, match=clash):
             registry.register(spec)
-    assert "new" not in weights.MODELS
+    assert "new" not in registry.MODELS
 
 
 @pytest.mark.slow
 def test_random_stand_ins_load_like_the_real_files(tmp_path):
-    spec = weights.MODELS["realesrnet_x2"]
-    path = weights.write_random_weights(spec, tmp_path, seed=1)
+    spec = registry.MODELS["realesrnet_x2"]
+    path = store.write_random_weights(spec, tmp_path, seed=1)
     assert path.name == spec.filename
-    assert weights.load_model(path, "upsampler").scale == 2
-    again = weights.write_random_weights(spec, tmp_path / "again", seed=1)
+    assert download.load_model(path, "upsampler").scale == 2
+    again = store.write_random_weights(spec, tmp_path / "again", seed=1)
     assert path.read_bytes() == again.read_bytes()  # seeded: the same file every time
     with pytest.raises(GpenError, match="yunet has no random initialisation"):
-        weights.write_random_weights(weights.MODELS["yunet"], tmp_path, seed=1)
+        store.write_random_weights(registry.MODELS["yunet"], tmp_path, seed=1)

@@ -15,14 +15,14 @@ import torch
 from conftest import photo_as
 from typer.testing import CliRunner
 
-from gpen_cli import registry, weights
-from gpen_cli.checkpoints import read_state_dict, seeded
 from gpen_cli.cli import app
-from gpen_cli.config import DetectorName, RestoreConfig
+from gpen_cli.core.config import DetectorName, RestoreConfig
 from gpen_cli.doctor import selftest
 from gpen_cli.doctor.result import PASS, DoctorContext
 from gpen_cli.stages.align import reference_points
 from gpen_cli.stages.faces import Face
+from gpen_cli.weights import registry, store
+from gpen_cli.weights.checkpoints import read_state_dict, seeded
 
 NAME = "centre-face"
 runner = CliRunner()
@@ -77,7 +77,7 @@ def centre_detector(tmp_path):
     their own (no other detector there)."""
     registry.register(SPEC)
     try:
-        yield weights.write_random_weights(SPEC, tmp_path / "weights", seed=3).parent
+        yield store.write_random_weights(SPEC, tmp_path / "weights", seed=3).parent
     finally:
         registry.unregister(NAME)
 

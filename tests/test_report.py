@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gpen_cli.report import REPORT_SCHEMA_VERSION, FacesSummary, ReportEntry, write_report
+from gpen_cli.pipeline.report import REPORT_SCHEMA_VERSION, FacesSummary, ReportEntry, write_report
 
 
 def test_the_report_is_versioned_and_carries_the_documented_keys(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_cli.errors import GpenError, InputError
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.errors import GpenError, InputError
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.resize import resize_short_edge, resize_to
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import photo_path, real_weights
 
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.mask import rect_mask
 
@@ -187,8 +187,8 @@ def test_bad_options_are_one_line_errors():
 
 
 def test_names_match_any_case_and_typos_get_a_suggestion(tmp_path):
-    from gpen_cli.names import match_name
-    from gpen_cli.weights import get_spec
+    from gpen_cli.core.names import match_name
+    from gpen_cli.weights.registry import get_spec
 
     assert get_spec("gpen-bfr-512").name == "GPEN-BFR-512"
     with pytest.raises(GpenError, match="did you mean retinaface-mobile"):
@@ -208,8 +208,8 @@ def test_fetch_weights_names_a_missing_file_and_builds_nothing(
 ):
     """What the Ray engine's driver checks: every file the configuration needs is there or
     fetched; the parsing model missing, with no network, is one line naming it."""
-    from gpen_cli import weights
-    from gpen_cli.resolve import fetch_weights
+    from gpen_cli.pipeline.resolve import fetch_weights
+    from gpen_cli.weights import download
 
     folder = tmp_path / "weights"
     folder.mkdir()
@@ -217,7 +217,7 @@ def test_fetch_weights_names_a_missing_file_and_builds_nothing(
     (folder / "detection_mobilenet0.25_Final.pth").symlink_to(seeded)
     with socket.socket() as closed:  # a port nothing listens on: refused at once
         closed.bind(("127.0.0.1", 0))
-        monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")
+        monkeypatch.setenv(download.BASE_URL_ENV, f"http://127.0.0.1:{closed.getsockname()[1]}/")
     monkeypatch.setattr(FaceRestorer, "__init__", None)
     settings = RestoreConfig(
         model=str(tiny_checkpoint), detector="retinaface-mobile", weights_dir=folder

@@ -17,7 +17,7 @@ from faces_fixture import FixedDetector, synthetic_photo
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.score import FaceScorer, IdentityEmbedder, QualityAssessor
 
 
@@ -121,7 +121,9 @@ def test_no_scoring_network_is_built_without_the_settings(tiny_checkpoint, monke
 def test_the_report_lists_every_face_with_scores_and_review(
     tmp_path, tiny_checkpoint, score_weights_dir, monkeypatch
 ):
-    monkeypatch.setattr("gpen_cli.resolve.load_detector", lambda config, device: FixedDetector())
+    monkeypatch.setattr(
+        "gpen_cli.pipeline.resolve.load_detector", lambda config, device: FixedDetector()
+    )
     photo = tmp_path / "group.png"
     cv2.imwrite(str(photo), synthetic_photo())
     report = tmp_path / "report.json"

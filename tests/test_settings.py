@@ -11,10 +11,11 @@ import pytest
 from conftest import photo_path
 from typer.testing import CliRunner
 
-from gpen_cli import settings, weights
 from gpen_cli.cli import app
 from gpen_cli.cli.options import flag
-from gpen_cli.config import RestoreConfig
+from gpen_cli.core import settings
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.weights import download, store
 
 runner = CliRunner()
 
@@ -38,8 +39,8 @@ def offline(tmp_path, monkeypatch):
     weights, naming the files its settings need, before any model loads."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        monkeypatch.setenv(weights.BASE_URL_ENV, f"http://127.0.0.1:{sock.getsockname()[1]}/")
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "no-weights"))
+        monkeypatch.setenv(download.BASE_URL_ENV, f"http://127.0.0.1:{sock.getsockname()[1]}/")
+    monkeypatch.setenv(store.WEIGHTS_DIR_ENV, str(tmp_path / "no-weights"))
 
 
 def _needed(tmp_path, *args: str, command: str = "restore") -> str:

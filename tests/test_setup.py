@@ -12,7 +12,7 @@ from conftest import REPO
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
-from gpen_cli.weights import get_spec
+from gpen_cli.weights.registry import get_spec
 
 
 def test_the_license_is_an_spdx_expression_setuptools_takes_without_a_warning():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpen_cli import devices as devices_module
-from gpen_cli.devices import compile_mode, pick_dtype
+from gpen_cli.core import devices as devices_module
+from gpen_cli.core.devices import compile_mode, pick_dtype
 from gpen_cli.models import build_gpen, load_gpen, ops
 from gpen_cli.stages.forward import GpenForward, pad_batch
 

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import torch
 
-from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.core.timing import StageClock
+from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.faces import Face
-from gpen_cli.timing import StageClock
 
 
 class Identity(torch.nn.Module):

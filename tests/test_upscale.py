@@ -18,9 +18,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from gpen_cli.cli import app
-from gpen_cli.errors import CheckpointError, GpenError
+from gpen_cli.core.errors import CheckpointError, GpenError
 from gpen_cli.models.upsampler import load_sr_net
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.upscale import DEFAULT_OVERLAP, Upscaler, lanczos_upscale, plan_tiles
 

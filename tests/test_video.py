@@ -27,7 +27,7 @@ from videoclips import (  # noqa: E402
 )
 
 from gpen_cli.cli import app  # noqa: E402
-from gpen_cli.restorer import FaceRestorer  # noqa: E402
+from gpen_cli.pipeline.restorer import FaceRestorer  # noqa: E402
 from gpen_cli.stages.faces import Face  # noqa: E402
 from gpen_cli.video import VideoOptions, Window, partial_path, plan_video  # noqa: E402
 from gpen_cli.video.job import segments_dir  # noqa: E402
@@ -303,7 +303,7 @@ def test_cli_restores_and_refuses_bad_input_in_one_line(
 
 
 def test_a_link_or_a_hard_link_at_the_output_name_is_refused(tmp_path):
-    from gpen_cli.errors import OutputError
+    from gpen_cli.core.errors import OutputError
 
     source = tmp_path / "in.mkv"
     make_film(source, [faceless_picture((64, 64))] * 3, audio=None)

@@ -20,8 +20,8 @@ pytest.importorskip("av", minversion="18.1", reason="gpen video needs PyAV 18.1+
 from faces_fixture import face_at  # noqa: E402
 from videoclips import make_film  # noqa: E402
 
-from gpen_cli import resolve  # noqa: E402
-from gpen_cli.restorer import FaceRestorer  # noqa: E402
+from gpen_cli.pipeline import resolve  # noqa: E402
+from gpen_cli.pipeline.restorer import FaceRestorer  # noqa: E402
 from gpen_cli.video import VideoOptions, plan_video  # noqa: E402
 
 SIDE = 50

@@ -13,9 +13,9 @@ import pytest
 from rich.progress import Progress
 from typer.testing import CliRunner
 
-from gpen_cli import weights
 from gpen_cli.cli import app
-from gpen_cli.words import count
+from gpen_cli.core.words import count
+from gpen_cli.weights import download
 
 
 def invoke(*args: object):
@@ -33,9 +33,9 @@ def offline(monkeypatch):
     """Every download fails at once, as on a machine without internet."""
 
     def fetch(spec, folder, progress=True, url=None):
-        raise weights.DownloadError(spec.filename, url, "no network in this test")
+        raise download.DownloadError(spec.filename, url, "no network in this test")
 
-    monkeypatch.setattr(weights, "_fetch", fetch)
+    monkeypatch.setattr(download, "_fetch", fetch)
 
 
 def test_counts_are_singular_for_one():
@@ -102,7 +102,9 @@ class LargeFace:
 
 
 def test_the_faces_enlarged_warning_names_the_photo(tmp_path, tiny_checkpoint, monkeypatch):
-    monkeypatch.setattr("gpen_cli.resolve.load_detector", lambda config, device: LargeFace())
+    monkeypatch.setattr(
+        "gpen_cli.pipeline.resolve.load_detector", lambda config, device: LargeFace()
+    )
     monkeypatch.chdir(tmp_path)
     write_photo(tmp_path / "family.png", size=96)
     result = invoke("restore", "family.png", "--model", tiny_checkpoint, "--device", "cpu",

@@ -14,30 +14,30 @@ import seeded
 from conftest import real_detectors_dir
 from typer.testing import CliRunner
 
-from gpen_cli import weights
 from gpen_cli.cli import app
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 from gpen_cli.models import build_gpen
+from gpen_cli.weights import download, registry, store
 
 runner = CliRunner()
 KINDS = {"gpen", "detector", "parsing", "landmarks", "upsampler", "recognition", "assessment"}
 
 
 def test_registry_entries_are_consistent():
-    filenames = [spec.filename for spec in weights.MODELS.values()]
+    filenames = [spec.filename for spec in registry.MODELS.values()]
     assert len(set(filenames)) == len(filenames)
-    for name, spec in weights.MODELS.items():
+    for name, spec in registry.MODELS.items():
         assert name == spec.name
         assert spec.kind in KINDS
         assert spec.url.startswith("https://")
         assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
         assert spec.description
-    assert {s.kind for s in weights.MODELS.values()} == KINDS
+    assert {s.kind for s in registry.MODELS.values()} == KINDS
 
 
 def test_gpen_configs_match_the_official_layouts():
     layouts = json.loads((seeded.OFFICIAL / "gpen_state_dict_layouts.json").read_text())
-    gpen_specs = {name: s for name, s in weights.MODELS.items() if s.kind == "gpen"}
+    gpen_specs = {name: s for name, s in registry.MODELS.items() if s.kind == "gpen"}
     assert set(gpen_specs) == set(layouts)
     for name, spec in gpen_specs.items():
         assert dict(spec.config) == layouts[name]["config"], name
@@ -48,10 +48,10 @@ def test_known_hashes_and_sizes_are_the_published_files_and_verify_says_so():
     verify` passes them: the one test here whose point is the downloaded files themselves."""
     folder = real_detectors_dir()
     for name in ("retinaface-mobile", "yunet"):
-        spec = weights.get_spec(name)
+        spec = registry.get_spec(name)
         path = folder / spec.filename
         assert path.stat().st_size == spec.size_bytes, name
-        assert weights.sha256_file(path) == spec.sha256, name
+        assert store.sha256_file(path) == spec.sha256, name
     result = runner.invoke(
         app, ["weights", "verify", "retinaface-mobile", "yunet", "--weights-dir", str(folder)]
     )
@@ -63,20 +63,20 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = bytes(range(256)) * 5000  # spans several read chunks
     path = tmp_path / "blob"
     path.write_bytes(data)
-    assert weights.sha256_file(path) == hashlib.sha256(data).hexdigest()
+    assert store.sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
 def test_spec_config_cannot_be_edited_in_place():
     with pytest.raises(TypeError):
-        weights.get_spec("GPEN-BFR-512").config["size"] = 1024  # type: ignore[index]
+        registry.get_spec("GPEN-BFR-512").config["size"] = 1024  # type: ignore[index]
 
 
 def test_unknown_model_lists_the_known_names():
     with pytest.raises(GpenError) as caught:
-        weights.get_spec("GPEN-BFR-9000")
+        registry.get_spec("GPEN-BFR-9000")
     message = str(caught.value)
     assert "GPEN-BFR-9000" in message
-    assert all(name in message for name in weights.MODELS)
+    assert all(name in message for name in registry.MODELS)
 
 
 def test_weights_dir_resolution_order(tmp_path, monkeypatch):
@@ -84,11 +84,11 @@ def test_weights_dir_resolution_order(tmp_path, monkeypatch):
     folder; the current directory plays no part."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights").mkdir()  # a ./weights is no longer a place weights are read from
-    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.delenv(store.WEIGHTS_DIR_ENV, raising=False)
     data = tmp_path / "data"
     monkeypatch.setenv("XDG_DATA_HOME", str(data))
 
-    assert weights.resolve_weights_dir_and_source() == (
+    assert store.resolve_weights_dir_and_source() == (
         data / "gpen-cli" / "weights",
         "the user data folder",
     )
@@ -96,20 +96,20 @@ def test_weights_dir_resolution_order(tmp_path, monkeypatch):
     config.parent.mkdir()
     config.write_text('weights_dir = "my-weights"\n')
     monkeypatch.setenv("GPEN_CONFIG", str(config))
-    assert weights.resolve_weights_dir_and_source() == (
+    assert store.resolve_weights_dir_and_source() == (
         tmp_path / "conf" / "my-weights",  # relative to the config file
         f"weights_dir in {config}",
     )
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "from-env"))
-    assert weights.resolve_weights_dir_and_source() == (tmp_path / "from-env", "$GPEN_WEIGHTS_DIR")
-    assert weights.resolve_weights_dir(Path("explicit")) == tmp_path / "explicit"
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, "")  # empty counts as unset
-    assert weights.resolve_weights_dir() == tmp_path / "conf" / "my-weights"
+    monkeypatch.setenv(store.WEIGHTS_DIR_ENV, str(tmp_path / "from-env"))
+    assert store.resolve_weights_dir_and_source() == (tmp_path / "from-env", "$GPEN_WEIGHTS_DIR")
+    assert store.resolve_weights_dir(Path("explicit")) == tmp_path / "explicit"
+    monkeypatch.setenv(store.WEIGHTS_DIR_ENV, "")  # empty counts as unset
+    assert store.resolve_weights_dir() == tmp_path / "conf" / "my-weights"
 
 
 def test_the_weights_folder_is_the_same_from_any_directory(tmp_path, monkeypatch):
     """A file installed once is found by `gpen weights path` run from anywhere."""
-    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.delenv(store.WEIGHTS_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     found = set()
     for where in (tmp_path, tmp_path / "elsewhere"):
@@ -121,25 +121,25 @@ def test_the_weights_folder_is_the_same_from_any_directory(tmp_path, monkeypatch
 
 
 def test_weight_path_is_folder_plus_filename(tmp_path):
-    assert weights.weight_path("yunet", tmp_path) == tmp_path / "face_detection_yunet.onnx"
+    assert store.weight_path("yunet", tmp_path) == tmp_path / "face_detection_yunet.onnx"
 
 
 def test_mirror_base_url(monkeypatch):
-    spec = weights.get_spec("GPEN-BFR-512")
-    assert weights.source_url(spec) == spec.url
-    monkeypatch.setenv(weights.BASE_URL_ENV, "http://mirror.local/gpen/")
-    assert weights.source_url(spec) == "http://mirror.local/gpen/GPEN-BFR-512.pth"
+    spec = registry.get_spec("GPEN-BFR-512")
+    assert download.source_url(spec) == spec.url
+    monkeypatch.setenv(download.BASE_URL_ENV, "http://mirror.local/gpen/")
+    assert download.source_url(spec) == "http://mirror.local/gpen/GPEN-BFR-512.pth"
 
 
 def _install_tiny(monkeypatch, folder: Path, content: bytes, sha256_of: bytes) -> None:
     spec = replace(
-        weights.get_spec("yunet"),
+        registry.get_spec("yunet"),
         name="tiny",
         filename="tiny.onnx",
         size_bytes=None,
         sha256=hashlib.sha256(sha256_of).hexdigest(),
     )
-    monkeypatch.setitem(weights.MODELS, "tiny", spec)
+    monkeypatch.setitem(registry.MODELS, "tiny", spec)
     (folder / "tiny.onnx").write_bytes(content)
 
 
@@ -151,7 +151,7 @@ def test_cli_list_json_reports_presence_and_the_folder(tmp_path, monkeypatch):
     assert report["weights_dir"] == str(tmp_path)
     assert report["source"] == "--weights-dir"
     by_name = {row["name"]: row for row in report["models"]}
-    assert set(by_name) == set(weights.MODELS)
+    assert set(by_name) == set(registry.MODELS)
     assert by_name["tiny"]["present"] is True and by_name["tiny"]["size_bytes"] == 3
     assert by_name["GPEN-BFR-512"]["present"] is False
     assert by_name["GPEN-BFR-512"]["path"] == str(tmp_path / "GPEN-BFR-512.pth")
@@ -161,7 +161,7 @@ def test_cli_list_table_names_the_folder_and_every_model(tmp_path):
     result = runner.invoke(app, ["weights", "list", "--weights-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert str(tmp_path) in result.stdout
-    for name in weights.MODELS:
+    for name in registry.MODELS:
         assert name in result.stdout
 
 
@@ -172,7 +172,7 @@ def test_cli_path_prints_the_bare_path(tmp_path):
 
 
 def test_cli_path_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(store.WEIGHTS_DIR_ENV, str(tmp_path))
     result = runner.invoke(app, ["weights", "path", "parsenet"])
     assert result.stdout.strip() == str(tmp_path / "parsing_parsenet.pth")
 
@@ -233,12 +233,12 @@ def test_verify_fails_a_tiny_file_named_like_a_generator(tmp_path):
 def tiny_gpen_spec(monkeypatch):
     """A registry entry for the tests' GPEN-64 layout, without a published hash."""
     spec = replace(
-        weights.get_spec("GPEN-BFR-256"),
+        registry.get_spec("GPEN-BFR-256"),
         name="GPEN-BFR-64",
         filename="GPEN-BFR-64.pth",
         config={"size": 64, "channel_multiplier": 1, "narrow": 0.125},
     )
-    monkeypatch.setitem(weights.MODELS, spec.name, spec)
+    monkeypatch.setitem(registry.MODELS, spec.name, spec)
     return spec
 
 

@@ -14,8 +14,8 @@ import pytest
 from conftest import photo_path
 from typer.testing import CliRunner
 
-from gpen_cli import weights
 from gpen_cli.cli import app
+from gpen_cli.weights import download, registry, store, verify
 
 runner = CliRunner()
 
@@ -27,16 +27,16 @@ def _closed_base_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}/"
 
 
-def _hashed_entry(monkeypatch, content: bytes) -> weights.ModelSpec:
+def _hashed_entry(monkeypatch, content: bytes) -> registry.ModelSpec:
     """A registry entry "tiny" whose published size and sha256 are those of `content`."""
     spec = replace(
-        weights.get_spec("yunet"),
+        registry.get_spec("yunet"),
         name="tiny",
         filename="tiny.onnx",
         size_bytes=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
     )
-    monkeypatch.setitem(weights.MODELS, "tiny", spec)
+    monkeypatch.setitem(registry.MODELS, "tiny", spec)
     return spec
 
 
@@ -96,8 +96,8 @@ def test_add_checks_a_generator_by_its_structure_and_tells_it_by_its_layout(
     assert "GPEN-BFR-256: installed" in result.stdout
     assert "checked: layout and values" in result.stdout
     installed = folder / "GPEN-BFR-256.pth"
-    assert weights.sha256_file(installed) == weights.sha256_file(given)
-    verified = weights.verify("GPEN-BFR-256", folder)  # recorded beside it, as a download is
+    assert store.sha256_file(installed) == store.sha256_file(given)
+    verified = verify.verify("GPEN-BFR-256", folder)  # recorded beside it, as a download is
     assert (verified.status, verified.checksum_source) == ("ok", "recorded")
     assert verified.check == "sha256 recorded at download + layout and values"
 
@@ -143,12 +143,12 @@ def test_add_does_not_replace_another_installed_file_without_force(tmp_path, mon
 
 def test_download_tries_every_name_and_reports_each_failure_with_its_url(tmp_path, monkeypatch):
     base = _closed_base_url()
-    monkeypatch.setenv(weights.BASE_URL_ENV, base)
+    monkeypatch.setenv(download.BASE_URL_ENV, base)
     names = ["GPEN-BFR-256", "yunet", "parsenet"]
     result = runner.invoke(app, ["weights", "download", *names, "--weights-dir", str(tmp_path)])
     assert result.exit_code == 2
     for name in names:
-        url = base + weights.get_spec(name).filename
+        url = base + registry.get_spec(name).filename
         assert any(
             line.startswith(f"error: {name}: ") and url in line
             for line in result.stderr.splitlines()
@@ -157,7 +157,7 @@ def test_download_tries_every_name_and_reports_each_failure_with_its_url(tmp_pat
 
 
 def test_a_missing_weights_error_names_every_file_the_command_needs(tmp_path, monkeypatch):
-    monkeypatch.setenv(weights.BASE_URL_ENV, _closed_base_url())
+    monkeypatch.setenv(download.BASE_URL_ENV, _closed_base_url())
     folder = tmp_path / "empty"
     result = runner.invoke(
         app,
@@ -181,14 +181,26 @@ def test_a_missing_weights_error_names_every_file_the_command_needs(tmp_path, mo
     assert not (tmp_path / "out.png").exists()
 
 
+def test_the_library_names_settings_and_the_command_line_their_flags(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./weights to point to
+    folder = tmp_path / "empty"
+    with pytest.raises(download.MissingFileError) as caught:
+        download.ensure_weight("GPEN-BFR-512", folder, download=False)
+    message = str(caught.value)
+    assert f"not found in {folder} (weights_dir)" in message
+    assert message.endswith(", or point model at a checkpoint file.")
+    worded = str(caught.value.worded(lambda setting: "--" + setting.replace("_", "-")))
+    assert "(--weights-dir)" in worded and "point --model at a checkpoint file" in worded
+
+
 def test_a_file_left_in_an_older_place_is_pointed_to(tmp_path, monkeypatch):
-    monkeypatch.setenv(weights.BASE_URL_ENV, _closed_base_url())
+    monkeypatch.setenv(download.BASE_URL_ENV, _closed_base_url())
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "parsing_parsenet.pth").write_bytes(b"x")
     folder = tmp_path / "the-folder"
-    with pytest.raises(weights.MissingFileError) as caught:
-        weights.ensure_weight("parsenet", folder, progress=False)
+    with pytest.raises(download.MissingFileError) as caught:
+        download.ensure_weight("parsenet", folder, progress=False)
     assert f"parsing_parsenet.pth is in {tmp_path / 'weights'}: gpen weights add " in str(
         caught.value
     )
@@ -204,7 +216,7 @@ def test_list_shows_whole_file_names_at_80_columns(tmp_path):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert max(len(line.rstrip()) for line in lines if str(tmp_path) not in line) <= 80
-    for spec in weights.MODELS.values():
+    for spec in registry.MODELS.values():
         assert any(spec.name in line.split() and spec.filename in line.split() for line in lines), (
             spec.name
         )
@@ -233,16 +245,16 @@ def test_verify_fits_80_columns_and_says_which_check_each_file_passed(
 
 
 def test_fetch_commands_name_the_folder_only_when_it_is_not_the_default(tmp_path, monkeypatch):
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "default"))
-    assert weights.fetch_command(["yunet"], tmp_path / "default") == "gpen weights download yunet"
-    other = weights.fetch_command(["yunet"], tmp_path / "other")
+    monkeypatch.setenv(store.WEIGHTS_DIR_ENV, str(tmp_path / "default"))
+    assert store.fetch_command(["yunet"], tmp_path / "default") == "gpen weights download yunet"
+    other = store.fetch_command(["yunet"], tmp_path / "other")
     assert other == f"gpen weights download yunet --weights-dir {tmp_path / 'other'}"
 
 
 def test_weights_found_by_path_are_the_ones_installed(tmp_path, monkeypatch, seeded_weights_dir):
     """`gpen weights add` into the default folder, then a command from another directory
     finds the file there."""
-    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV)
+    monkeypatch.delenv(store.WEIGHTS_DIR_ENV)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     runner.invoke(
         app,

@@ -128,8 +128,8 @@ def test_report_never_replaces_a_device_fifo_or_link(tmp_path, tiny_checkpoint, 
 
 
 def test_report_written_by_the_library_never_replaces_a_fifo(tmp_path):
-    from gpen_cli.errors import OutputError
-    from gpen_cli.report import write_report
+    from gpen_cli.core.errors import OutputError
+    from gpen_cli.pipeline.report import write_report
 
     fifo = tmp_path / "r.json"
     os.mkfifo(fifo)

@@ -20,7 +20,7 @@ from gpen_cli.batch.engine import BatchOutcome, Engine, PhotoProgress
 from gpen_cli.batch.job import FolderScan, GivenItems, PhotoJob
 from gpen_cli.batch.layout import BatchLayout, plan_layout
 from gpen_cli.batch.runner import ThreadEngine
-from gpen_cli.outputs import OutputOptions
+from gpen_cli.pipeline.outputs import OutputOptions
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 
 __all__ = [

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from gpen_cli.batch import steps
 from gpen_cli.batch.job import Item, PhotoJob
-from gpen_cli.errors import GpenError
-from gpen_cli.outputs import OutputOptions
-from gpen_cli.report import ReportEntry
+from gpen_cli.core.errors import GpenError
+from gpen_cli.pipeline.outputs import OutputOptions
+from gpen_cli.pipeline.report import ReportEntry
 
 Stage = Literal["started", "found", "restored", "done"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from gpen_cli.batch.engine import Engine
 from gpen_cli.batch.ray_engine import RayEngine, RayOptions
 from gpen_cli.batch.runner import ThreadEngine, default_workers
-from gpen_cli.config import RestoreConfig
-from gpen_cli.resolve import fetch_weights, torch_device
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.pipeline.resolve import fetch_weights, torch_device
+from gpen_cli.pipeline.restorer import FaceRestorer
 
 
 @dataclass(frozen=True)

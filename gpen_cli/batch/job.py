@@ -17,8 +17,8 @@ from typing import ClassVar
 from gpen_cli.batch.layout import BatchLayout, remove_stale_partials
 from gpen_cli.batch.lock import output_folder_lock
 from gpen_cli.batch.scan import Task, count_work, plan_items
-from gpen_cli.outputs import OutputOptions
-from gpen_cli.report import ReportEntry
+from gpen_cli.pipeline.outputs import OutputOptions
+from gpen_cli.pipeline.report import ReportEntry
 
 Item = Task | ReportEntry
 

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpen_cli.atomic import is_partial_file
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
+from gpen_cli.io.atomic import is_partial_file
 from gpen_cli.stages.save import output_path_for
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 
 LOCK_NAME = ".gpen-batch.lock"
 _BUSY = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}

@@ -41,11 +41,11 @@ from gpen_cli.batch.engine import Engine, PhotoProgress, Tally
 from gpen_cli.batch.job import GivenItems, Item, PhotoJob
 from gpen_cli.batch.runner import ThreadEngine, default_workers
 from gpen_cli.batch.scan import Task
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.outputs import OutputOptions
-from gpen_cli.report import ReportEntry
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.pipeline.outputs import OutputOptions
+from gpen_cli.pipeline.report import ReportEntry
+from gpen_cli.pipeline.restorer import FaceRestorer
 
 INSTALL_HINT = "pip install 'gpen-cli[ray]'"
 ACTOR_GATHER_SECONDS = 0.05

@@ -38,9 +38,9 @@ from gpen_cli.batch.engine import Engine, PhotoProgress, Tally
 from gpen_cli.batch.gather import Completed, CropGatherer
 from gpen_cli.batch.job import Item
 from gpen_cli.batch.scan import Task
-from gpen_cli.outputs import OutputOptions
-from gpen_cli.report import ReportEntry
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.pipeline.outputs import OutputOptions
+from gpen_cli.pipeline.report import ReportEntry
+from gpen_cli.pipeline.restorer import FaceRestorer
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from gpen_cli.atomic import name_too_long
 from gpen_cli.batch.layout import BatchLayout
-from gpen_cli.confine import check_inside
-from gpen_cli.errors import OutputError
-from gpen_cli.report import ReportEntry
+from gpen_cli.core.confine import check_inside
+from gpen_cli.core.errors import OutputError
+from gpen_cli.io.atomic import name_too_long
+from gpen_cli.pipeline.report import ReportEntry
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 
 ALREADY_DONE = "already done"  # the `error` text of a skip with reason "already_done"

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpen_cli.batch.scan import Task
-from gpen_cli.errors import GpenError
-from gpen_cli.outputs import OutputOptions, write_outputs
-from gpen_cli.report import FacesSummary, ReportEntry, naming, review_reasons
-from gpen_cli.restorer import FaceRestorer, PreparedImage, RestoredFace, RestoreResult
+from gpen_cli.core.errors import GpenError
+from gpen_cli.pipeline.outputs import OutputOptions, write_outputs
+from gpen_cli.pipeline.report import FacesSummary, ReportEntry, naming, review_reasons
+from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage, RestoredFace, RestoreResult
 from gpen_cli.stages.load import LoadedImage, load_image
 from gpen_cli.stages.metadata import dropped_note
 

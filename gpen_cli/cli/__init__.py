@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gpen_cli.version import __version__
+from gpen_cli.core.version import __version__
 
 app = typer.Typer(
     name="gpen",

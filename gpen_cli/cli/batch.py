@@ -23,15 +23,15 @@ from gpen_cli.cli.common import (
 from gpen_cli.cli.eta import EtaColumn, FaceEstimate
 from gpen_cli.cli.review import PAGE_NAME, ReviewPageOption, check_batch_page, page_after_batch
 from gpen_cli.cli.runs import conclude, stop_handlers
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.report import review_line, summarize, upscale_settings, with_earlier_results
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.pipeline.report import review_line, summarize, upscale_settings, with_earlier_results
 
 if TYPE_CHECKING:
     from gpen_cli.batch import BatchLayout, BatchOutcome
     from gpen_cli.batch.engine import Engine, PhotoProgress
     from gpen_cli.batch.job import PhotoJob
-    from gpen_cli.outputs import OutputOptions
+    from gpen_cli.pipeline.outputs import OutputOptions
 
 SCAN = "Folder scan"
 RAY = "Ray engine"
@@ -220,7 +220,7 @@ def plan_folders(
 ) -> BatchLayout:
     """Which folders are read and written; refused before any model loads when unusable."""
     from gpen_cli.batch import plan_layout
-    from gpen_cli.preflight import check_report_path, check_writable_folder
+    from gpen_cli.core.preflight import check_report_path, check_writable_folder
 
     layout = plan_layout(input_dir, output, report)
     check_writable_folder(output, "-o")
@@ -276,7 +276,7 @@ def batch(
     from gpen_cli.batch.engines import ENGINES, EngineSetup
     from gpen_cli.batch.job import FolderScan, PhotoJob
     from gpen_cli.batch.runner import default_workers
-    from gpen_cli.outputs import OutputOptions
+    from gpen_cli.pipeline.outputs import OutputOptions
 
     setup_logging(quiet)
     check_engine(engine, address, gpus_per_worker, model_actors)
@@ -303,7 +303,7 @@ def batch(
 
 def _capped_workers(workers: int | None) -> int | None:
     """--workers capped by memory, said in one line when it is (None stays None: the default)."""
-    from gpen_cli.memory import cap_workers
+    from gpen_cli.core.memory import cap_workers
 
     if workers is None:
         return None

@@ -20,8 +20,8 @@ from gpen_cli.cli.common import (
     print_wrapped,
     setup_logging,
 )
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import GpenError
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
 
 BenchModelOption = Annotated[
     str | None,
@@ -108,7 +108,7 @@ def parse_batch_sizes(values: list[str]) -> list[int]:
 
 
 def print_table(report) -> None:
-    from gpen_cli.bench import describe, table_rows
+    from gpen_cli.bench.table import describe, table_rows
 
     header, rows = table_rows(report, detailed=False)
     table = Table(title="gpen bench", show_edge=False)
@@ -159,7 +159,8 @@ def bench(
     first; speed-ups are relative to it. Every other configuration is the
     pipeline `gpen restore` runs with the same options, at each batch size.
     """
-    from gpen_cli.bench import markdown, run_bench
+    from gpen_cli.bench.run import run_bench
+    from gpen_cli.bench.table import markdown
 
     setup_logging(quiet or as_json or as_markdown)
     sizes = parse_batch_sizes((batch_size or []) + (more_batch_sizes or []))

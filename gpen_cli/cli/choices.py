@@ -44,7 +44,7 @@ class LiveHelpOption(OptionInfo):
 
 def registry_option(kind: str, what: str, **options: Any) -> LiveHelpOption:
     """An option taking a registry name of `kind`, its help "`what`: a, b (= c) or d"."""
-    from gpen_cli.registry import names
+    from gpen_cli.weights.registry import names
 
     def describe() -> str:
         by_entry: dict[str, list[str]] = {}

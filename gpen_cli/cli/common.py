@@ -26,9 +26,9 @@ from rich.progress import (
 from rich.segment import Segment
 from rich.text import Text
 
-from gpen_cli.config import ConfigError
-from gpen_cli.errors import EXIT_USAGE, GpenError
-from gpen_cli.words import count
+from gpen_cli.core.config import ConfigError
+from gpen_cli.core.errors import EXIT_USAGE, GpenError
+from gpen_cli.core.words import count
 
 # No emoji codes: user text such as "cuda:abc:" must print as typed, not as a picture.
 console = Console(emoji=False)

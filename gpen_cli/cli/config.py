@@ -33,11 +33,12 @@ def show(as_json: JsonOption = False) -> None:
     the user config folder), which beats the built-in default. Keys are the long flags
     with underscores: model, detector, fidelity_weight, compile…
     """
-    from gpen_cli import settings, weights
+    from gpen_cli.core import settings
+    from gpen_cli.weights import store
 
     _, path, chosen_by = settings.file_settings()
     chosen = settings.effective()
-    folder, folder_source = weights.resolve_weights_dir_and_source(None)
+    folder, folder_source = store.resolve_weights_dir_and_source(None)
     chosen["weights_dir"] = settings.Setting("weights_dir", folder, folder_source)
     if as_json:
         document = {

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gpen_cli.errors import EXIT_SOME_FAILED
+from gpen_cli.core.errors import EXIT_SOME_FAILED
 
 
 def log_folder() -> Path:

@@ -22,7 +22,7 @@ from gpen_cli.cli.common import (
     setup_logging,
     shell_lines,
 )
-from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED
+from gpen_cli.core.errors import EXIT_OK, EXIT_SOME_FAILED
 
 _STATUS_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
 
@@ -108,12 +108,12 @@ def fix_lines(fix: str, width: int) -> list[str]:
 def _weights_folder(weights_dir: Path | None) -> tuple[Path, str]:
     """The weights folder the commands use; where a bad config file or variable hides it
     (the "config file" check says so), the user data folder."""
-    from gpen_cli import settings
-    from gpen_cli.errors import GpenError
-    from gpen_cli.weights import resolve_weights_dir_and_source
+    from gpen_cli.cli.weights import weights_folder
+    from gpen_cli.core import settings
+    from gpen_cli.core.errors import GpenError
 
     try:
-        return resolve_weights_dir_and_source(weights_dir)
+        return weights_folder(weights_dir)
     except GpenError:
         return settings.user_weights_dir(), "the user data folder: the config is unusable"
 

@@ -21,16 +21,16 @@ import typer
 
 from gpen_cli.cli.choices import registry_option
 from gpen_cli.cli.common import WeightsDirOption, say
-from gpen_cli.config import (
+from gpen_cli.core.config import (
     MAX_SHORT_EDGE,
     MIN_TILE,
     LandmarkSource,
     MaskKind,
     RestoreConfig,
 )
-from gpen_cli.errors import GpenError
-from gpen_cli.named_networks import check_networks
-from gpen_cli.weights import MissingFileError, needed_specs
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.named_networks import check_networks
+from gpen_cli.weights.download import MissingFileError, needed_specs
 
 PIPELINE = "Pipeline"
 SPEED = "Speed"
@@ -413,9 +413,10 @@ def pipeline_options(*, leave_out: Collection[str] = ()) -> Callable[[Callable],
             try:
                 return command(**arguments, config=config)
             except MissingFileError as exc:  # name every file the command needs, not the first
-                from gpen_cli.resolve import networks
+                from gpen_cli.pipeline.resolve import networks
 
-                raise exc.including(needed_specs(networks(config), config.weights_dir)) from None
+                needed = needed_specs(networks(config), config.weights_dir)
+                raise exc.including(needed).worded(flag) from None
 
         # Typer hands the click context to a parameter of this type: it says which options
         # were given on the command line.
@@ -435,9 +436,9 @@ _CONTEXT = "gpen_click_context"
 
 def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[str, Any]:
     """`values` with each option not given on the command line taken from the user's
-    defaults ($GPEN_<KEY>, else the config file: see gpen_cli/settings.py). The weights
+    defaults ($GPEN_<KEY>, else the config file: see gpen_cli/core/settings.py). The weights
     folder is left to `weights`, which reads the same places in the same order."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
 
     defaulted = [name for name in values if name != "weights_dir" and not _given(context, name)]
     chosen = settings.effective(defaulted) if defaulted else {}
@@ -450,7 +451,7 @@ def with_user_defaults(values: dict[str, Any], context: typer.Context) -> dict[s
 def user_default(setting: str) -> Any:
     """The user's default for `setting` (environment or config file), None when built-in:
     for a command that declares that option itself (`gpen bench --model`)."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
 
     chosen = settings.effective([setting])[setting]
     return None if chosen.source == "built-in" else chosen.value

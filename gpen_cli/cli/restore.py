@@ -23,10 +23,10 @@ from gpen_cli.cli.runs import (
     stop_handlers,
 )
 from gpen_cli.cli.tiles import TileProgress
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.report import Reason, ReportEntry, review_line, summarize, upscale_settings
-from gpen_cli.words import count
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.words import count
+from gpen_cli.pipeline.report import Reason, ReportEntry, review_line, summarize, upscale_settings
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -94,7 +94,7 @@ def earlier_outputs(inputs: list[Path], output: Path | None, ext: str) -> dict[P
 
 def _refuse_too_long(path: Path, output: Path | None) -> None:
     """A name the file system cannot create is refused now, not after the photo is done."""
-    from gpen_cli.atomic import name_too_long
+    from gpen_cli.io.atomic import name_too_long
 
     reason = name_too_long(path)
     if reason is not None:
@@ -124,9 +124,9 @@ def planned_items(
     for each one skipped (its output exists and --overwrite is off, or it is an earlier
     output). What a killed run left for an output is removed first, as `gpen batch` does."""
     from gpen_cli.batch.scan import Task
-    from gpen_cli.confine import check_inside
-    from gpen_cli.errors import OutputError
-    from gpen_cli.outputs import remove_stale_partials
+    from gpen_cli.core.confine import check_inside
+    from gpen_cli.core.errors import OutputError
+    from gpen_cli.pipeline.outputs import remove_stale_partials
 
     items: list[Task | ReportEntry] = []
     for source, target in zip(inputs, outputs, strict=True):
@@ -265,7 +265,7 @@ def plan_run(
 ) -> tuple[list[Path], list[Path], dict[Path, Path]]:
     """The inputs to restore, their outputs, and the inputs left out as earlier outputs;
     every folder written to is checked before any model loads."""
-    from gpen_cli.preflight import check_report_path, check_writable_folder
+    from gpen_cli.core.preflight import check_report_path, check_writable_folder
 
     for source in inputs:  # a typo is a usage error, said before any model loads
         if not os.path.lexists(source):
@@ -321,7 +321,7 @@ def restore(
     # The engines import torch: only once the command can run.
     from gpen_cli.batch.engines import DEFAULT_ENGINE, ENGINES, EngineSetup
     from gpen_cli.batch.job import GivenItems, PhotoJob
-    from gpen_cli.outputs import OutputOptions
+    from gpen_cli.pipeline.outputs import OutputOptions
 
     progress = photo_progress(quiet)
     choice = ENGINES[DEFAULT_ENGINE]

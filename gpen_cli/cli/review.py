@@ -10,11 +10,11 @@ import typer
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import console, err_console, fail, one_line_errors, say
-from gpen_cli.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
-from gpen_cli.words import count
+from gpen_cli.core.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.words import count
 
 if TYPE_CHECKING:
-    from gpen_cli.report import ReportEntry
+    from gpen_cli.pipeline.report import ReportEntry
     from gpen_cli.review import ReviewData
 
 PAGE_NAME = "review.html"  # the default page: beside the report, or in batch's output folder
@@ -73,7 +73,7 @@ def review(
 
 
 def _check_folder(page: Path) -> None:
-    from gpen_cli.preflight import check_writable_folder
+    from gpen_cli.core.preflight import check_writable_folder
 
     check_writable_folder(page.parent, "-o", page)
 
@@ -122,7 +122,7 @@ def page_after_batch(
     entries: list[ReportEntry], page: Path, title: str, quiet: bool, done: typer.Exit
 ) -> typer.Exit:
     """Write the page of a finished batch; the Exit to raise (1 where the page failed)."""
-    from gpen_cli.report import report_payload
+    from gpen_cli.pipeline.report import report_payload
     from gpen_cli.review import review_data
 
     try:

@@ -24,13 +24,13 @@ from rich.progress import (
 )
 
 from gpen_cli.cli.common import StopSafeProgress, console, err_console, say, shell_lines
-from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
-from gpen_cli.report import ReportEntry, naming, write_report
-from gpen_cli.words import count
+from gpen_cli.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
+from gpen_cli.core.words import count
+from gpen_cli.pipeline.report import ReportEntry, naming, write_report
 
 if TYPE_CHECKING:
     from gpen_cli.batch.engine import BatchOutcome, PhotoProgress
-    from gpen_cli.outputs import OutputOptions
+    from gpen_cli.pipeline.outputs import OutputOptions
 
 
 def photo_progress(quiet: bool) -> Progress:
@@ -145,7 +145,7 @@ def command_lines(argv: list[str], width: int) -> list[str]:
 
 def extras_written(entries: list[ReportEntry], options: OutputOptions) -> list[str]:
     """End lines saying where --compare and --save-faces wrote: beside the outputs."""
-    from gpen_cli.outputs import COMPARE_FOLDER, FACES_FOLDER
+    from gpen_cli.pipeline.outputs import COMPARE_FOLDER, FACES_FOLDER
 
     lines = []
     for asked, label, folder, statuses in (

@@ -24,9 +24,9 @@ from gpen_cli.cli.common import (
     update_rate,
 )
 from gpen_cli.cli.runs import stop_handlers
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
-from gpen_cli.words import count
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.words import count
 
 if TYPE_CHECKING:
     from gpen_cli.batch.engine import Engine

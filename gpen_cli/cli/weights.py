@@ -12,9 +12,9 @@ from rich.filesize import decimal
 from rich.table import Table
 from rich.text import Text
 
-from gpen_cli import weights
 from gpen_cli.cli.common import WeightsDirOption, console, fail, one_line_errors, say
-from gpen_cli.errors import EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.errors import EXIT_SOME_FAILED, GpenError
+from gpen_cli.weights import download, install, registry, store, verify
 
 weights_app = typer.Typer(
     name="weights",
@@ -45,9 +45,9 @@ def _size(size_bytes: int | None) -> str:
 @one_line_errors
 def list_command(weights_dir: WeightsDirOption = None, as_json: JsonOption = False) -> None:
     """List every model the tool can fetch, and whether its file is in the weights folder."""
-    folder, source = weights.resolve_weights_dir_and_source(weights_dir)
+    folder, source = weights_folder(weights_dir)
     rows = []
-    for spec in weights.MODELS.values():
+    for spec in registry.MODELS.values():
         path = folder / spec.filename
         present = path.is_file()
         rows.append(
@@ -58,7 +58,7 @@ def list_command(weights_dir: WeightsDirOption = None, as_json: JsonOption = Fal
                 "file": spec.filename,
                 "path": str(path),
                 "size_bytes": path.stat().st_size if present else spec.size_bytes,
-                "url": weights.source_url(spec),
+                "url": download.source_url(spec),
                 "description": spec.description,
             }
         )
@@ -76,7 +76,13 @@ def list_command(weights_dir: WeightsDirOption = None, as_json: JsonOption = Fal
         size = _size(row["size_bytes"]) if row["present"] else f"[dim]{_size(row['size_bytes'])}[/]"
         table.add_row(row["name"], row["kind"], mark, size, row["file"])
     console.print(table)
-    console.print(Text(f"Add a file you have with: {weights.add_command(folder)}"), soft_wrap=True)
+    console.print(Text(f"Add a file you have with: {store.add_command(folder)}"), soft_wrap=True)
+
+
+def weights_folder(weights_dir: Path | None) -> tuple[Path, str]:
+    """The weights folder and what chose it; a folder given here is named by its flag."""
+    folder, source = store.resolve_weights_dir_and_source(weights_dir)
+    return folder, "--weights-dir" if source == store.EXPLICIT_SOURCE else source
 
 
 def print_folder(folder: Path, source: str) -> None:
@@ -112,12 +118,12 @@ def download_command(
     Set $GPEN_WEIGHTS_BASE_URL to fetch from a mirror (the file name is appended to it).
     """
     if all_models:
-        specs = list(weights.MODELS.values())
+        specs = list(registry.MODELS.values())
     elif names:
-        specs = [weights.get_spec(name) for name in names]  # every name checked before any fetch
+        specs = [registry.get_spec(name) for name in names]  # every name checked before any fetch
     else:
         raise fail("name one or more models (see `gpen weights list`), or pass --all")
-    folder = weights.resolve_weights_dir(weights_dir)
+    folder = store.resolve_weights_dir(weights_dir)
     if len(specs) == 1:
         problem = _download_one(specs[0], folder, force)
         if problem:
@@ -131,11 +137,11 @@ def download_command(
     if failures:
         raise fail(
             f"{len(failures)} of {len(specs)} downloads failed. Without internet, copy the "
-            f"files from another machine and run: {weights.add_command(folder)}"
+            f"files from another machine and run: {store.add_command(folder)}"
         )
 
 
-def _download_one(spec: weights.ModelSpec, folder: Path, force: bool) -> str:
+def _download_one(spec: registry.ModelSpec, folder: Path, force: bool) -> str:
     """Fetch one file, saying what was done; "" then, else the failure with its URL."""
     path = folder / spec.filename
     if path.is_file() and not force:
@@ -144,8 +150,8 @@ def _download_one(spec: weights.ModelSpec, folder: Path, force: bool) -> str:
         )
         return ""
     try:
-        path = weights.download(spec, folder)
-    except weights.DownloadError as exc:
+        path = download.download(spec, folder)
+    except download.DownloadError as exc:
         return f"{spec.name}: {exc}"
     checked = "sha256 checked" if spec.sha256 else "sha256 recorded"
     size = _size(path.stat().st_size)
@@ -191,7 +197,7 @@ def add_command(
     if as_name is not None and len(files) > 1:
         raise fail("--as names the model of one file; add the files one at a time")
     if as_name is not None:
-        weights.get_spec(as_name)  # a bad name is a usage error before any file is read
+        registry.get_spec(as_name)  # a bad name is a usage error before any file is read
     refused = [str(file) for file in files if not _add_one(file, as_name, force, weights_dir)]
     if refused:
         raise fail(f"{len(refused)} of {len(files)} files refused", EXIT_SOME_FAILED)
@@ -199,7 +205,7 @@ def add_command(
 
 def _add_one(file: Path, name: str | None, force: bool, weights_dir: Path | None) -> bool:
     try:
-        added = weights.add(file, weights_dir, name=name, force=force)
+        added = install.add(file, weights_dir, name=name, force=force)
     except GpenError as exc:
         say("[bold red]error:[/]", str(exc))
         return False
@@ -233,9 +239,9 @@ def verify_command(
 
     Files without a published checksum are compared with the one recorded at download time.
     """
-    specs = [weights.get_spec(name) for name in names] if names else weights.MODELS.values()
-    results = [weights.verify(spec.name, weights_dir) for spec in specs]
-    folder, source = weights.resolve_weights_dir_and_source(weights_dir)
+    specs = [registry.get_spec(name) for name in names] if names else registry.MODELS.values()
+    results = [verify.verify(spec.name, weights_dir) for spec in specs]
+    folder, source = weights_folder(weights_dir)
     bad = [r.name for r in results if r.failed or (names and not r.present)]
     if as_json:
         _print_json(
@@ -264,13 +270,13 @@ def verify_command(
         for result in results:
             print_verified(result)
     if bad:
-        command = weights.fetch_command(bad, folder, force=True)
+        command = store.fetch_command(bad, folder, force=True)
         raise fail(
             f"missing or damaged: {', '.join(bad)}. Fetch again with: {command}", EXIT_SOME_FAILED
         )
 
 
-def print_verified(result: weights.VerifyResult) -> None:
+def print_verified(result: verify.VerifyResult) -> None:
     """One line a model (name, status, size, the check it passed), then its detail wrapped
     at spaces under it: at 80 columns nothing is cut, no name or hash broken."""
     style = _STATUS_STYLE[result.status]
@@ -295,4 +301,4 @@ def path_command(
     weights_dir: WeightsDirOption = None,
 ) -> None:
     """Print where the file for NAME is, or would be once downloaded (for scripts)."""
-    typer.echo(str(weights.weight_path(name, weights_dir)))
+    typer.echo(str(store.weight_path(name, weights_dir)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gpen_cli.core.words import count
 from gpen_cli.doctor import (
     config_file,
     numerics,
@@ -22,7 +23,6 @@ from gpen_cli.doctor.result import (
     DoctorContext,
     failure_from_exception,
 )
-from gpen_cli.words import count
 
 
 @dataclass(frozen=True)

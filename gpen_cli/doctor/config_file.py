@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gpen_cli.core.errors import GpenError
 from gpen_cli.doctor.result import FAIL, PASS, CheckResult, DoctorContext
-from gpen_cli.errors import GpenError
 
 CONFIG_FILE = "config file"
 
@@ -11,7 +11,7 @@ CONFIG_FILE = "config file"
 def config_file(context: DoctorContext) -> CheckResult:
     """The defaults the commands read: a bad file or variable stops every command, so it
     is a failure here, with the line the commands would print."""
-    from gpen_cli import settings
+    from gpen_cli.core import settings
 
     try:
         from_file, path, _ = settings.file_settings()

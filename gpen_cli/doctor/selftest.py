@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gpen_cli import registry, weights
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.words import count
 from gpen_cli.doctor.result import BUG_FIX, FAIL, PASS, WARN, CheckResult, DoctorContext
 from gpen_cli.doctor.storage import present_models
-from gpen_cli.errors import GpenError
-from gpen_cli.words import count
+from gpen_cli.weights import download, registry, store
 
 SELF_TEST = "self-test"
 
@@ -34,12 +34,12 @@ def fetched_detector() -> registry.ModelSpec:
 def pick_detector(folder: Path) -> tuple[str | None, str]:
     """The first present detector, else `fetched_detector` fetched now; (None, why) if neither."""
     for spec in registry.of_kind("detector"):
-        if weights.weight_path(spec.name, folder).is_file():
+        if store.weight_path(spec.name, folder).is_file():
             return spec.name, ""
     spec = fetched_detector()
     try:
-        weights.download(spec, folder, progress=False, timeout=_DOWNLOAD_TIMEOUT_S)
-    except weights.DownloadError as exc:
+        download.download(spec, folder, progress=False, timeout=_DOWNLOAD_TIMEOUT_S)
+    except download.DownloadError as exc:
         return None, exc.reason
     return spec.name, ""
 
@@ -51,7 +51,7 @@ def pick_generator(folder: Path) -> str | None:
 
 
 def _random_generator():
-    return weights.MODELS[RANDOM_MODEL].random_init(0)
+    return registry.MODELS[RANDOM_MODEL].random_init(0)
 
 
 def _changed_far_from_faces(before, after, landmarks: list, size: int) -> int:
@@ -104,8 +104,8 @@ def self_test(context: DoctorContext) -> CheckResult:
         )
     import numpy as np
 
-    from gpen_cli.config import MaskKind
-    from gpen_cli.restorer import FaceRestorer
+    from gpen_cli.core.config import MaskKind
+    from gpen_cli.pipeline.restorer import FaceRestorer
 
     detector, why = pick_detector(folder)
     if detector is None:
@@ -114,11 +114,11 @@ def self_test(context: DoctorContext) -> CheckResult:
             SELF_TEST,
             WARN,
             f"no detector weights in {folder}, and {spec.filename} could not be downloaded ({why})",
-            weights.fetch_command([spec.name], folder),
+            store.fetch_command([spec.name], folder),
         )
     generator = pick_generator(folder)
     # The parsing mask when its weights are here; the self-test never downloads them.
-    parsing = weights.weight_path("parsenet", folder).is_file()
+    parsing = store.weight_path("parsenet", folder).is_file()
     mask = MaskKind.PARSING if parsing else MaskKind.RECT
     try:
         restorer = FaceRestorer(
@@ -127,7 +127,7 @@ def self_test(context: DoctorContext) -> CheckResult:
     except GpenError as exc:
         names = [name for name in (generator, detector) if name]
         return CheckResult(
-            SELF_TEST, FAIL, str(exc), weights.fetch_command(names, folder, force=True)
+            SELF_TEST, FAIL, str(exc), store.fetch_command(names, folder, force=True)
         )
 
     image = np.ascontiguousarray(data.astronaut()[..., ::-1])  # RGB -> BGR, as photos are loaded
@@ -138,7 +138,7 @@ def self_test(context: DoctorContext) -> CheckResult:
     model_label = generator or f"random {RANDOM_MODEL}"
     problem = _problem(image, result, restorer.size, detector)
     if problem:
-        fix = weights.fetch_command([detector], folder, force=True) if not result.faces else BUG_FIX
+        fix = store.fetch_command([detector], folder, force=True) if not result.faces else BUG_FIX
         return CheckResult(SELF_TEST, FAIL, f"{model_label} + {detector}: {problem}", fix)
     detail = (
         f"restored {count(len(result.faces), 'face')} of skimage's astronaut "

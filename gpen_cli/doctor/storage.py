@@ -7,10 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gpen_cli import weights
-from gpen_cli.config import RestoreConfig
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import GpenError
 from gpen_cli.doctor.result import FAIL, PASS, WARN, CheckResult, DoctorContext, first_line
-from gpen_cli.errors import GpenError
+from gpen_cli.weights import download, registry, store, verify
 
 WEIGHTS_PRESENT = "weights present"
 WEIGHTS_CHECKSUMS = "weights checksums"
@@ -33,17 +33,17 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def present_models(folder: Path) -> list[weights.ModelSpec]:
+def present_models(folder: Path) -> list[registry.ModelSpec]:
     """Registry entries whose file is in `folder`, in registry order."""
-    return [spec for spec in weights.MODELS.values() if (folder / spec.filename).is_file()]
+    return [spec for spec in registry.MODELS.values() if (folder / spec.filename).is_file()]
 
 
 def restore_needs() -> tuple[dict[str, str], str]:
     """What `gpen restore` with no pipeline flag needs here (kind → name or file), with the
     user's defaults (config file, GPEN_* variables) applied, and a note when they are
     unusable (the built-in defaults are checked then)."""
-    from gpen_cli import settings
-    from gpen_cli.resolve import networks
+    from gpen_cli.core import settings
+    from gpen_cli.pipeline.resolve import networks
 
     try:
         return networks(settings.default_config()), ""
@@ -61,15 +61,15 @@ def weights_present(context: DoctorContext) -> CheckResult:
     )
     detail = f"{folder} ({context.weights_dir_source}): {listing or 'no weights files'}"
     needed, note = restore_needs()
-    missing = weights.needed_specs(needed, folder)  # a model given as a file exists
+    missing = download.needed_specs(needed, folder)  # a model given as a file exists
     if missing:
         names = ", ".join(spec.name for spec in missing)
         return CheckResult(
             WEIGHTS_PRESENT,
             WARN,
             f"{detail}; `gpen restore`{note} also needs {names} (downloaded on first use)",
-            f"{weights.fetch_command([spec.name for spec in missing], folder)}; offline: "
-            f"{weights.add_command(folder)}",
+            f"{store.fetch_command([spec.name for spec in missing], folder)}; offline: "
+            f"{store.add_command(folder)}",
         )
     names = ", ".join(needed.values())
     return CheckResult(
@@ -81,7 +81,7 @@ def weights_checksums(context: DoctorContext) -> CheckResult:
     """Check every present file: its published or recorded sha256, or its structure, and
     say which check each file passed."""
     folder = context.weights_dir
-    results = [weights.verify(spec.name, folder) for spec in present_models(folder)]
+    results = [verify.verify(spec.name, folder) for spec in present_models(folder)]
     if not results:
         return CheckResult(WEIGHTS_CHECKSUMS, PASS, "no weights files to verify")
     damaged = [result for result in results if result.failed]
@@ -91,7 +91,7 @@ def weights_checksums(context: DoctorContext) -> CheckResult:
             WEIGHTS_CHECKSUMS,
             FAIL,
             f"corrupt or wrong file: {detail}",
-            weights.fetch_command([result.name for result in damaged], folder, force=True),
+            store.fetch_command([result.name for result in damaged], folder, force=True),
         )
     passed = [
         f"{result.name} ({_CHECK_WORDS.get(result.check, result.check)})"

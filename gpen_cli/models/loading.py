@@ -8,7 +8,10 @@ from pathlib import Path
 
 import torch
 
-from gpen_cli.checkpoints import (
+from gpen_cli.core.errors import CheckpointError
+from gpen_cli.models.gpen import FullGenerator, channel_table
+from gpen_cli.models.ops import FastFullGenerator
+from gpen_cli.weights.checkpoints import (
     StateDict,
     check_declared_size,
     describe_mismatch,
@@ -16,9 +19,6 @@ from gpen_cli.checkpoints import (
     seeded,
     unwrap_state_dict,
 )
-from gpen_cli.errors import CheckpointError
-from gpen_cli.models.gpen import FullGenerator, channel_table
-from gpen_cli.models.ops import FastFullGenerator
 
 # Bounds a GPEN configuration can have: the published ones are sizes 256-2048, multiplier
 # 1-2, narrow 0.5-1, style_dim 512, n_mlp 8. Wider values come only from a forged file.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from torch import nn
 
-from gpen_cli.checkpoints import read_state_dict, seeded
-from gpen_cli.errors import CheckpointError
+from gpen_cli.core.errors import CheckpointError
+from gpen_cli.weights.checkpoints import read_state_dict, seeded
 
 
 @dataclass

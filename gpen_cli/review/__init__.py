@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpen_cli.atomic import remove_partials_of, write_atomically
-from gpen_cli.errors import InputError, OutputError
+from gpen_cli.core.errors import InputError, OutputError
+from gpen_cli.io.atomic import remove_partials_of, write_atomically
 from gpen_cli.review.page import GENERATOR, render
 from gpen_cli.review.read import ReviewData, read_report, review_data
 from gpen_cli.review.thumbs import PhotoThumbs, make_thumbs, remove_stale

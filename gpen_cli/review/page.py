@@ -13,10 +13,10 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from gpen_cli.core.words import count
 from gpen_cli.review.assets import SCRIPT, STYLE
 from gpen_cli.review.read import Face, Photo, ReviewData
 from gpen_cli.review.thumbs import PhotoThumbs, Thumb
-from gpen_cli.words import count
 
 GENERATOR = "gpen review"  # in the page's <meta name="generator">: how a page is told ours
 DASH = "\u2014"

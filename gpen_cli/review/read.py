@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpen_cli.errors import InputError
+from gpen_cli.core.errors import InputError
 
 
 @dataclass

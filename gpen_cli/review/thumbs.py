@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gpen_cli.atomic import write_atomically
-from gpen_cli.errors import GpenError, OutputError
+from gpen_cli.core.errors import GpenError, OutputError
+from gpen_cli.io.atomic import write_atomically
 from gpen_cli.review.read import Photo
 
 PHOTO_SIDE = 960  # px, the longer side of a photo's thumbnail: sharp at the page's width

@@ -10,5 +10,5 @@
     paste.py    inverse warp of each face with a feathered mask, only over its region
     save.py     atomic write, never over an input (--ext, --overwrite)
 
-`gpen_cli.restorer.FaceRestorer` chains them.
+`gpen_cli.pipeline.restorer.FaceRestorer` chains them.
 """

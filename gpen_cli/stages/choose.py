@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 from gpen_cli.stages.chain import Align, Detect, PreparedImage, RestoredFace
 from gpen_cli.stages.faces import Face, FaceChoice, FaceItem
 
 if TYPE_CHECKING:
-    from gpen_cli.config import RestoreConfig
+    from gpen_cli.core.config import RestoreConfig
     from gpen_cli.stages.detect import Detector
 
 # A rule gives, for each face in detection order (with its reading-order index), why it is

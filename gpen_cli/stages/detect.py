@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import torch
 
-from gpen_cli.checkpoints import load_strict, read_state_dict, seeded
-from gpen_cli.errors import CheckpointError, GpenError, WeightsMissingError
+from gpen_cli.core.errors import CheckpointError, GpenError, WeightsMissingError
 from gpen_cli.stages.faces import Face
 from gpen_cli.stages.float_resize import output_rows, resize_as_float32
+from gpen_cli.weights.checkpoints import load_strict, read_state_dict, seeded
 
 logger = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ class FaceChoice:
 
 @dataclass
 class FaceItem:
-    """One face found in a photo, as the report lists it (gpen_cli/report.py says each field)."""
+    """One face found in a photo, as the report lists it (pipeline/report.py says each field)."""
 
     index: int
     box: list[float]

@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpen_cli.devices import (
+from gpen_cli.core.devices import (
     compile_mode,
     default_batch_size,
     pick_device,
     pick_dtype,
     use_channels_last,
 )
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 from gpen_cli.models import FullGenerator, copy_gpen
 
 logger = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError, features
 
-from gpen_cli.defaults import DEFAULT_MAX_PIXELS
-from gpen_cli.errors import InputError
+from gpen_cli.core.defaults import DEFAULT_MAX_PIXELS
+from gpen_cli.core.errors import InputError
 from gpen_cli.stages.integrity import data_ends_early
 from gpen_cli.stages.metadata import Metadata, read_metadata
 from gpen_cli.stages.resize import resize_to

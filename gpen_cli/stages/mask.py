@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from gpen_cli.checkpoints import load_strict, read_state_dict, seeded
-from gpen_cli.devices import pick_dtype
+from gpen_cli.core.devices import pick_dtype
 from gpen_cli.models.parsenet import fused_head
+from gpen_cli.weights.checkpoints import load_strict, read_state_dict, seeded
 
 PARSING_INPUT_SIZE = 512
 # The official colour map over the 19 CelebAMask-HQ labels: 255 counts as face. Label 14 is

@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from gpen_cli.defaults import DEFAULT_MAX_PIXELS
-from gpen_cli.errors import InputError
+from gpen_cli.core.defaults import DEFAULT_MAX_PIXELS
+from gpen_cli.core.errors import InputError
 
 
 def resize_short_edge(image: np.ndarray, short_edge: int) -> tuple[np.ndarray, float]:

@@ -5,7 +5,7 @@ uint16 is converted to uint8 by x/257 rounded to nearest (65535 → 255) rather 
 OpenCV, which would saturate instead of scaling.
 Alpha: PNG, TIFF and WebP keep it; JPEG and BMP have no usable alpha, so it is dropped.
 
-The bytes are encoded in memory, then written by `gpen_cli.atomic.write_atomically`: a
+The bytes are encoded in memory, then written by `gpen_cli.io.atomic.write_atomically`: a
 crash or a failed encode never leaves a half-written image under the final name, leftovers
 are recognisable (`is_partial_file`), and without --overwrite an image that appears
 meanwhile is never replaced.
@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gpen_cli.atomic import write_atomically
-from gpen_cli.confine import check_inside
-from gpen_cli.errors import OutputError
+from gpen_cli.core.confine import check_inside
+from gpen_cli.core.errors import OutputError
+from gpen_cli.io.atomic import write_atomically
 from gpen_cli.stages.load import to_uint8
 from gpen_cli.stages.metadata import Metadata, embed
 

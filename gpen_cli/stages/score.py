@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 import torch
 
-from gpen_cli.checkpoints import load_strict, read_state_dict, seeded
-from gpen_cli.devices import pick_dtype
+from gpen_cli.core.devices import pick_dtype
 from gpen_cli.stages.blend import blend_fidelity
 from gpen_cli.stages.chain import RestoredFace, soften_small_face
 from gpen_cli.stages.faces import FaceScores
+from gpen_cli.weights.checkpoints import load_strict, read_state_dict, seeded
 
 ARCFACE_SIZE = 112
 ARCFACE_LAYERS, ARCFACE_DROP, ARCFACE_MODE = 50, 0.6, "ir_se"  # facexlib's 'arcface'

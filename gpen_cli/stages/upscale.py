@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpen_cli.devices import pick_dtype
+from gpen_cli.core.devices import pick_dtype
 from gpen_cli.models.upsampler import SrNet
 from gpen_cli.stages.load import check_upscaled_size
 

@@ -25,10 +25,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gpen_cli.atomic import name_too_long, partial_key
-from gpen_cli.confine import check_inside
-from gpen_cli.errors import GpenError, InputError, OutputError
-from gpen_cli.restorer import FaceRestorer
+from gpen_cli.core.confine import check_inside
+from gpen_cli.core.errors import GpenError, InputError, OutputError
+from gpen_cli.io.atomic import name_too_long, partial_key
+from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.video.media import FilmInfo, Frame, Window, probe, read_frames
 from gpen_cli.video.person import followed_person
 from gpen_cli.video.pipeline import restore_frames

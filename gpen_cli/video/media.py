@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from gpen_cli.errors import InputError
+from gpen_cli.core.errors import InputError
 
 # Streams copied packet by packet; data streams (timecode tracks) and attachments are not.
 COPIED_TYPES = ("audio", "subtitle")

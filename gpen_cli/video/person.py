@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.choose import ChooseFaces, SamePerson
 from gpen_cli.video.tracks import SceneCuts, match_boxes
 

@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 
 from gpen_cli.batch.gather import CropGatherer
-from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
 from gpen_cli.video.media import Frame
 
 T = TypeVar("T")

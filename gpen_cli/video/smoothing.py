@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gpen_cli.restorer import FaceRestorer, PreparedImage
+from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
 from gpen_cli.stages.faces import Face
 from gpen_cli.video.tracks import SceneCuts, match_boxes
 

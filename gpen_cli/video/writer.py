@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from gpen_cli.errors import GpenError, InputError, OutputError
+from gpen_cli.core.errors import GpenError, InputError, OutputError
 from gpen_cli.video.media import COPIED_TYPES, FilmInfo, Frame, open_film, stored
 
 logger = logging.getLogger(__name__)

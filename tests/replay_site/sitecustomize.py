@@ -3,7 +3,7 @@ workers) where the real RetinaFace weights are absent.
 
 Python imports `sitecustomize` at start-up from its path; tests/conftest.py's
 `process_environment` puts this folder first on PYTHONPATH, and nothing else does: gpen_cli
-knows nothing of it. Once `gpen_cli.resolve` is imported, its `load_detector` returns
+knows nothing of it. Once `gpen_cli.pipeline.resolve` is imported, its `load_detector` returns
 tests/replay.py's ReplayDetector (the official detector's faces for the test photos, none for
 any other picture), as the in-process tests' monkeypatch does. The patch waits for that
 import, so a process that never makes it (Ray's own helpers) loads nothing more.
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-PATCHED = "gpen_cli.resolve"
+PATCHED = "gpen_cli.pipeline.resolve"
 
 
 def _load_replay_detector(config, device):
@@ -29,7 +29,7 @@ def _load_replay_detector(config, device):
 
 
 class _ReplayOnceImported(importlib.abc.MetaPathFinder):
-    """Finds gpen_cli.resolve as the other finders do, and patches it once executed."""
+    """Finds gpen_cli.pipeline.resolve as the other finders do, and patches it once executed."""
 
     def find_spec(self, name, path, target=None):
         if name != PATCHED:

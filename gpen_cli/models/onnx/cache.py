@@ -23,11 +23,11 @@ import platformdirs
 import torch
 from torch import nn
 
-from gpen_cli.atomic import remove_partials_of, write_atomically
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.version import __version__
+from gpen_cli.io.atomic import remove_partials_of, write_atomically
 from gpen_cli.models import gpen, ops
 from gpen_cli.models.onnx.onnx_file import OPSET
-from gpen_cli.version import __version__
 
 logger = logging.getLogger(__name__)
 

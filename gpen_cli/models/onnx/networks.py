@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.version import __version__
 from gpen_cli.models import FullGenerator, copy_gpen
 from gpen_cli.models.onnx import onnx_file
 from gpen_cli.models.onnx.cache import cache_key, cached_export
 from gpen_cli.models.onnx.graph import ParsingHead, gpen_graph
 from gpen_cli.models.onnx.runtime import SessionModule, run, session
-from gpen_cli.version import __version__
 
 # Largest absolute difference from torch on outputs in [-1, 1] (GPEN) or on logits
 # (ParseNet): FP32 files differ by float rounding (about 1e-5); FP16 weights by their

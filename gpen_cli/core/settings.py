@@ -25,10 +25,10 @@ from typing import Any, get_type_hints
 
 import platformdirs
 
-from gpen_cli.config import ConfigError, RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.named_networks import NAMED_NETWORKS, check_network
-from gpen_cli.names import match_name
+from gpen_cli.core.config import ConfigError, RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.named_networks import NAMED_NETWORKS, check_network
+from gpen_cli.core.names import match_name
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from gpen_cli.defaults import DEFAULT_MAX_PIXELS
+from gpen_cli.core.defaults import DEFAULT_MAX_PIXELS
 
 # A worker holds at most two photos decoded or waiting (`gpen_cli.batch.runner`), each at
 # most the input limit in 8-bit BGR, and a working copy of each.

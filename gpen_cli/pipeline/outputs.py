@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gpen_cli.atomic import is_partial_file, remove_partials_of
-from gpen_cli.restorer import RestoreResult
+from gpen_cli.io.atomic import is_partial_file, remove_partials_of
+from gpen_cli.pipeline.restorer import RestoreResult
 from gpen_cli.stages.load import LoadedImage, to_uint8
 from gpen_cli.stages.save import copy_file, save_image
 

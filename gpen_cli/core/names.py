@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import TypeVar
 
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 
 ChoiceT = TypeVar("ChoiceT", bound=Enum)
 

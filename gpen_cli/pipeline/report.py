@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gpen_cli.atomic import remove_partials_of, write_atomically
-from gpen_cli.config import RestoreConfig
-from gpen_cli.errors import OutputError
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import OutputError
+from gpen_cli.io.atomic import remove_partials_of, write_atomically
 from gpen_cli.stages.faces import FaceItem
 
 REPORT_SCHEMA_VERSION = 3

@@ -6,9 +6,9 @@ never at a file's contents, and starts no download."""
 
 from __future__ import annotations
 
-from gpen_cli.config import ConfigError, RestoreConfig
-from gpen_cli.errors import GpenError
-from gpen_cli.registry import ModelKind, check_file_or_name
+from gpen_cli.core.config import ConfigError, RestoreConfig
+from gpen_cli.core.errors import GpenError
+from gpen_cli.weights.registry import ModelKind, check_file_or_name
 
 NAMED_NETWORKS: dict[str, ModelKind] = {"model": "gpen", "bg_upsampler": "upsampler"}
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from gpen_cli.errors import GpenError
-from gpen_cli.names import match_name
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.names import match_name
 
 ModelKind = Literal[
     "gpen", "detector", "parsing", "landmarks", "upsampler", "recognition", "assessment"
@@ -185,7 +185,7 @@ def spec_for_file(path: Path, kind: ModelKind) -> ModelSpec:
 
 
 def _load_builtins() -> None:
-    from gpen_cli import builtin_models  # noqa: F401  (registers the built-in entries)
+    from gpen_cli.weights import catalog  # noqa: F401  (registers the built-in entries)
 
 
 _load_builtins()

@@ -15,7 +15,7 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 
 if TYPE_CHECKING:
     import torch

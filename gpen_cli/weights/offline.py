@@ -3,9 +3,10 @@ has a way forward: the detector whose weights are already here, or Lanczos for u
 
 from __future__ import annotations
 
-from gpen_cli.config import ConfigError, RestoreConfig
-from gpen_cli.errors import GpenError, WeightsMissingError
-from gpen_cli.weights import MODELS, resolve_weights_dir_and_source
+from gpen_cli.core.config import ConfigError, RestoreConfig
+from gpen_cli.core.errors import GpenError, WeightsMissingError
+from gpen_cli.weights.registry import MODELS
+from gpen_cli.weights.store import resolve_weights_dir_and_source
 
 
 def installed(kind: str, config: RestoreConfig) -> list[str]:

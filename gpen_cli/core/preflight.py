@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from gpen_cli.errors import GpenError
+from gpen_cli.core.errors import GpenError
 
 _REPORT_HEAD = re.compile(r'\{\s*"schema_version": \d+,\s*"summary": \{')
 

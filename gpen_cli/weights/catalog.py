@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from gpen_cli.registry import ModelKind, ModelSpec, lazy, register
+from gpen_cli.weights.registry import ModelKind, ModelSpec, lazy, register
 
 _GPEN_OSS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"
 # The GPEN README points to ModelScope for the 1024 and 2048 generators (news of 2023-02-15);

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from gpen_cli.config import RestoreConfig
-from gpen_cli.devices import torch_turn
-from gpen_cli.resolve import resolve
+from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.devices import torch_turn
+from gpen_cli.core.timing import NoClock, StageClock
+from gpen_cli.pipeline.resolve import resolve
 from gpen_cli.stages.chain import (
     Align,
     AlignedInput,
@@ -53,7 +54,6 @@ from gpen_cli.stages.faces import Face, FaceItem
 from gpen_cli.stages.forward import GpenForward
 from gpen_cli.stages.mask import Masker
 from gpen_cli.stages.score import Score
-from gpen_cli.timing import NoClock, StageClock
 
 logger = logging.getLogger(__name__)
 

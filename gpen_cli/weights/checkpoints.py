@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gpen_cli.errors import CheckpointError
+from gpen_cli.core.errors import CheckpointError
 
 # Dicts that trainers wrap a state dict in, most specific first.
 WRAPPER_KEYS = ("g_ema", "params_ema", "params", "state_dict", "model", "generator", "net_g")

@@ -5,7 +5,7 @@
 restorer per distinct configuration) and its values are checked when it is built: ranges,
 choices, the device's spelling, a detector name the registry lists. It looks at no file and
 no device: whether `model` or `bg_upsampler` names a file or a registry entry, where the
-weights are and whether the device exists is the resolver's work (`gpen_cli/resolve.py`),
+weights are and whether the device exists is the resolver's work (`gpen_cli/pipeline/resolve.py`),
 so a configuration can be built, compared and sent to a worker anywhere. Its messages name
 the setting (`fidelity_weight`); the command line says the same with its flag.
 
@@ -20,10 +20,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from gpen_cli.devices import check_device
-from gpen_cli.errors import GpenError
-from gpen_cli.names import match_name, parse_choice
-from gpen_cli.registry import names
+from gpen_cli.core.devices import check_device
+from gpen_cli.core.errors import GpenError
+from gpen_cli.core.names import match_name, parse_choice
+from gpen_cli.weights.registry import names
 
 
 class MaskKind(str, Enum):

@@ -18,17 +18,19 @@ from typing import Any
 
 from torch import nn
 
-from gpen_cli.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
-from gpen_cli.devices import pick_device
-from gpen_cli.errors import GpenError, WeightsMissingError
-from gpen_cli.named_networks import check_network, check_networks
-from gpen_cli.offline import way_forward
-from gpen_cli.registry import ModelSpec, get_spec, of_kind
+from gpen_cli.core.config import ConfigError, LandmarkSource, MaskKind, RestoreConfig
+from gpen_cli.core.devices import pick_device
+from gpen_cli.core.errors import GpenError, WeightsMissingError
+from gpen_cli.core.named_networks import check_network, check_networks
 from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.mask import Masker, RectMasker
 from gpen_cli.stages.score import FaceScorer, IdentityEmbedder
 from gpen_cli.stages.upscale import Upscaler
-from gpen_cli.weights import check_gpen_structure, ensure_weight, load_model, weight_path
+from gpen_cli.weights.download import ensure_weight, load_model
+from gpen_cli.weights.offline import way_forward
+from gpen_cli.weights.registry import ModelSpec, get_spec, of_kind
+from gpen_cli.weights.store import weight_path
+from gpen_cli.weights.verify import check_gpen_structure
 
 
 def check(config: RestoreConfig) -> None:

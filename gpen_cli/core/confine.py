@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpen_cli.errors import OutputError
+from gpen_cli.core.errors import OutputError
 
 
 def check_inside(path: Path, root: Path) -> None:

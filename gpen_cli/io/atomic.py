@@ -24,7 +24,7 @@ import secrets
 import time
 from pathlib import Path
 
-from gpen_cli.errors import OutputError
+from gpen_cli.core.errors import OutputError
 
 logger = logging.getLogger(__name__)
 
