@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from conftest import photo_as
@@ -55,6 +57,23 @@ def test_forward_only_json_reports_every_configuration(tiny_checkpoint, monkeypa
         )
         assert result["peak_rss_mb"] > 50
         assert result["cuda_peak_mb"] is None and result["peak_fraction"] is None
+
+
+def test_photos_without_a_face_are_timed_and_said_with_no_speed_up(
+    tiny_checkpoint, tmp_path, pipeline_weights_dir
+):
+    """No face in the photos: the stages still run and the report says so, with no ratio to a
+    baseline that restored nothing (it divided by zero)."""
+    gradient = np.linspace(0, 255, 96 * 128, dtype=np.float32).reshape(96, 128)
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "sky.png"), gradient.astype(np.uint8))
+    report = run_json(
+        "--model", str(tiny_checkpoint), "-b", "1", "--repeats", "1", "--mask", "rect",
+        "--images", str(tmp_path / "photos"), "--detector", "retinaface-mobile",
+        "--weights-dir", str(pipeline_weights_dir),
+    )  # fmt: skip
+    assert "no face was found in the photos: nothing reached the generator" in report["notes"]
+    assert all(r["faces"] == 0 and r["speedup"] is None for r in report["results"])
 
 
 @pytest.mark.slow

@@ -164,8 +164,8 @@ def summarise(
     info = system_info(device)
     baseline = results[0]
     for result in results:
-        result.speedup = result.forward_faces_per_s / baseline.forward_faces_per_s
-        result.pipeline_speedup = result.faces_per_s / baseline.faces_per_s
+        result.speedup = _ratio(result.forward_faces_per_s, baseline.forward_faces_per_s)
+        result.pipeline_speedup = _ratio(result.faces_per_s, baseline.faces_per_s)
         add_device_utilisation(result, gflop, info)
     notes = list(work.notes)
     if "random" in model_info["weights"]:
@@ -184,3 +184,8 @@ def summarise(
         rss_is_per_config=memory.rss_is_per_config,
         results=results,
     )
+
+
+def _ratio(rate: float, baseline: float) -> float | None:
+    """A speed-up over the baseline; None (shown as "–") where the baseline restored no face."""
+    return rate / baseline if baseline else None

@@ -80,8 +80,8 @@ class ConfigResult:
     forward_faces_per_s: float
     forward_s_per_face: float
     mask_s_per_face: float | None
-    speedup: float = 1.0  # forward faces/s over the faithful baseline's
-    pipeline_speedup: float = 1.0
+    speedup: float | None = 1.0  # forward faces/s over the faithful baseline's (None: no face)
+    pipeline_speedup: float | None = 1.0
     peak_rss_mb: float = 0.0
     cuda_peak_mb: float | None = None
     tflops: float | None = None

@@ -18,10 +18,7 @@ import torch
 
 from gpen_cli.core.config import MaskKind, RestoreConfig
 from gpen_cli.core.errors import GpenError
-from gpen_cli.pipeline.resolve import (
-    load_detector,
-    torch_device,
-)
+from gpen_cli.pipeline import resolve
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 
 SHARED_DIR_ENV = "GPEN_SHARED_DIR"
@@ -181,6 +178,6 @@ def build_workload(
     return Workload(
         config.but(weights_dir=mask_dir),
         paths=paths,
-        detector=load_detector(config, torch_device(config)),
+        detector=resolve.load_detector(config, resolve.torch_device(config)),
         notes=notes + [f"photos: {', '.join(p.name for p in paths)}"],
     )
