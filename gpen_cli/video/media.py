@@ -233,9 +233,12 @@ def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
     PyAV cannot list a frame's side data once one item is of a kind newer than its own list
     (EXIF from a JPEG-coded film, for one): then the matrix is rebuilt from the rotation,
     which PyAV reads without listing (a mirrored film then loses its flip, not its frames).
+    Iterating the side data gives the items themselves up to PyAV 18.1.0 and their kinds,
+    as a mapping's keys, from 18.1.1: both are read.
     """
     try:
-        items = list(frame.side_data)
+        container = frame.side_data
+        items = [entry if hasattr(entry, "type") else container[entry] for entry in container]
     except ValueError:
         return _rotation_matrix(frame.rotation) if frame.rotation else None
     for side_data in items:
