@@ -214,6 +214,35 @@ def pipeline_weights_dir(tmp_path_factory, seeded_weights_dir, seeded_detector_d
     return folder
 
 
+# ParseNet of the published architecture, narrowed (8–16 channels, one body block, down to
+# 64 px): the loader reads that layout from its tensors. A face costs 0.15 s instead of 2–5,
+# for the tests where the parsing mask is part of the run, not the numbers under test (the
+# official references use the seeded published-width ParseNet).
+LIGHT_PARSENET = {"base_ch": 8, "ch_range": [8, 16], "res_depth": 1, "min_feat_size": 64}
+
+
+@pytest.fixture(scope="session")
+def light_parsenet_file(tmp_path_factory) -> Path:
+    """The narrow ParseNet, seed 2 (its labels split a face into several classes)."""
+    import torch
+
+    from gpen_cli.stages.mask import random_parsenet
+
+    path = tmp_path_factory.mktemp("light-parsenet") / "parsing_parsenet.pth"
+    torch.save(random_parsenet(2, **LIGHT_PARSENET).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def light_pipeline_weights_dir(tmp_path_factory, pipeline_weights_dir, light_parsenet_file):
+    """`pipeline_weights_dir`'s detector with the narrow ParseNet."""
+    folder = tmp_path_factory.mktemp("light-pipeline-weights")
+    for path in pipeline_weights_dir.iterdir():
+        target = light_parsenet_file if path.name == light_parsenet_file.name else path.resolve()
+        (folder / path.name).symlink_to(target)
+    return folder
+
+
 REPLAY_SITE = REPO / "tests" / "replay_site"
 
 

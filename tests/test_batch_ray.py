@@ -2,10 +2,10 @@
 
 One local Ray with 2 CPUs serves the tests that run a job (`ray_cluster`), started by the first
 of them. Photos go through the real RetinaFace MobileNet where its weights are at hand (else
-the official detector's faces, replayed in every process: tests/replay_site) and a random
-GPEN-64; `--batch-size 1`, because on a multi-threaded CPU the generator's float sums depend
-on which faces share a batch, and the thread engine's batches depend on timing (README:
-"Same bytes").
+the official detector's faces, replayed in every process: tests/replay_site), a random GPEN-64
+and the narrow ParseNet (conftest.LIGHT_PARSENET); `--batch-size 1`, because on a
+multi-threaded CPU the generator's float sums depend on which faces share a batch, and the
+thread engine's batches depend on timing (README: "Same bytes").
 """
 
 from __future__ import annotations
@@ -69,11 +69,11 @@ def ray_cluster():
 
 
 @pytest.fixture
-def settings(tiny_checkpoint, pipeline_weights_dir) -> RestoreConfig:
+def settings(tiny_checkpoint, light_pipeline_weights_dir) -> RestoreConfig:
     return RestoreConfig(
         model=str(tiny_checkpoint),
         detector="retinaface-mobile",
-        weights_dir=pipeline_weights_dir,
+        weights_dir=light_pipeline_weights_dir,
         device="cpu",
         batch_size=1,
         mask=MaskKind.RECT,
@@ -144,7 +144,7 @@ def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings, ray_clu
 
 def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings, ray_cluster):
     """A terminal's Ctrl-C reaches the whole process group, Ray's own processes included."""
-    copies = 30  # enough that the job is still running when Ctrl-C comes, on a busy machine too
+    copies = 10  # 21 photos: the job is still running when Ctrl-C comes after the first is written
     source = make_folder(tmp_path / "in", copies=copies)
     out, report = tmp_path / "out", tmp_path / "report.json"
     command = [

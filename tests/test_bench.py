@@ -78,7 +78,7 @@ def test_photos_without_a_face_are_timed_and_said_with_no_speed_up(
 
 @pytest.mark.slow
 def test_pipeline_on_a_real_photo_times_the_restorers_own_stages(
-    tiny_checkpoint, tmp_path, pipeline_weights_dir
+    tiny_checkpoint, tmp_path, light_pipeline_weights_dir
 ):
     # The real detector where its weights are at hand, else the official faces replayed: the
     # stages are timed either way.
@@ -86,7 +86,7 @@ def test_pipeline_on_a_real_photo_times_the_restorers_own_stages(
     report = run_json(
         "--model", str(tiny_checkpoint), "-b", "2", "--half", "--repeats", "1",
         "--images", str(tmp_path / "photos"), "--detector", "retinaface-mobile",
-        "--weights-dir", str(pipeline_weights_dir),
+        "--weights-dir", str(light_pipeline_weights_dir),
     )  # fmt: skip
     assert report["mode"] == "pipeline"
     first, fast = report["results"]

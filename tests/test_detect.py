@@ -234,9 +234,13 @@ def test_landmarks68_to_5_takes_eye_centres_nose_tip_and_mouth_corners():
         landmarks68_to_5(points[:67])
 
 
-@pytest.mark.slow
-def test_heatmap_decoding_matches_face_alignment():
-    from face_alignment.utils import get_preds_fromhm  # numba-compiled on first call
+def test_heatmap_decoding_matches_face_alignment(monkeypatch):
+    from face_alignment import utils
+    from face_alignment.utils import get_preds_fromhm
+
+    # face-alignment's own Python, uncompiled: numba's compilation takes 10 s on 2 cores.
+    for name in ("_get_preds_fromhm", "transform_np"):
+        monkeypatch.setattr(utils, name, getattr(utils, name).py_func)
 
     rng = np.random.default_rng(2)
     heatmaps = rng.random((3, 68, 64, 64)).astype(np.float32)

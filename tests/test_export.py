@@ -122,12 +122,17 @@ def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-@pytest.mark.slow  # exports GPEN-BFR-256 and ParseNet at 512 px: tens of seconds here
-def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir):
+@pytest.mark.slow  # exports GPEN-BFR-256 and ParseNet at 512 px: seconds here
+def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir, monkeypatch):
     from test_official_pipeline import ReplayDetector, official, photo, psnr, within_one_level
 
+    from gpen_cli.models.onnx import networks
     from gpen_cli.pipeline.restorer import FaceRestorer
 
+    # The export's own check against torch is the next test's (on the narrow ParseNet): run
+    # at the published width it would cost 15 s of facexlib's layers here.
+    export = networks.parsenet_onnx
+    monkeypatch.setattr(networks, "parsenet_onnx", lambda net: export(net, check=False))
     restorer = FaceRestorer(
         seeded_weights_dir / "GPEN-BFR-256.pth",
         ReplayDetector(),
@@ -139,6 +144,16 @@ def test_onnxruntime_runtime_gives_the_official_photo(seeded_weights_dir):
     expected = official("astronaut_320_GPEN.png")
     assert psnr(result.image, expected) >= 50.0
     assert within_one_level(result.image, expected) >= 0.999
+
+
+def test_parsenet_export_is_checked_against_facexlibs_layers(light_parsenet_file):
+    from gpen_cli.models.onnx import networks
+    from gpen_cli.stages.mask import load_parsenet
+
+    network = load_parsenet(light_parsenet_file)
+    exported = networks.parsenet_onnx(network)
+    assert 0 <= exported.difference <= networks.TOLERANCE[False]
+    assert exported.metadata["kind"] == "parsing"
 
 
 def test_runtime_setting_is_checked():

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import LIGHT_PARSENET
 
 from gpen_cli.core.config import ConfigError, MaskKind, RestoreConfig
 from gpen_cli.core.errors import CheckpointError, WeightsMissingError
@@ -37,16 +38,6 @@ def official_mask(labels: np.ndarray, size: int) -> np.ndarray:
     mask = cv2.GaussianBlur(mask, (101, 101), 4)
     mask = cv2.GaussianBlur(mask, (101, 101), 4)
     return cv2.resize(mask.astype(np.float32), (size, size))
-
-
-@pytest.fixture(scope="module")
-def parsenet_file(tmp_path_factory):
-    from facexlib.parsing.parsenet import ParseNet
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("parsing") / "parsing_parsenet.pth"
-    torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), path)
-    return path
 
 
 @pytest.mark.parametrize("label", range(19))
@@ -89,17 +80,16 @@ def test_parsing_input_is_the_official_conversion() -> None:
     np.testing.assert_array_equal(parsing_input([face])[0], expected)
 
 
-@pytest.mark.slow
-def test_parsing_masks_equal_the_whole_network_run_face_by_face(parsenet_file) -> None:
+def test_parsing_masks_equal_the_whole_network_run_face_by_face(light_parsenet_file) -> None:
     from facexlib.parsing.parsenet import ParseNet
 
-    reference = ParseNet(in_size=512, out_size=512, parsing_ch=19)
-    reference.load_state_dict(torch.load(parsenet_file))
+    reference = ParseNet(in_size=512, out_size=512, parsing_ch=19, **LIGHT_PARSENET)
+    reference.load_state_dict(torch.load(light_parsenet_file))
     reference.eval()
     faces = [
         np.random.default_rng(i).integers(0, 256, (256, 256, 3), dtype=np.uint8) for i in range(2)
     ]
-    masker = ParsingMasker(parsenet_file, chunk=1)  # two chunks
+    masker = ParsingMasker(light_parsenet_file, chunk=1)  # two chunks
     masks = masker(faces)
     assert [m.shape for m in masks] == [(256, 256)] * 2
     for face, mask in zip(faces, masks, strict=True):
@@ -111,14 +101,14 @@ def test_parsing_masks_equal_the_whole_network_run_face_by_face(parsenet_file) -
 
 
 def test_parsing_is_the_default_and_never_silently_replaced(
-    tmp_path, parsenet_file, monkeypatch
+    tmp_path, light_parsenet_file, monkeypatch
 ) -> None:
     monkeypatch.setenv("GPEN_WEIGHTS_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     default = RestoreConfig(weights_dir=tmp_path)
     assert default.mask is MaskKind.PARSING
     with pytest.raises(WeightsMissingError, match="parsing_parsenet.pth"):
         load_masker(default, "cpu")
-    (tmp_path / "parsing_parsenet.pth").write_bytes(parsenet_file.read_bytes())
+    (tmp_path / "parsing_parsenet.pth").write_bytes(light_parsenet_file.read_bytes())
     assert isinstance(load_masker(default, "cpu"), ParsingMasker)
     assert isinstance(load_masker(default.but(mask="RECT"), "cpu"), RectMasker)
     with pytest.raises(ConfigError, match="blob"):
@@ -132,9 +122,9 @@ def test_wrong_parsing_weights_are_named(tmp_path) -> None:
         ParsingMasker(bogus)
 
 
-def test_parsing_runs_in_bounded_chunks_whatever_the_face_count(parsenet_file, monkeypatch):
+def test_parsing_runs_in_bounded_chunks_whatever_the_face_count(light_parsenet_file, monkeypatch):
     # Memory follows the chunk, not the photo: 29 faces never become one 29-face batch.
-    masker = ParsingMasker(parsenet_file, chunk=2)
+    masker = ParsingMasker(light_parsenet_file, chunk=2)
     seen = []
 
     def labels(batch):
@@ -145,3 +135,19 @@ def test_parsing_runs_in_bounded_chunks_whatever_the_face_count(parsenet_file, m
     masks = masker([np.zeros((64, 64, 3), np.uint8)] * 5)
     assert seen == [2, 2, 1] and len(masks) == 5
     assert all(mask.shape == (64, 64) and mask.max() == 0 for mask in masks)
+
+
+def test_parsenet_layout_is_read_from_the_tensors(light_parsenet_file, tmp_path) -> None:
+    from gpen_cli.stages.mask import load_parsenet, parsenet, parsenet_layout, random_parsenet
+
+    published = random_parsenet(0).state_dict()
+    rebuilt = parsenet(parsenet_layout(published)).state_dict()
+    assert {k: v.shape for k, v in rebuilt.items()} == {k: v.shape for k, v in published.items()}
+    narrow = load_parsenet(light_parsenet_file)
+    assert narrow.encoder[0].conv2d.out_channels == LIGHT_PARSENET["base_ch"]
+    assert len(narrow.body) == LIGHT_PARSENET["res_depth"]
+    broken = dict(published)
+    del broken["body.3.conv2.conv2d.weight"]  # a block with a layer missing: refused, not guessed
+    torch.save(broken, tmp_path / "broken.pth")
+    with pytest.raises(CheckpointError, match="broken.pth: not a ParseNet"):
+        load_parsenet(tmp_path / "broken.pth")

@@ -11,9 +11,9 @@ cheaper, and the face's surroundings (hair, neck) come from GPEN's crop too.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -28,6 +28,14 @@ PARSING_INPUT_SIZE = 512
 # the hat, 18 the cloth; 0 the background.
 FACE_LABELS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17])
 PARSING_LABELS = 19
+# The published ParseNet (facexlib's defaults, as GPEN builds it at 512 px).
+PARSENET_LAYOUT: dict[str, Any] = {
+    "min_feat_size": 32,
+    "base_ch": 64,
+    "parsing_ch": PARSING_LABELS,
+    "res_depth": 10,
+    "ch_range": [32, 256],
+}
 # Post-processing, at the parsing resolution (512 px), as the official code does it.
 _BORDER_PX = 26
 _BLUR_KERNEL = (101, 101)
@@ -102,13 +110,44 @@ def parsing_input(faces: Sequence[np.ndarray]) -> np.ndarray:
     return (batch / 255.0 * 2 - 1).astype(np.float32).transpose(0, 3, 1, 2)
 
 
-def random_parsenet(seed: int) -> torch.nn.Module:
-    """facexlib's ParseNet at GPEN's size with seeded random weights (a registry random_init)."""
+def random_parsenet(seed: int, **layout: Any) -> torch.nn.Module:
+    """facexlib's ParseNet at GPEN's size with seeded random weights (a registry random_init);
+    `layout` narrows it (PARSENET_LAYOUT's keys), as the tests' light stand-in is."""
+    with seeded(seed):
+        return parsenet({**PARSENET_LAYOUT, **layout})
+
+
+def parsenet(layout: Mapping[str, Any]) -> torch.nn.Module:
+    """facexlib's ParseNet at GPEN's 512 px of the given layout."""
     from facexlib.parsing.parsenet import ParseNet
 
     side = PARSING_INPUT_SIZE
-    with seeded(seed):
-        return ParseNet(in_size=side, out_size=side, parsing_ch=PARSING_LABELS)
+    return ParseNet(in_size=side, out_size=side, **layout)
+
+
+def parsenet_layout(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """ParseNet's constructor arguments, read from its tensors as spandrel reads a network's:
+    the widths from the convolutions' shapes, the depths from how many blocks there are. A
+    file that is no ParseNet gets the published layout, which it then fails to load into,
+    saying why."""
+    weights = {k: v.shape for k, v in state.items() if k.endswith("conv2d.weight")}
+    if "encoder.0.conv2d.weight" not in weights or "out_mask_conv.conv2d.weight" not in weights:
+        return dict(PARSENET_LAYOUT)
+
+    def blocks(part: str) -> int:
+        found = {int(k.split(".")[1]) for k in weights if k.startswith(part + ".")}
+        return max(found, default=-1) + 1
+
+    # Every residual block's width is clipped to ch_range; the first layer's is not.
+    clipped = [shape[0] for key, shape in weights.items() if key.count(".") == 4]
+    clipped.append(weights["out_mask_conv.conv2d.weight"][1])
+    return {
+        "min_feat_size": PARSING_INPUT_SIZE >> (blocks("encoder") - 1),
+        "base_ch": int(weights["encoder.0.conv2d.weight"][0]),
+        "parsing_ch": int(weights["out_mask_conv.conv2d.weight"][0]),
+        "res_depth": blocks("body"),
+        "ch_range": [int(min(clipped)), int(max(clipped))],
+    }
 
 
 def is_parsenet(path: Path) -> bool:
@@ -169,15 +208,12 @@ class ParsingMasker:
 
 
 def load_parsenet(weights_path: Path) -> torch.nn.Module:
-    """facexlib's ParseNet with the weights of `weights_path` (loaded strictly), in eval
-    mode, its pass-through layers made true pass-throughs."""
-    from facexlib.parsing.parsenet import ParseNet
-
-    network = ParseNet(
-        in_size=PARSING_INPUT_SIZE, out_size=PARSING_INPUT_SIZE, parsing_ch=PARSING_LABELS
-    )
+    """facexlib's ParseNet with the weights of `weights_path` (loaded strictly into the layout
+    its tensors have), in eval mode, its pass-through layers made true pass-throughs."""
     what = "ParseNet face-parsing state dict"
-    load_strict(network, read_state_dict(weights_path, what), str(weights_path), what)
+    state = read_state_dict(weights_path, what)
+    network = parsenet(parsenet_layout(state))
+    load_strict(network, state, str(weights_path), what)
     return _without_identity_copies(network.eval().requires_grad_(False))
 
 
