@@ -159,7 +159,7 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True  # first, so that a module reading the registry as it loads is served
+    _discovered = True  # first: a module that reads the registry as it loads starts no loop
     try:
         importlib.import_module("gpen_cli.stages.builtin")
         package = importlib.import_module("gpen_cli.stages")
