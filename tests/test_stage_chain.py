@@ -10,8 +10,8 @@ import torch
 
 from gpen_cli.core.timing import StageClock
 from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
-from gpen_cli.stages.chain import STAGE_NAMES
 from gpen_cli.stages.faces import Face
+from gpen_cli.stages.registry import stage_names
 
 
 class Identity(torch.nn.Module):
@@ -82,7 +82,7 @@ def test_every_stage_is_named_from_the_declared_list_and_timers_never_nest() -> 
         Identity(), device="cpu", aligned=True, upscale=2, bg_upsampler="none", clock=clock
     )
     stages = [*restorer.prepare_stages, *restorer.forward_stages, *restorer.finish_stages]
-    assert {stage.name for stage in stages} <= set(STAGE_NAMES)
+    assert {stage.name for stage in stages} <= set(stage_names())
     clock.take()
     started = time.perf_counter()
     result = restorer.restore(photo()[:64, :64])

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from gpen_cli.bench.run import BenchReport
-from gpen_cli.stages.chain import STAGE_NAMES
+from gpen_cli.stages.registry import stage_names
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -19,7 +19,7 @@ def table_rows(report: BenchReport, detailed: bool = True) -> tuple[list[str], l
     (generator and mask, per face) and memory (device memory on CUDA); `--json` and
     `--markdown` carry the rest.
     """
-    stages = [s for s in STAGE_NAMES if s in report.results[0].stages_s]
+    stages = [s for s in stage_names() if s in report.results[0].stages_s]
     mask = any(r.mask_s_per_face is not None for r in report.results)
     upscaled = any(r.upscale_mp_per_s is not None for r in report.results)
     cuda = report.results[0].cuda_peak_mb is not None

@@ -19,7 +19,7 @@ from gpen_cli.bench.workload import NoDetector, Workload, config_label, random_c
 from gpen_cli.core.config import RestoreConfig
 from gpen_cli.core.timing import StageClock
 from gpen_cli.pipeline.restorer import FaceRestorer
-from gpen_cli.stages.chain import STAGE_NAMES
+from gpen_cli.stages.registry import stage_names
 
 
 def pipeline_pass(work: Workload, restorer: FaceRestorer, clock: StageClock) -> int:
@@ -109,7 +109,7 @@ class TileCounter:
 def _median_stages(passes: Sequence[dict[str, float]]) -> dict[str, float]:
     return {
         name: statistics.median(p.get(name, 0.0) for p in passes)
-        for name in STAGE_NAMES
+        for name in stage_names()
         if name in passes[0]
     }
 

@@ -4,8 +4,9 @@
 `forward` (GPEN, then the parsing mask) and `finish` (soften, blend, paste) are the same work
 in three steps, so an engine can send faces from several photos through the models together.
 Each step runs a list of named stage objects (`gpen_cli/stages/chain.py`) that the restorer
-builds from its configuration, once. Aligned mode (the input is one aligned face crop) is a
-setting of the restorer: the same three steps, with nothing to detect or paste.
+builds once, walking the stage registry (`gpen_cli/stages/registry.py`) with its configuration
+and networks. Aligned mode (the input is one aligned face crop) is a setting of the restorer:
+the same three steps, with nothing to detect or paste.
 """
 
 from __future__ import annotations
@@ -25,35 +26,20 @@ from gpen_cli.core.devices import torch_turn
 from gpen_cli.core.timing import NoClock, StageClock
 from gpen_cli.pipeline.resolve import resolve
 from gpen_cli.stages.chain import (
-    Align,
-    AlignedInput,
-    Blend,
-    CanvasSizedWorking,
-    Clahe,
-    Detect,
     FaceInput,
     FaceStage,
     FinishStage,
     FinishWork,
-    Generate,
-    PasteBack,
-    PasteMasks,
     PhotoStage,
     PreparedImage,
-    RefineLandmarks,
     RestoredFace,
-    ScoreInputs,
-    ShortEdgeResize,
-    UpscaleCanvas,
-    UpscaleFace,
-    WarnEnlargedFaces,
 )
-from gpen_cli.stages.choose import ChooseFaces, face_items, rule_for
+from gpen_cli.stages.choose import face_items
 from gpen_cli.stages.detect import Detector, FanLandmarks
 from gpen_cli.stages.faces import Face, FaceItem
 from gpen_cli.stages.forward import GpenForward
 from gpen_cli.stages.mask import Masker
-from gpen_cli.stages.score import Score
+from gpen_cli.stages.registry import StageContext, build_stages
 
 logger = logging.getLogger(__name__)
 
@@ -151,50 +137,24 @@ class FaceRestorer:
         self.refiner: FanLandmarks | None = built.refiner
         self.masker: Masker | None = built.masker
         self.embedder, self.scorer = built.embedder, built.scorer
-        self.chooser = rule_for(config, self.detector, self.size, self.embedder)
-        self.prepare_stages = self._prepare_stages()
-        self.forward_stages = self._forward_stages()
-        self.finish_stages = self._finish_stages()
+        context = StageContext(
+            config,
+            self.generator,
+            upscaler=built.upscaler,
+            detector=built.detector,
+            refiner=built.refiner,
+            masker=built.masker,
+            embedder=built.embedder,
+            scorer=built.scorer,
+            on_tile=on_tile,
+        )
+        self.prepare_stages: list[PhotoStage] = build_stages("prepare", context)
+        self.forward_stages: list[FaceStage] = build_stages("forward", context)
+        self.finish_stages: list[FinishStage] = build_stages("finish", context)
 
     @property
     def aligned(self) -> bool:
         return self.config.aligned
-
-    # ------------------------------------------------------------------ the stages, as lists
-
-    def _prepare_stages(self) -> list[PhotoStage]:
-        config = self.config
-        if self.aligned:
-            stages: list[PhotoStage] = [AlignedInput(self.size)]
-        else:
-            stages = [ShortEdgeResize(config.short_edge)] if config.short_edge else []
-            if self.upscaler is not None:
-                upscale = UpscaleCanvas(self.upscaler, self.on_tile)
-                stages += [upscale, CanvasSizedWorking(config.upscale)]
-            stages.append(Detect(self.detector, config.only_center_face))
-            if self.refiner is not None:
-                stages.append(RefineLandmarks(self.refiner))
-            if self.upscaler is not None:
-                stages.append(WarnEnlargedFaces(self.size, self.generator.source))
-            stages.append(Align(self.size))
-            if self.chooser is not None:
-                stages.append(ChooseFaces(self.chooser, uses_torch=config.person is not None))
-        stages += [Clahe()] if config.clahe else []
-        return stages + ([ScoreInputs()] if self.scorer is not None else [])
-
-    def _forward_stages(self) -> list[FaceStage]:
-        stages: list[FaceStage] = [Generate(self.generator)]
-        stages += [PasteMasks(self.masker)] if self.masker is not None else []
-        return stages + ([Score(self.scorer, self.config.fidelity_weight)] if self.scorer else [])
-
-    def _finish_stages(self) -> list[FinishStage]:
-        stages: list[FinishStage] = [Blend(self.config.fidelity_weight)]
-        if not self.aligned:
-            keep = self.config.short_edge if self.config.keep_resized else None
-            return [*stages, PasteBack(keep)]
-        if self.upscaler is not None:  # the official use_sr upscales the restored face
-            stages.append(UpscaleFace(self.upscaler, self.on_tile))
-        return stages
 
     def add_stage(self, stage: PhotoStage, before: str) -> None:
         """Run `stage` in the prepare list just before the first stage named `before`."""

@@ -10,5 +10,6 @@
     paste.py    inverse warp of each face with a feathered mask, only over its region
     save.py     atomic write, never over an input (--ext, --overwrite)
 
-`gpen_cli.pipeline.restorer.FaceRestorer` chains them.
+`chain.py` holds the stage objects, `registry.py` which of them run, in which step and order
+(the built-in ones in `builtin.py`); `gpen_cli.pipeline.restorer.FaceRestorer` runs them.
 """

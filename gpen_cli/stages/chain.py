@@ -1,17 +1,19 @@
-"""The pipeline as lists of named stage objects, each doing one job of the restoration.
+"""The pipeline's stage objects, each doing one job of the restoration, and what they share.
 
-`FaceRestorer` builds three lists from its configuration and runs each in order:
+`FaceRestorer` runs three lists of them, built from the stage registry (`registry.py`; the
+built-in entries, in pipeline order, are in `builtin.py`):
 
-    prepare  one photo:        resize, upscale, detect, landmarks, smooth, align, clahe
-    forward  crops of photos:  forward (GPEN), mask (paste masks)
+    prepare  one photo:        resize, upscale, detect, landmarks, smooth, align, choose, clahe
+    forward  crops of photos:  forward (GPEN), mask (paste masks), score
     finish   one photo:        blend, paste (aligned mode: blend, upscale)
 
 A photo stage reads and fills the photo's `PreparedImage`; a face stage maps a batch of crops
-(from any number of photos, as the engines pack them) to restored faces. A stage that runs a
-network says so (`uses_torch`), and the restorer then holds the device's turn around it
-(`devices.torch_turn`). Stage names are declared once, in pipeline order, in `STAGE_NAMES`:
-the restorer times each stage under its name, and `gpen bench` tabulates them, so a new
-stage is timed and shown by being in a list. No stage runs inside another's timer.
+(from any number of photos, as the engines pack them) to restored faces; a finish stage puts
+one photo's restored faces back (`FinishWork`). A stage that runs a network says so
+(`uses_torch`), and the restorer then holds the device's turn around it
+(`devices.torch_turn`). The restorer times each stage under its `name`, and `gpen bench`
+tabulates the registry's names (`registry.stage_names`), so a registered stage is timed and
+shown. No stage runs inside another's timer.
 """
 
 from __future__ import annotations
@@ -39,26 +41,6 @@ if TYPE_CHECKING:
     from gpen_cli.stages.upscale import Upscaler
 
 logger = logging.getLogger(__name__)
-
-# Every stage's name, in the order a photo meets them ("decode" and "encode" are the
-# engines' reading and writing of files, timed under these names too).
-STAGE_NAMES = (
-    "decode",
-    "resize",
-    "upscale",
-    "detect",
-    "landmarks",
-    "smooth",
-    "align",
-    "choose",
-    "clahe",
-    "forward",
-    "mask",
-    "score",
-    "blend",
-    "paste",
-    "encode",
-)
 
 # Faces whose detected box is narrower than this are softened after GPEN, as the official
 # pipeline does (its 3x3 binomial kernel): GPEN's detail would alias when shrunk back.
