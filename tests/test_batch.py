@@ -21,11 +21,11 @@ from torch import nn
 from typer.testing import CliRunner
 
 from gpen_cli.batch import FolderScan, PhotoJob, ThreadEngine, plan_layout
-from gpen_cli.batch.gather import CropGatherer
 from gpen_cli.batch.scan import ALREADY_DONE
 from gpen_cli.batch.signals import graceful_stop
 from gpen_cli.cli import app
 from gpen_cli.core.errors import GpenError
+from gpen_cli.flow.gather import CropGatherer
 from gpen_cli.io.atomic import is_partial_file
 from gpen_cli.pipeline.outputs import OutputOptions
 from gpen_cli.pipeline.restorer import FaceRestorer

@@ -27,6 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "weights": ("weights",),
     "stages": ("stages",),
     "pipeline": ("pipeline",),
+    "flow": ("flow",),
     "engines": ("batch", "video"),
     "tools": ("bench", "doctor", "review", "export"),
     "command line": ("cli", "__main__"),

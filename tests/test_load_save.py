@@ -410,7 +410,7 @@ def test_output_path_to_an_explicit_file(tmp_path):
 def test_save_refuses_an_existing_file_without_overwrite(tmp_path):
     target = _write(tmp_path / "out.png", _random((8, 8, 3)))
     before = _digest(target)
-    with pytest.raises(OutputError, match=r"out\.png exists; pass --overwrite to replace it"):
+    with pytest.raises(OutputError, match=r"out\.png exists; pass overwrite to replace it"):
         save_image(target, _random((8, 8, 3)))
     assert _digest(target) == before
 

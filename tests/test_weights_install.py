@@ -132,7 +132,9 @@ def test_add_does_not_replace_another_installed_file_without_force(tmp_path, mon
     given = tmp_path / "tiny.onnx"
     given.write_bytes(b"the real bytes")
     args = ["weights", "add", str(given), "--weights-dir", str(folder)]
-    assert runner.invoke(app, args).exit_code == 1
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1
+    assert "exists and is another file; pass --force to replace it" in refused.stderr
     assert (folder / "tiny.onnx").read_bytes() == b"older bytes"
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
     assert (folder / "tiny.onnx").read_bytes() == b"the real bytes"

@@ -6,9 +6,9 @@
                   and the preamble around them (lock, stale partials, plan, count)
     engine.py     the one engine interface, `Engine.run(job, stop, on_event)`, and the tally
     engines.py    the table the commands pick an engine from
-    gather.py     faces of several photos packed into forward batches of a fixed size
     steps.py      one photo's work before and after the generator, failures as report entries
-    runner.py     the thread engine: pools that overlap those steps with the generator
+    runner.py     the thread engine: pools that overlap those steps with the generator (the
+                  gatherer and the read-ahead are gpen_cli/flow's, shared with `gpen video`)
     ray_engine.py the Ray engine: Ray Data feeding model actors that run the thread engine
     signals.py    Ctrl-C / SIGTERM: the first finishes what is in flight, the second stops at once
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, Phrase
 from gpen_cli.io.atomic import is_partial_file
 from gpen_cli.stages.save import output_path_for
 
@@ -71,8 +71,11 @@ def plan_layout(input_dir: Path, output_dir: Path, report: Path | None = None) -
         written = Path(report).resolve()
         if _inside(written, source) and not _inside(written, target):
             raise GpenError(
-                f"--report {report} is inside the input folder {input_dir}, which is never "
-                "written to; put it elsewhere"
+                Phrase(
+                    f"`report` {report} is inside the input folder {input_dir}, which is "
+                    "never written to; put it elsewhere",
+                    "report",
+                )
             )
     return BatchLayout(input_dir, output_dir, excluded)
 

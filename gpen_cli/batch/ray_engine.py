@@ -42,7 +42,7 @@ from gpen_cli.batch.job import GivenItems, Item, PhotoJob
 from gpen_cli.batch.runner import ThreadEngine, default_workers
 from gpen_cli.batch.scan import Task
 from gpen_cli.core.config import RestoreConfig
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, Phrase, joined
 from gpen_cli.pipeline.outputs import OutputOptions
 from gpen_cli.pipeline.report import ReportEntry
 from gpen_cli.pipeline.restorer import FaceRestorer
@@ -73,11 +73,14 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         if self.model_actors < 1:
-            raise GpenError(f"--model-actors must be at least 1, got {self.model_actors}")
-        if self.gpus_per_actor < 0:
-            raise GpenError(f"--gpus-per-worker must be 0 or more, got {self.gpus_per_actor}")
-        if self.address is not None and self.cpus is not None:
-            raise GpenError("--workers sets a local Ray's CPUs; a cluster (--address) has its own")
+            problem = f"`model_actors` must be at least 1, got {self.model_actors}"
+        elif self.gpus_per_actor < 0:
+            problem = f"`gpus_per_actor` must be 0 or more, got {self.gpus_per_actor}"
+        elif self.address is not None and self.cpus is not None:
+            problem = "`cpus` sets a local Ray's CPUs; a cluster (`address`) has its own"
+        else:
+            return
+        raise GpenError(Phrase(problem, "model_actors", "gpus_per_actor", "cpus", "address"))
 
 
 class GpenActor:
@@ -146,7 +149,9 @@ def _import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401  (pyarrow: fails here when it does not fit numpy)
     except ImportError as exc:
-        raise GpenError(f"--engine ray needs Ray Data ({exc}); {INSTALL_HINT}") from None
+        raise GpenError(
+            Phrase(f"`engine` ray needs Ray Data ({exc}); {INSTALL_HINT}", "engine")
+        ) from None
     return ray
 
 
@@ -166,25 +171,32 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
             connection.sendall(_HTTP2_PREFACE)
             answer = connection.recv(9)
     except OSError as exc:
-        raise GpenError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+        raise GpenError(
+            Phrase(f"`address` {address}: no Ray cluster answers there ({exc})", "address")
+        ) from None
     # Ray's head (and its client server) speak gRPC, so answer the HTTP/2 preface with a
     # SETTINGS frame (9-byte header, type 4); anything else is not Ray, where Ray itself
     # would retry for minutes, a warning every five seconds.
     if len(answer) < 9 or answer[3] != _HTTP2_SETTINGS:
         raise GpenError(
-            f"--address {address}: something answers there, but not a Ray cluster (Ray's "
-            "head listens on port 6379 unless `ray start --port` said otherwise)"
+            Phrase(
+                f"`address` {address}: something answers there, but not a Ray cluster (Ray's "
+                "head listens on port 6379 unless `ray start --port` said otherwise)",
+                "address",
+            )
         )
 
 
 def start_error(where: str, exc: BaseException) -> GpenError:
     """Why Ray did not start, in one line; how to present the token where that was why (Ray
     2.60's `ray start` turns token authentication on, and a driver must be told to use it)."""
-    message = f"{where}: cannot start Ray: {str(exc).strip().splitlines()[0]}"
+    message = joined(where, f": cannot start Ray: {str(exc).strip().splitlines()[0]}")
     cause: BaseException | None = exc
     while cause is not None:
         if type(cause).__name__ == "AuthenticationError":
-            return GpenError(f"{message}; the cluster wants its token: set RAY_AUTH_MODE=token")
+            return GpenError(
+                joined(message, "; the cluster wants its token: set RAY_AUTH_MODE=token")
+            )
         cause = cause.__cause__
     return GpenError(message)
 
@@ -215,7 +227,8 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
             _system_config=None if options.address else {"worker_niceness": 0},
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"--address {options.address}" if options.address else "a local Ray"
+        where = Phrase(f"`address` {options.address}", "address")
+        where = where if options.address else "a local Ray"
         raise start_error(where, exc) from None
     try:
         yield ray

@@ -35,9 +35,10 @@ from typing import Any
 
 from gpen_cli.batch import steps
 from gpen_cli.batch.engine import Engine, PhotoProgress, Tally
-from gpen_cli.batch.gather import Completed, CropGatherer
 from gpen_cli.batch.job import Item
 from gpen_cli.batch.scan import Task
+from gpen_cli.flow.gather import Completed, CropGatherer
+from gpen_cli.flow.read_ahead import END, ReadAhead
 from gpen_cli.pipeline.outputs import OutputOptions
 from gpen_cli.pipeline.report import ReportEntry
 from gpen_cli.pipeline.restorer import FaceRestorer
@@ -211,64 +212,6 @@ class _Shared:
             return events, until()
 
 
-_END = object()  # what _ReadAhead gives once its inputs are exhausted
-
-
-class _ReadAhead:
-    """The inputs read one ahead in a thread of their own, the caller told through
-    `changed`: listing a folder or waiting on a queue never holds up the hooks."""
-
-    def __init__(self, items: Iterable[Task | ReportEntry], changed: threading.Condition):
-        self._changed = changed
-        self._slot: list[object] = []
-        self._failure: BaseException | None = None
-        self._source = iter(items)
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, name="gpen-scan", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        item: object = _END
-        while True:
-            try:
-                item = next(self._source, _END)
-            except BaseException as exc:  # a broken scan is a machinery failure
-                self._failure, item = exc, _END
-            with self._changed:
-                self._changed.wait_for(lambda: not self._slot or self._closed)
-                if self._closed:
-                    return
-                self._slot.append(item)
-                self._changed.notify_all()
-            if item is _END:
-                return
-
-    def ready(self) -> bool:
-        """Whether the next input (or the end) is there; read under `changed`."""
-        return bool(self._slot)
-
-    def at_end(self) -> bool:
-        """Whether the inputs are known to be exhausted; read under `changed`."""
-        with self._changed:
-            return len(self._slot) == 1 and self._slot[0] is _END
-
-    def take(self) -> object:
-        with self._changed:
-            self._changed.wait_for(self.ready)
-            item = self._slot.pop()
-            self._changed.notify_all()
-        if item is _END and self._failure is not None:
-            raise self._failure
-        return item
-
-    def close(self) -> None:
-        """No more inputs are wanted (the run ended or was aborted): the reader leaves."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-        self._thread.join(timeout=1.0)  # at once, unless it waits on a blocking source
-
-
 class _Run:
     """One run: the pools, the forward thread, and the caller's side (scan and hooks)."""
 
@@ -319,7 +262,7 @@ class _Run:
         """Admit each photo when there is room for it, serving the hooks while waiting, also
         while the next input is awaited (a source may block: a Ray actor's task queue)."""
         shared = self.shared
-        ahead = _ReadAhead(items, shared.changed)
+        ahead = ReadAhead(items, name="gpen-scan", changed=shared.changed)
         try:
             while True:
                 self._serve(lambda: ahead.ready() or shared.stopping)
@@ -327,7 +270,7 @@ class _Run:
                     self.scan_cut = not ahead.at_end()
                     break
                 item = ahead.take()
-                if item is _END:
+                if item is END:
                     break
                 if isinstance(item, ReportEntry):
                     self._dispatch(item)
@@ -338,7 +281,7 @@ class _Run:
                     break
                 self._submit(self.preparers, self._prepare, item, shared.admit())
         finally:
-            ahead.close()
+            ahead.close(timeout=1.0)  # at once, unless it waits on a blocking source
         shared.end_feed()
 
     @property

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from gpen_cli.batch.layout import BatchLayout
 from gpen_cli.core.confine import check_inside
-from gpen_cli.core.errors import OutputError
+from gpen_cli.core.errors import OutputError, Phrase, message_of
 from gpen_cli.io.atomic import name_too_long
 from gpen_cli.pipeline.report import ReportEntry
 from gpen_cli.stages.load import READABLE_EXTENSIONS
@@ -125,9 +125,10 @@ def plan_items(
         if found.relative.parent != current_folder:
             current_folder, claimed = found.relative.parent, {}
         if output in claimed:
-            error = (
+            error = Phrase(
                 f"{claimed[output]} and {source} would both be written to {output}; "
-                "rename one or use --ext same"
+                "rename one or use `ext` same",
+                "ext",
             )
             yield ReportEntry(input=str(source), output=None, status="failed", error=error)
             continue
@@ -135,7 +136,9 @@ def plan_items(
         try:  # a link in the output tree would make "exists" speak of another file
             check_inside(output, layout.output_dir)
         except OutputError as exc:
-            yield ReportEntry(input=str(source), output=None, status="failed", error=str(exc))
+            yield ReportEntry(
+                input=str(source), output=None, status="failed", error=message_of(exc)
+            )
             continue
         too_long = name_too_long(output)
         if too_long is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpen_cli.batch.scan import Task
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, message_of
 from gpen_cli.pipeline.outputs import OutputOptions, write_outputs
 from gpen_cli.pipeline.report import FacesSummary, ReportEntry, naming, review_reasons
 from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage, RestoredFace, RestoreResult
@@ -32,7 +32,7 @@ class Prepared:
 def failed_entry(task: Task, exc: BaseException, started: float) -> ReportEntry:
     """The report entry of a photo that could not be restored, saying why in one line."""
     if isinstance(exc, GpenError):
-        error = naming(task.source, str(exc))
+        error = naming(task.source, message_of(exc))
     else:
         error = f"{task.source}: unexpected {type(exc).__name__}: {exc}"
     return ReportEntry(

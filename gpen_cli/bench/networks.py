@@ -11,6 +11,7 @@ from torch import nn
 
 from gpen_cli.bench.workload import Workload
 from gpen_cli.core.config import RestoreConfig
+from gpen_cli.core.errors import Phrase
 from gpen_cli.pipeline.resolve import (
     generator_file,
 )
@@ -59,7 +60,9 @@ def add_upscaling(work: Workload, scratch: Path, seed: int) -> None:
 
     config = work.config
     if not work.pipeline:
-        work.notes.append("forward only: --upscale needs photos and a detector, not timed")
+        work.notes.append(
+            Phrase("forward only: `upscale` needs photos and a detector, not timed", "upscale")
+        )
         work.config = config.but(upscale=1, bg_upsampler=None)
         return
     name = config.bg_upsampler or f"realesrnet_x{config.upscale}"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gpen_cli.core.config import MaskKind, RestoreConfig
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, Phrase, joined
 from gpen_cli.pipeline import resolve
 from gpen_cli.stages.load import READABLE_EXTENSIONS
 
@@ -83,13 +83,14 @@ def default_photos() -> list[Path]:
 
 def photos_in(folder: Path) -> list[Path]:
     if folder.exists() and not folder.is_dir():
-        raise GpenError(f"--images {folder}: a file, not a folder; name the folder of photos")
-    if not folder.is_dir():
-        raise GpenError(f"--images {folder}: no such folder")
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not photos:
-        raise GpenError(f"--images {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
-    return photos
+        problem = "a file, not a folder; name the folder of photos"
+    elif not folder.is_dir():
+        problem = "no such folder"
+    elif not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        problem = f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it"
+    else:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    raise GpenError(Phrase(f"`images` {folder}: {problem}", "images"))
 
 
 def astronaut_photo(folder: Path) -> Path | None:
@@ -168,11 +169,11 @@ def build_workload(
         paths = [astronaut] if astronaut else []
     missing = None
     if not paths:
-        missing = f"no photos (set ${SHARED_DIR_ENV} or --images)"
+        missing = Phrase(f"no photos (set ${SHARED_DIR_ENV} or `images`)", "images")
     elif not detector_weights_present(config):
         missing = f"no {config.detector.value} detector weights in the weights folder"
     if missing:
-        notes.append(f"{missing}: forward only, {faces} random crops")
+        notes.append(joined(missing, f": forward only, {faces} random crops"))
         crops = random_crops(faces, size, seed)
         return Workload(config.but(weights_dir=mask_dir), crops=crops, notes=notes)
     return Workload(

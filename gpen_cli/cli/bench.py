@@ -16,6 +16,7 @@ from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import (
     console,
     err_console,
+    in_flags,
     one_line_errors,
     print_wrapped,
     setup_logging,
@@ -182,6 +183,7 @@ def bench(
             faces=faces,
             on_step=None if quiet else on_step,
         )
+    report.notes = [in_flags(note) for note in report.notes]
     if as_json:
         typer.echo(json.dumps(_json_safe(report.to_dict()), indent=2))
     elif as_markdown:

@@ -27,7 +27,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from gpen_cli.core.config import ConfigError
-from gpen_cli.core.errors import EXIT_USAGE, GpenError
+from gpen_cli.core.errors import EXIT_USAGE, GpenError, Phrase, message_of
 from gpen_cli.core.words import count
 
 # No emoji codes: user text such as "cuda:abc:" must print as typed, not as a picture.
@@ -51,9 +51,19 @@ def say(label: str, message: str) -> None:
     """One line on stderr: a styled `label` (markup) and `message` printed literally.
 
     Messages carry user paths and text; "[draft]" or "a[/]" in them must print as typed,
-    never be read as rich markup.
+    never be read as rich markup. A setting the library names is said by its flag.
     """
+    message = in_flags(message)
     err_console.print(f"{label} {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def in_flags(message: str) -> str:
+    """`message` with each setting it names (a Phrase's) said as its command-line flag."""
+    if not isinstance(message, Phrase):
+        return message
+    from gpen_cli.cli.options import flag  # options builds on this module
+
+    return message.words(flag)
 
 
 def print_wrapped(line: str, indent: str = "  ") -> None:
@@ -89,7 +99,7 @@ def one_line_errors(func: F) -> F:
 
             raise fail(f"{flag(exc.setting)}: {exc.problem}") from None
         except GpenError as exc:
-            raise fail(str(exc)) from None
+            raise fail(message_of(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -98,7 +108,14 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     """Route the package's log records to stderr through rich."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.WARNING)
     handler = RichHandler(console=err_console, show_time=False, show_path=False)
+    handler.addFilter(_flags_in_record)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def _flags_in_record(record: logging.LogRecord) -> bool:
+    """Keep every record; a library warning that names a setting says it by its flag."""
+    record.msg = in_flags(record.msg)
+    return True
 
 
 class StopSafeProgress(Progress):

@@ -369,8 +369,16 @@ PIPELINE_OPTIONS: dict[str, Any] = {
 }
 
 
+# Settings the library names otherwise than their command's option does.
+_FLAGS_OF = {"cpus": "--workers", "gpus_per_actor": "--gpus-per-worker", "name": "--as NAME"}
+
+
 def flag(setting: str) -> str:
-    """The command-line flag of a configuration setting (`compile_model` → `--compile`)."""
+    """The command-line flag of a setting a message names: a configuration field's
+    (`compile_model` → `--compile`), else a command's option of that name (`overwrite` →
+    `--overwrite`)."""
+    if setting not in PIPELINE_OPTIONS:
+        return _FLAGS_OF.get(setting, "--" + setting.replace("_", "-"))
     info = get_args(PIPELINE_OPTIONS[setting])[1]
     # Under Annotated, Typer reads the first name given to typer.Option from its `default`.
     names = [info.default, *(info.param_decls or ())]

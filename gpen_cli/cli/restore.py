@@ -14,7 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from gpen_cli.cli import options as opt
-from gpen_cli.cli.common import console, one_line_errors, print_wrapped, setup_logging
+from gpen_cli.cli.common import (
+    console,
+    in_flags,
+    one_line_errors,
+    print_wrapped,
+    setup_logging,
+)
 from gpen_cli.cli.runs import (
     DONE_BEFORE,
     PhotoRows,
@@ -24,7 +30,7 @@ from gpen_cli.cli.runs import (
 )
 from gpen_cli.cli.tiles import TileProgress
 from gpen_cli.core.config import RestoreConfig
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, message_of
 from gpen_cli.core.words import count
 from gpen_cli.pipeline.report import Reason, ReportEntry, review_line, summarize, upscale_settings
 
@@ -133,7 +139,7 @@ def planned_items(
         try:  # a link at the output's name would make "exists" speak of another file
             check_inside(target, target.parent)
         except OutputError as exc:
-            items.append(ReportEntry(str(source), None, "failed", error=str(exc)))
+            items.append(ReportEntry(str(source), None, "failed", error=message_of(exc)))
             continue
         remove_stale_partials(target)
         if os.path.lexists(target) and not overwrite:  # a dangling link is a name taken too
@@ -196,7 +202,7 @@ def print_results(entries: list[ReportEntry], seconds: float) -> None:
             Text(e.status, style=_COLOURS[e.status]),
             str(e.faces.count),
             f"{e.seconds:.2f}",
-            Text(e.error or e.output or ""),
+            Text(in_flags(e.error or "") or e.output or ""),
         )
     unbounded = console.options.update(max_width=1 << 16)
     if shown and Measurement.get(console, unbounded, table).maximum <= console.width:
@@ -221,7 +227,7 @@ def print_result_line(e: ReportEntry) -> None:
         (f"{e.status:<8}", _COLOURS[e.status]),
         f"{Path(e.input).name}  {count(e.faces.count, 'face')}  {e.seconds:.2f} s",
     )
-    tail = f"-> {e.error or e.output or ''}"
+    tail = f"-> {in_flags(e.error or '') or e.output or ''}"
     if head.cell_len + 2 + len(tail) <= console.width:
         console.print(Text.assemble(head, "  ", tail), soft_wrap=True, highlight=False)
         return

@@ -10,7 +10,7 @@ import typer
 
 from gpen_cli.cli import options as opt
 from gpen_cli.cli.common import console, err_console, fail, one_line_errors, say
-from gpen_cli.core.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.errors import EXIT_OK, EXIT_SOME_FAILED, GpenError, joined, message_of
 from gpen_cli.core.words import count
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def page_after_batch(
     try:
         code = write_page(review_data(report_payload(entries)), page, title, quiet)
     except GpenError as exc:
-        fail(f"review page not written: {exc}")
+        fail(joined("review page not written: ", message_of(exc)))
         code = EXIT_SOME_FAILED
     return typer.Exit(max(done.exit_code, code))
 

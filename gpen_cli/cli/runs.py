@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from gpen_cli.cli.common import StopSafeProgress, console, err_console, say, shell_lines
+from gpen_cli.cli.common import StopSafeProgress, console, err_console, in_flags, say, shell_lines
 from gpen_cli.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, OutputError
 from gpen_cli.core.words import count
 from gpen_cli.pipeline.report import ReportEntry, naming, write_report
@@ -193,8 +194,10 @@ def save_report(report: Path | None, entries: list[ReportEntry], extra: dict) ->
     written either way, so it is said rather than raised)."""
     if report is None:
         return None
+    # The report speaks to the same user as the terminal: settings said as flags there too.
+    worded = [replace(e, error=in_flags(e.error)) if e.error else e for e in entries]
     try:
-        write_report(report, entries, extra)
+        write_report(report, worded, extra)
     except OutputError as exc:  # e.g. the disk filled up
         return str(exc)
     return None

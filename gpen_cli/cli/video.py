@@ -25,7 +25,7 @@ from gpen_cli.cli.common import (
 )
 from gpen_cli.cli.runs import stop_handlers
 from gpen_cli.core.config import RestoreConfig
-from gpen_cli.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, GpenError, message_of
 from gpen_cli.core.words import count
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def run_job(job: VideoJob, engine: Engine, quiet: bool) -> VideoOutcome:
             progress.add_task("Restoring", total=job.frames_to_do(), faces=0, rate=0.0)
             return engine.run(job, stop, on_frame)
     except GpenError as exc:
-        raise fail(str(exc), EXIT_SOME_FAILED) from None
+        raise fail(message_of(exc), EXIT_SOME_FAILED) from None
 
 
 @one_line_errors

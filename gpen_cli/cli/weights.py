@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gpen_cli.cli.common import WeightsDirOption, console, fail, one_line_errors, say
-from gpen_cli.core.errors import EXIT_SOME_FAILED, GpenError
+from gpen_cli.core.errors import EXIT_SOME_FAILED, GpenError, message_of
 from gpen_cli.weights import download, install, registry, store, verify
 
 weights_app = typer.Typer(
@@ -207,7 +207,7 @@ def _add_one(file: Path, name: str | None, force: bool, weights_dir: Path | None
     try:
         added = install.add(file, weights_dir, name=name, force=force)
     except GpenError as exc:
-        say("[bold red]error:[/]", str(exc))
+        say("[bold red]error:[/]", message_of(exc))
         return False
     done = "already installed at" if added.already else "installed"
     console.print(

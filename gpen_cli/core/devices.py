@@ -15,7 +15,7 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, Phrase
 
 if TYPE_CHECKING:
     import torch
@@ -98,7 +98,9 @@ def pick_dtype(device: torch.device, half: bool) -> torch.dtype:
         return torch.float16
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
-    logger.warning("--half: this %s has no native BF16 support; running in FP32", device.type)
+    logger.warning(
+        Phrase("`half`: this %s has no native BF16 support; running in FP32", "half"), device.type
+    )
     return torch.float32
 
 

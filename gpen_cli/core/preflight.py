@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, Phrase, joined
 
 _REPORT_HEAD = re.compile(r'\{\s*"schema_version": \d+,\s*"summary": \{')
 
@@ -29,19 +29,19 @@ def check_writable_folder(folder: Path, option: str, given: Path | None = None) 
     """GpenError naming `option` and `given` (what the user typed: the folder itself, or a
     file to be written in it) unless files can be created in `folder` (or it can be made)."""
     folder = Path(folder)
-    named = f"{option} {given or folder}"
+    named = joined(option, f" {given or folder}")
     existing = _nearest_existing(folder.absolute())
     if not existing.is_dir():
-        raise GpenError(f"{named}: cannot be created: {existing} is a file, not a folder")
+        raise GpenError(joined(named, f": cannot be created: {existing} is a file, not a folder"))
     if existing != folder.absolute():
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise GpenError(f"{named}: cannot be created: {existing} is not writable")
+            raise GpenError(joined(named, f": cannot be created: {existing} is not writable"))
         return
     try:  # the only sure test: create a file (unnamed where the OS allows) and drop it
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise GpenError(f"{named}: cannot write there ({exc.strerror or exc})") from None
+        raise GpenError(joined(named, f": cannot write there ({exc.strerror or exc})")) from None
 
 
 def check_report_path(
@@ -51,7 +51,7 @@ def check_report_path(
     inputs: Iterable[Path] = (),
     overwrite: bool = False,
 ) -> None:
-    """The --report file can be written without costing the user a file.
+    """The report file can be written without costing the user a file.
 
     The report is an output like any other: a `.json` name (so it can never be a photo the
     run reads or writes), never one of `inputs`, never a link, device, FIFO or folder, and
@@ -61,36 +61,42 @@ def check_report_path(
     if report is None:
         return
     report = Path(report)
-    named = f"--report {report}"
+    named = Phrase(f"`report` {report}", "report")
     if report.is_dir():
-        raise GpenError(f"{named}: is a folder; name a .json file")
+        raise GpenError(joined(named, ": is a folder; name a .json file"))
     if report.suffix.lower() != ".json":
-        raise GpenError(f"{named}: the report is JSON; name a .json file")
+        raise GpenError(joined(named, ": the report is JSON; name a .json file"))
     if os.path.lexists(report):
         _check_existing_report(report, named, command, inputs, overwrite)
-    check_writable_folder(report.parent, "--report", report)
+    check_writable_folder(report.parent, Phrase("`report`", "report"), report)
 
 
 def _check_existing_report(
     report: Path, named: str, command: str, inputs: Iterable[Path], overwrite: bool
 ) -> None:
     if report.is_symlink():
-        raise GpenError(f"{named}: is a symbolic link; name the file itself")
+        raise GpenError(joined(named, ": is a symbolic link; name the file itself"))
     try:
         status = report.stat()
     except OSError as exc:
-        raise GpenError(f"{named}: cannot be read ({exc.strerror or exc})") from None
+        raise GpenError(joined(named, f": cannot be read ({exc.strerror or exc})")) from None
     if not stat.S_ISREG(status.st_mode):
         raise GpenError(
-            f"{named}: is not a regular file (a device, FIFO or socket); never replaced"
+            joined(named, ": is not a regular file (a device, FIFO or socket); never replaced")
         )
     for source in inputs:
         if Path(source).exists() and os.path.samefile(source, report):
-            raise GpenError(f"{named}: is the input {source}; inputs are never replaced")
+            raise GpenError(joined(named, f": is the input {source}; inputs are never replaced"))
     if not overwrite and not is_report_of(report, command):
         raise GpenError(
-            f"{named}: exists and is not a report of gpen {command}; name another file, or "
-            "pass --overwrite to replace it"
+            joined(
+                named,
+                Phrase(
+                    f": exists and is not a report of gpen {command}; name another file, or "
+                    "pass `overwrite` to replace it",
+                    "overwrite",
+                ),
+            )
         )
 
 

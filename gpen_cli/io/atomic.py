@@ -24,7 +24,7 @@ import secrets
 import time
 from pathlib import Path
 
-from gpen_cli.core.errors import OutputError
+from gpen_cli.core.errors import OutputError, Phrase
 
 logger = logging.getLogger(__name__)
 
@@ -148,13 +148,19 @@ def write_atomically(path: Path, data: bytes | memoryview, *, overwrite: bool = 
         temporary.unlink(missing_ok=True)
         if isinstance(exc, FileExistsError) and os.path.islink(path):
             raise OutputError(
-                f"{path} exists (a symbolic link, not followed); pass --overwrite to replace "
-                "the link itself"
+                Phrase(
+                    f"{path} exists (a symbolic link, not followed); pass `overwrite` to "
+                    "replace the link itself",
+                    "overwrite",
+                )
             ) from None
         if isinstance(exc, FileExistsError):
             raise OutputError(
-                f"{path} exists (written meanwhile by another process); "
-                "pass --overwrite to replace it"
+                Phrase(
+                    f"{path} exists (written meanwhile by another process); "
+                    "pass `overwrite` to replace it",
+                    "overwrite",
+                )
             ) from None
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gpen_cli.core.config import RestoreConfig
-from gpen_cli.core.errors import OutputError
+from gpen_cli.core.errors import OutputError, joined
 from gpen_cli.io.atomic import remove_partials_of, write_atomically
 from gpen_cli.stages.faces import FaceItem
 
@@ -90,7 +90,7 @@ def review_reasons(items: list[FaceItem], below: float | None) -> list[str]:
 
 def naming(source: Path | str, message: str) -> str:
     """`message` as one report line that names the input it is about."""
-    return message if str(source) in message else f"{source}: {message}"
+    return message if str(source) in message else joined(f"{source}: ", message)
 
 
 def upscale_settings(config: RestoreConfig) -> dict:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from gpen_cli.core.confine import check_inside
-from gpen_cli.core.errors import OutputError
+from gpen_cli.core.errors import OutputError, Phrase
 from gpen_cli.io.atomic import write_atomically
 from gpen_cli.stages.load import to_uint8
 from gpen_cli.stages.metadata import Metadata, embed
@@ -140,7 +140,7 @@ def _refuse_unsafe_target(
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+        raise OutputError(Phrase(f"{path} exists; pass `overwrite` to replace it", "overwrite"))
 
 
 def _for_format(image: np.ndarray, extension: str) -> np.ndarray:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gpen_cli.core.confine import check_inside
-from gpen_cli.core.errors import GpenError, InputError, OutputError
+from gpen_cli.core.errors import GpenError, InputError, OutputError, Phrase
 from gpen_cli.io.atomic import name_too_long, partial_key
 from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.video.media import FilmInfo, Frame, Window, probe, read_frames
@@ -283,8 +283,11 @@ class VideoJob:
                 return
             if not self.options.overwrite:
                 raise OutputError(
-                    f"{folder} holds segments of a run with other settings; "
-                    "--overwrite deletes them and starts again"
+                    Phrase(
+                        f"{folder} holds segments of a run with other settings; "
+                        "`overwrite` deletes them and starts again",
+                        "overwrite",
+                    )
                 )
         if folder.exists():
             shutil.rmtree(folder)
@@ -318,16 +321,21 @@ def plan_video(
     if not output.suffix:
         raise OutputError(f"{output}: give the output a file type (.mp4, .mkv, .mov…)")
     if output.exists() and not options.overwrite:
-        raise OutputError(f"{output} exists; --overwrite replaces it")
+        raise OutputError(Phrase(f"{output} exists; `overwrite` replaces it", "overwrite"))
     window = options.window
     if info.duration is not None and window.start >= info.duration:
         raise InputError(
-            f"{source}: --start {float(window.start):g} s is past its end "
-            f"({float(info.duration):.2f} s)"
+            Phrase(
+                f"{source}: `start` {float(window.start):g} s is past its end "
+                f"({float(info.duration):.2f} s)",
+                "start",
+            )
         )
     if options.segment is not None:
         if options.segment <= 0:
-            raise GpenError(f"--segment must be more than 0 seconds, got {options.segment}")
+            raise GpenError(
+                Phrase(f"`segment` must be more than 0 seconds, got {options.segment}", "segment")
+            )
         if info.duration is None:
             raise InputError(f"{source}: its duration is unknown, so it cannot be segmented")
     output.parent.mkdir(parents=True, exist_ok=True)

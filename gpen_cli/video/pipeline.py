@@ -14,76 +14,25 @@ in the order they came. Torch, OpenCV and FFmpeg release the GIL in their kernel
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 import numpy as np
 
-from gpen_cli.batch.gather import CropGatherer
+from gpen_cli.flow.gather import CropGatherer
+from gpen_cli.flow.read_ahead import background
 from gpen_cli.pipeline.restorer import FaceRestorer, PreparedImage
 from gpen_cli.video.media import Frame
 
 T = TypeVar("T")
 
 QUEUE_DEPTH = 2  # frames waiting between two steps
-_POLL_SECONDS = 0.1
-_END = object()
 
 
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def background(items: Iterable[T], name: str, depth: int = QUEUE_DEPTH) -> Iterator[T]:
-    """Iterate `items` in a thread of its own, at most `depth` items ahead of the caller.
-
-    An exception in that thread is raised again in the caller's. Closing the returned
-    iterator (or dropping it) stops the thread and closes `items`, so a chain of these
-    unwinds from the consumer's end.
-    """
-    handover: queue.Queue = queue.Queue(depth)
-    closed = threading.Event()
-
-    def put(item: object) -> bool:
-        while not closed.is_set():
-            try:
-                handover.put(item, timeout=_POLL_SECONDS)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        iterator = iter(items)
-        try:
-            for item in iterator:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, who decides
-            put(_Failed(exc))
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    def consume() -> Iterator[T]:
-        thread = threading.Thread(target=run, name=f"gpen-video-{name}", daemon=True)
-        thread.start()
-        try:
-            while (item := handover.get()) is not _END:
-                if isinstance(item, _Failed):
-                    raise item.error
-                yield item
-        finally:
-            closed.set()
-            thread.join(timeout=30)
-
-    return consume()
+def step(items: Iterable[T], name: str) -> Iterator[T]:
+    """One step of the film's pipeline in a thread of its own, QUEUE_DEPTH frames ahead."""
+    return background(items, f"gpen-video-{name}", QUEUE_DEPTH)
 
 
 def forward_in_order(
@@ -140,6 +89,6 @@ def restore_frames(
     """Each frame with its restored picture (upright BGR), or None when it had no face,
     in order."""
     hold = 2 * restorer.batch_size + 2
-    prepared = background(_prepare(restorer, background(frames, "read")), "prepare")
-    restored = background(forward_in_order(restorer, prepared, hold), "forward")
-    return background(_finish(restorer, restored), "finish")
+    prepared = step(_prepare(restorer, step(frames, "read")), "prepare")
+    restored = step(forward_in_order(restorer, prepared, hold), "forward")
+    return step(_finish(restorer, restored), "finish")

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from gpen_cli.core.errors import GpenError, InputError, OutputError
+from gpen_cli.core.errors import GpenError, InputError, OutputError, Phrase
 from gpen_cli.video.media import COPIED_TYPES, FilmInfo, Frame, open_film, stored
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ def pick_encoder(info: FilmInfo, name: str | None) -> av.Codec:
         except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
             codec = None
         if codec is None or codec.type != "video":
-            raise GpenError(f"--codec {name}: no such video encoder in this PyAV build")
+            raise GpenError(
+                Phrase(f"`codec` {name}: no such video encoder in this PyAV build", "codec")
+            )
         return codec
     try:
         codec = av.Codec(info.codec, "w")
@@ -106,13 +108,19 @@ class FilmWriter:
             width, height = self.info.width, self.info.height
             if _subsampled(pix_fmt, width, height) and (width % 2 or height % 2):
                 raise GpenError(
-                    f"{self.shown}: {encoder.name} cannot encode {width}×{height} frames as "
-                    f"{pix_fmt}, which needs an even width and height; choose --codec ffv1 "
-                    "(lossless) or crop the film to an even size first"
+                    Phrase(
+                        f"{self.shown}: {encoder.name} cannot encode {width}×{height} frames "
+                        f"as {pix_fmt}, which needs an even width and height; choose `codec` "
+                        "ffv1 (lossless) or crop the film to an even size first",
+                        "codec",
+                    )
                 ) from None
             raise GpenError(
-                f"{self.shown}: {encoder.name} refuses {width}×{height} {pix_fmt} frames "
-                f"({exc.strerror or exc}); choose another --codec"
+                Phrase(
+                    f"{self.shown}: {encoder.name} refuses {width}×{height} {pix_fmt} frames "
+                    f"({exc.strerror or exc}); choose another `codec`",
+                    "codec",
+                )
             ) from None
 
     def _add_video(self, encoder: av.Codec, crf: int | None) -> av.VideoStream:
@@ -123,15 +131,18 @@ class FilmWriter:
             if encoder.name == "libvpx-vp9":
                 options["b"] = "0"  # constant quality, no bitrate cap
         elif crf is not None:
-            logger.warning("--crf has no effect with %s", encoder.name)
+            logger.warning(Phrase("`crf` has no effect with %s", "crf"), encoder.name)
         try:
             # The container says what it cannot hold (a .webm no H.264, a .gif only GIF);
             # some (MPEG-TS) cannot tell beforehand, and take what their format allows.
             stream = container.add_stream(encoder.name, rate=info.rate, options=options)
         except ValueError:
             raise GpenError(
-                f"{self.shown}: a {self.shown.suffix} file cannot hold "
-                f"{encoder.canonical_name} video; choose another --codec or output type"
+                Phrase(
+                    f"{self.shown}: a {self.shown.suffix} file cannot hold "
+                    f"{encoder.canonical_name} video; choose another `codec` or output type",
+                    "codec",
+                )
             ) from None
         stream.width, stream.height = info.width, info.height
         stream.pix_fmt = _pixel_format(encoder, info.pix_fmt)

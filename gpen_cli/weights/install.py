@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpen_cli.core.errors import GpenError
+from gpen_cli.core.errors import GpenError, Phrase
 from gpen_cli.io.atomic import partial_path, remove_partials_of
 from gpen_cli.weights.registry import (
     MODELS,
@@ -61,8 +61,11 @@ def identify(path: Path, name: str | None = None) -> ModelSpec:
     if len(recognised) == 1:
         return recognised[0]
     raise GpenError(
-        f"{path}: cannot tell which model this file is (neither its name, its hash nor its "
-        f"tensors are one entry's); name it with --as NAME, one of: {', '.join(MODELS)}"
+        Phrase(
+            f"{path}: cannot tell which model this file is (neither its name, its hash nor "
+            f"its tensors are one entry's); name it with `name`, one of: {', '.join(MODELS)}",
+            "name",
+        )
     )
 
 
@@ -97,7 +100,12 @@ def add(source: Path, weights_dir: Path | None = None, name: str | None = None,
     if final.is_file() and (final.samefile(source) or sha256_file(final) == sha256_file(source)):
         return Added(spec, final, check, already=True)
     if final.exists() and not force:
-        raise GpenError(f"{source}: {final} exists and is another file; pass --force to replace it")
+        raise GpenError(
+            Phrase(
+                f"{source}: {final} exists and is another file; pass `force` to replace it",
+                "force",
+            )
+        )
     _copy_into(source, final)
     if spec.sha256 is None:
         record_checksum(final, sha256_file(final))
