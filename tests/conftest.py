@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import gpen_cli  # noqa: F401  (first, as the CLI imports it: bounds OpenCV's decoder before cv2 loads)
+# Each xdist worker computes with one thread (before torch is imported here, and in the `gpen`
+# processes a test starts): two workers with two threads each would take turns on 2 cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import gpen_cli  # noqa: E402, F401  (first, as the CLI imports it: bounds OpenCV's decoder before cv2 loads)
 
 REPO = Path(__file__).resolve().parents[1]
 
