@@ -131,3 +131,23 @@ def test_one_fused_layer_is_facexlibs_conv_layer_at_any_size_and_stride(
     if relu_type == "none":  # a residual is added to a layer without activation
         added = conv(pad(x), residual)
         torch.testing.assert_close(added, expected + residual, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (1, 4), (5, 3), (8, 11)])
+@pytest.mark.parametrize("relu_type", ["leakyrelu", "none"])
+@torch.inference_mode()
+def test_an_upsampling_layer_as_four_phases_is_facexlibs_at_any_size(
+    height: int, width: int, relu_type: str
+) -> None:
+    """Nearest ×2, reflection pad and 3×3 convolution = four 2×2 convolutions of the small
+    input, edges included (the reflected row of the upsampled image is the edge row)."""
+    from facexlib.parsing.parsenet import ConvLayer
+
+    from gpen_cli.models.parsenet import FusedConv, pad_edges
+
+    torch.manual_seed(height * 31 + width)
+    layer = _without_identity_copies(ConvLayer(6, 4, 3, "up", relu_type=relu_type).eval())
+    x = torch.randn(2, 6, height, width).contiguous(memory_format=torch.channels_last)
+    conv = FusedConv.of(layer, torch.float32)
+    assert conv.upsampled and conv.weight.shape == (16, 6, 2, 2)  # 4 taps a phase, not 9
+    torch.testing.assert_close(conv(pad_edges(x)), layer(x), rtol=1e-5, atol=1e-5)

@@ -8,12 +8,19 @@ The head here computes the same function with fewer passes:
 - batch norm (eval mode: an affine map per channel) folded into the convolution's weights;
 - the leaky ReLU and the residual addition done by the convolution that produces them
   (oneDNN post-ops, as inductor's CPU fusions use them);
-- a block's input padded, or upsampled and padded, once for both of its branches.
+- a block's input padded once for both of its branches;
+- where a block upsamples, no upsampled copy at all: nearest-neighbour ×2, reflection padding
+  and a 3×3 convolution are, output pixel by output pixel, four 2×2 convolutions of the
+  small input edge-padded by one pixel (each output phase sees two distinct rows and two
+  distinct columns, so the 3×3 taps that fall on the same input pixel are summed). That is
+  4 multiplications where there were 9, in the decoder's layers, which carry 43 % of the
+  network's arithmetic at 512 px.
 
-Folding reorders one multiplication, so the logits differ from facexlib's by rounding only
-(about 1e-6); the argmax labels and the official paste mask come out the same. The head
-reads the network's own modules and refuses, with `None` from `fused_head`, any layer it does
-not reproduce exactly, so a variant of the architecture runs facexlib's code instead.
+Folding reorders one multiplication and the phases sum taps before multiplying, so the
+logits differ from facexlib's by rounding only (about 1e-6); the argmax labels and the
+official paste mask come out the same. The head reads the network's own modules and refuses,
+with `None` from `fused_head`, any layer it does not reproduce exactly, so a variant of the
+architecture runs facexlib's code instead.
 """
 
 from __future__ import annotations
@@ -38,9 +45,44 @@ def pad(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 1, 1, 1), mode="reflect")
 
 
-def upsample(x: torch.Tensor) -> torch.Tensor:
-    """ParseNet's upsampling: nearest neighbour, twice the size."""
-    return F.interpolate(x, scale_factor=2, mode="nearest")
+def pad_edges(x: torch.Tensor) -> torch.Tensor:
+    """One repeated edge pixel on each side: what reflection padding of the ×2 nearest upsampled
+    input reads, seen from the small input (its reflected row is a copy of the edge row)."""
+    return F.pad(x, (1, 1, 1, 1), mode="replicate")
+
+
+# Output phases of a ×2 upsampled convolution: (row, column) parity, in weight order.
+PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def phase_weights(weight: torch.Tensor) -> torch.Tensor:
+    """A 3×3 kernel (O×I×3×3) applied after ×2 nearest upsampling, as four 2×2 kernels
+    (4O×I×2×2, phase-major) over the small input: an even output row reads input rows i-1
+    (tap 0) and i (taps 1 and 2), an odd one rows i (taps 0 and 1) and i+1 (tap 2); the
+    same for columns."""
+
+    def halves(w: torch.Tensor, dim: int) -> list[torch.Tensor]:
+        taps = w.unbind(dim)
+        even = torch.stack([taps[0], taps[1] + taps[2]], dim)
+        odd = torch.stack([taps[0] + taps[1], taps[2]], dim)
+        return [even, odd]
+
+    rows = halves(weight, 2)
+    return torch.cat([halves(rows[row], 3)[column] for row, column in PHASES])
+
+
+def interleave(phases: torch.Tensor, channels: int) -> torch.Tensor:
+    """The four phase outputs (N×4C×(H+1)×(W+1), phase-major) as one N×C×2H×2W image: phase
+    (row, column) holds the outputs of that parity, read from its window at that offset."""
+    n, _, height, width = phases.shape
+    height, width = height - 1, width - 1
+    out = torch.empty(
+        n, channels, 2 * height, 2 * width, dtype=phases.dtype, memory_format=torch.channels_last
+    )
+    for index, (row, column) in enumerate(PHASES):
+        window = phases[:, index * channels : (index + 1) * channels]
+        out[:, :, row::2, column::2] = window[:, :, row : row + height, column : column + width]
+    return out
 
 
 @dataclass(frozen=True)
@@ -52,6 +94,10 @@ class FusedConv:
     bias: torch.Tensor
     stride: int
     slope: float | None
+    # The layer upsamples its input ×2 first: it runs as four 2×2 phases on the small input
+    # padded by `pad_edges`, and `channels` is its number of outputs.
+    upsampled: bool = False
+    channels: int = 0
 
     @classmethod
     def of(cls, layer: nn.Module, dtype: torch.dtype) -> FusedConv:
@@ -65,23 +111,37 @@ class FusedConv:
         scale, shift = _affine_of(layer.norm, weight.shape[0])
         weight = weight * scale[:, None, None, None]
         bias = bias * scale + shift
+        upsampled, channels = _upsamples(layer), weight.shape[0]
+        if upsampled:  # summed in FP32, then cast: a BF16 kernel is rounded once
+            if conv.stride[0] != 1:
+                raise Unfusable("a strided convolution of an upsampled input")
+            weight, bias = phase_weights(weight), bias.repeat(len(PHASES))
         return cls(
             weight=weight.to(dtype).contiguous(memory_format=torch.channels_last),
             bias=bias.to(dtype),
             stride=conv.stride[0],
             slope=_slope_of(layer.relu),
+            upsampled=upsampled,
+            channels=channels,
         )
 
     def __call__(self, padded: torch.Tensor, residual: torch.Tensor | None = None):
-        """The layer on its reflection-padded input; `residual` is added to the result."""
+        """The layer on its padded input (`pad`, or `pad_edges` where it upsamples);
+        `residual` is added to the result (not to an upsampling layer's)."""
         geometry = ([0, 0], [self.stride, self.stride], [1, 1], 1)
         if residual is not None:
+            assert not self.upsampled, "a residual is added to a layer at its input's size"
             return _pointwise_binary(
                 padded, residual, self.weight, self.bias, *geometry, "add", None, None, [], None
             )
         if self.slope is None:
-            return _pointwise(padded, self.weight, self.bias, *geometry, "none", [], "")
-        return _pointwise(padded, self.weight, self.bias, *geometry, "leaky_relu", [self.slope], "")
+            out = _pointwise(padded, self.weight, self.bias, *geometry, "none", [], "")
+        else:
+            activation = [self.slope]
+            out = _pointwise(
+                padded, self.weight, self.bias, *geometry, "leaky_relu", activation, ""
+            )
+        return interleave(out, self.channels) if self.upsampled else out
 
 
 def _affine_of(norm_layer: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,26 +171,27 @@ def _slope_of(relu_layer: nn.Module) -> float | None:
 
 
 class FusedBlock:
-    """One facexlib `ResidualBlock`: shortcut + conv2(conv1(x)), its input padded (and
-    upsampled, where the block upsamples) once for both branches."""
+    """One facexlib `ResidualBlock`: shortcut + conv2(conv1(x)), its input padded once for
+    both branches (edge-padded at its own size where the block upsamples: both branches then
+    run as phases, see `phase_weights`)."""
 
     def __init__(self, block: nn.Module, dtype: torch.dtype):
-        self.upsamples = _upsamples(block.conv1)
         shortcut = block.shortcut_func
         self.shortcut = FusedConv.of(shortcut, dtype) if isinstance(shortcut, nn.Module) else None
-        if self.shortcut is not None and (
-            self.shortcut.slope is not None or _upsamples(shortcut) != self.upsamples
-        ):
-            raise Unfusable("a shortcut that is not a plain convolution of the block's input")
         self.conv1 = FusedConv.of(block.conv1, dtype)
         self.conv2 = FusedConv.of(block.conv2, dtype)
-        if self.conv1.stride != 1 or _upsamples(block.conv2) or self.conv2.slope is not None:
+        self.upsamples = self.conv1.upsampled
+        if self.shortcut is None and self.upsamples:
+            raise Unfusable("an upsampling block without a shortcut convolution")
+        if self.shortcut is not None and (
+            self.shortcut.slope is not None or self.shortcut.upsampled != self.upsamples
+        ):
+            raise Unfusable("a shortcut that is not a plain convolution of the block's input")
+        if self.conv1.stride != 1 or self.conv2.upsampled or self.conv2.slope is not None:
             raise Unfusable("a residual block of another shape")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upsamples:
-            x = upsample(x)
-        padded = pad(x)
+        padded = pad_edges(x) if self.upsamples else pad(x)
         identity = x if self.shortcut is None else self.shortcut(padded)
         return self.conv2(pad(self.conv1(padded)), residual=identity)
 
@@ -147,13 +208,13 @@ class FusedSegmentationHead:
     def __init__(self, network: nn.Module, dtype: torch.dtype):
         first, *encoder = network.encoder
         self.first = FusedConv.of(first, dtype)
-        if _upsamples(first) or self.first.stride != 1:
+        if self.first.upsampled or self.first.stride != 1:
             raise Unfusable("a first layer of another shape")
         self.encoder = _blocks(encoder, dtype)
         self.body = _blocks(network.body, dtype)
         self.decoder = _blocks(network.decoder, dtype)
         self.mask = FusedConv.of(network.out_mask_conv, dtype)
-        if _upsamples(network.out_mask_conv) or self.mask.stride != 1:
+        if self.mask.upsampled or self.mask.stride != 1:
             raise Unfusable("a mask layer of another shape")
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
