@@ -144,7 +144,7 @@ def test_same_bytes_and_entries_as_the_thread_engine(tmp_path, settings, ray_clu
 
 def test_ctrl_c_stops_the_cli_and_a_second_run_does_the_rest(tmp_path, settings, ray_cluster):
     """A terminal's Ctrl-C reaches the whole process group, Ray's own processes included."""
-    copies = 10  # 21 photos: the job is still running when Ctrl-C comes after the first is written
+    copies = 30  # enough that the job is still running when Ctrl-C comes, on a busy machine too
     source = make_folder(tmp_path / "in", copies=copies)
     out, report = tmp_path / "out", tmp_path / "report.json"
     command = [
