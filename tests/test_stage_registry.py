@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_stage_chain import Identity, OneFace
 
 from gpen_cli.bench.figures import PeakMemory
 from gpen_cli.bench.run import BenchReport
@@ -24,7 +25,6 @@ from gpen_cli.core.timing import StageClock
 from gpen_cli.pipeline.restorer import FaceRestorer
 from gpen_cli.stages import registry
 from gpen_cli.stages.chain import FinishWork
-from gpen_cli.stages.faces import Face
 from gpen_cli.stages.registry import StageContext, StageEntry, entries, register, unregister
 
 # The names the pipeline was timed and tabulated under before the registry: bench's columns.
@@ -32,27 +32,6 @@ OFFICIAL_NAMES = (
     "decode", "resize", "upscale", "detect", "landmarks", "smooth", "align", "choose", "clahe",
     "forward", "mask", "score", "blend", "paste", "encode",
 )  # fmt: skip
-
-
-class Identity(torch.nn.Module):
-    size = 64
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-class OneFace:
-    """One face in the middle of any photo."""
-
-    def detect(self, image: np.ndarray) -> list[Face]:
-        height, width = image.shape[:2]
-        x, y, side = width / 2, height / 2, min(width, height) / 3
-        box = np.array([x - side / 2, y - side / 2, x + side / 2, y + side / 2])
-        points = np.array(
-            [[x - side / 5, y - side / 8], [x + side / 5, y - side / 8], [x, y]]
-            + [[x - side / 6, y + side / 5], [x + side / 6, y + side / 5]]
-        )
-        return [Face(box=box, score=0.99, landmarks=points)]
 
 
 @dataclass

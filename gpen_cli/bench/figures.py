@@ -67,14 +67,18 @@ def parsing_gflop_per_face() -> float:
 
     The network is built on the meta device, so counting allocates nothing.
     """
-    from facexlib.parsing.parsenet import ParseNet
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gpen_cli.stages.mask import PARSING_INPUT_SIZE, PARSING_LABELS, segmentation_logits
+    from gpen_cli.stages.mask import (
+        PARSENET_LAYOUT,
+        PARSING_INPUT_SIZE,
+        parsenet,
+        segmentation_logits,
+    )
 
     side = PARSING_INPUT_SIZE
     with torch.device("meta"):
-        network = ParseNet(in_size=side, out_size=side, parsing_ch=PARSING_LABELS).eval()
+        network = parsenet(PARSENET_LAYOUT).eval()
         probe = torch.zeros(1, 3, side, side)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
