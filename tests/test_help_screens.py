@@ -71,3 +71,15 @@ def test_a_markup_lookalike_in_a_help_text_is_printed():
     """`pip install 'gpen-cli[ray]'` must not lose its [ray] to rich's markup."""
     result = CliRunner().invoke(app, ["batch", "--help"], env={"COLUMNS": "200"})
     assert "'gpen-cli[ray]'" in result.output
+
+
+def test_the_batch_progress_line_fits_80_columns():
+    from rich.console import Console
+
+    from gpen_cli.cli.common import rate_progress
+
+    progress = rate_progress("images", quiet=False)
+    progress.add_task("Restoring", total=120, completed=37, faces=412, rate=3.21)
+    table = progress.make_tasks_table(progress.tasks)
+    lines = Console(width=80).render_lines(table, pad=False)
+    assert len(lines) == 1, lines

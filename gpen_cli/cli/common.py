@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.segment import Segment
+from rich.table import Column
 from rich.text import Text
 
 from gpen_cli.core.config import ConfigError
@@ -149,13 +150,16 @@ def rate_progress(unit: str, quiet: bool, eta: ProgressColumn | None = None) -> 
     """A progress bar on stderr counting `unit` (photos, frames) and the faces restored,
     with their rate and an ETA (`eta`, else one from the bar's own rate); give its task the
     fields `faces` and `rate`."""
+    # The words keep their width and the bar takes what is left: rich's fixed 40-cell bar
+    # wrapped the rate onto a second line at 80 columns.
+    whole = Column(no_wrap=True)
     return StopSafeProgress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit + ","),
-        FacesColumn(),
-        *([eta] if eta else [TextColumn("ETA"), TimeRemainingColumn()]),
+        TextColumn("{task.description}", table_column=whole),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
+        MofNCompleteColumn(table_column=whole),
+        TextColumn(unit + ",", table_column=whole),
+        FacesColumn(table_column=whole),
+        *([eta] if eta else [TextColumn("ETA", table_column=whole), TimeRemainingColumn()]),
         TimeElapsedColumn(),
         console=err_console,
         disable=quiet,
