@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpen_cli.models.winograd import WinogradConv
+
 _pointwise = torch.ops.mkldnn._convolution_pointwise
 _pointwise_binary = torch.ops.mkldnn._convolution_pointwise.binary
 
@@ -50,6 +52,10 @@ def pad_edges(x: torch.Tensor) -> torch.Tensor:
     input reads, seen from the small input (its reflected row is a copy of the edge row)."""
     return F.pad(x, (1, 1, 1, 1), mode="replicate")
 
+
+# Input channels from which a stride-1 layer runs as Winograd's F(4×4, 3×3) in FP32: with
+# fewer its transforms cost more than the multiplications save (docs/benchmarks.md).
+WINOGRAD_MIN_INPUTS = 128
 
 # Output phases of a ×2 upsampled convolution: (row, column) parity, in weight order.
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -98,6 +104,8 @@ class FusedConv:
     # padded by `pad_edges`, and `channels` is its number of outputs.
     upsampled: bool = False
     channels: int = 0
+    # The same layer as F(4×4, 3×3) (models/winograd.py), used on inputs of whole tiles.
+    winograd: WinogradConv | None = None
 
     @classmethod
     def of(cls, layer: nn.Module, dtype: torch.dtype) -> FusedConv:
@@ -116,6 +124,9 @@ class FusedConv:
             if conv.stride[0] != 1:
                 raise Unfusable("a strided convolution of an upsampled input")
             weight, bias = phase_weights(weight), bias.repeat(len(PHASES))
+        winograd = None
+        if dtype == torch.float32 and _winograd_pays(weight, conv.stride[0], upsampled):
+            winograd = WinogradConv(weight, bias)
         return cls(
             weight=weight.to(dtype).contiguous(memory_format=torch.channels_last),
             bias=bias.to(dtype),
@@ -123,11 +134,14 @@ class FusedConv:
             slope=_slope_of(layer.relu),
             upsampled=upsampled,
             channels=channels,
+            winograd=winograd,
         )
 
     def __call__(self, padded: torch.Tensor, residual: torch.Tensor | None = None):
         """The layer on its padded input (`pad`, or `pad_edges` where it upsamples);
         `residual` is added to the result (not to an upsampling layer's)."""
+        if self.winograd is not None and self.winograd.fits(padded):
+            return self.winograd(padded, self.slope, residual)
         geometry = ([0, 0], [self.stride, self.stride], [1, 1], 1)
         if residual is not None:
             assert not self.upsampled, "a residual is added to a layer at its input's size"
@@ -142,6 +156,14 @@ class FusedConv:
                 padded, self.weight, self.bias, *geometry, "leaky_relu", activation, ""
             )
         return interleave(out, self.channels) if self.upsampled else out
+
+
+def _winograd_pays(weight: torch.Tensor, stride: int, upsampled: bool) -> bool:
+    """Whether F(4×4, 3×3) beats oneDNN's direct convolution for this layer on the CPU:
+    stride 1, input channels enough to pay for its transforms, and not an upsampling layer
+    (its four 2×2 phases already take 4 multiplications an output, and Winograd over them
+    was slower: docs/benchmarks.md)."""
+    return stride == 1 and not upsampled and weight.shape[1] >= WINOGRAD_MIN_INPUTS
 
 
 def _affine_of(norm_layer: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
