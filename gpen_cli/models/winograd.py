@@ -107,15 +107,14 @@ class WinogradConv:
             )
             target = self._band(out_pixels, first, count)
             added = None if residual is None else self._band(residual, first, count)
-            for row in range(TILE):  # the output transform's values to their pixels
-                for column in range(TILE):
-                    value, pixel = values[row, column], target[row, column]
-                    if added is not None:
-                        torch.add(value, added[row, column], out=pixel)
-                    elif slope is None:
-                        pixel.copy_(value)
-                    else:
-                        torch.ops.aten.leaky_relu.out(value, slope, out=pixel)
+            for row in range(TILE):  # the values of each row of the tiles to their pixels
+                value, pixel = values[row], target[row]
+                if added is not None:
+                    torch.add(value, added[row], out=pixel)
+                elif slope is None:
+                    pixel.copy_(value)
+                else:
+                    torch.ops.aten.leaky_relu.out(value, slope, out=pixel)
         return out
 
     def _tiles(self, pixels: torch.Tensor, first: int, count: int, columns: int) -> torch.Tensor:
@@ -124,11 +123,10 @@ class WinogradConv:
         tiles = torch.empty(WINDOW, WINDOW, n, count, columns, channels, dtype=pixels.dtype)
         s_n, s_h, s_w, s_c = pixels.stride()
         start = pixels.storage_offset() + first * TILE * s_h
-        shape, strides = (n, count, columns, channels), (s_n, TILE * s_h, TILE * s_w, s_c)
+        shape = (WINDOW, n, count, columns, channels)  # a row of every tile, column by column
+        strides = (s_w, s_n, TILE * s_h, TILE * s_w, s_c)
         for row in range(WINDOW):
-            for column in range(WINDOW):
-                offset = start + row * s_h + column * s_w
-                tiles[row, column] = pixels.as_strided(shape, strides, offset)
+            tiles[row] = pixels.as_strided(shape, strides, start + row * s_h)
         return self.input_transform @ tiles.view(POINTS, -1)
 
     def _products(self, tiles: torch.Tensor) -> torch.Tensor:
