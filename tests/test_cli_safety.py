@@ -330,3 +330,21 @@ def test_a_usage_error_imports_no_torch(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["2", "False"], done.stderr
+
+
+def test_help_imports_neither_torch_nor_numpy():
+    """`gpen --help` answers in about 0.3 s on 2 cores: NumPy alone would add 0.1 s, torch
+    seconds (the issue's bound is 0.5 s)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from gpen_cli.cli import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "loaded = sorted(m for m in ('numpy', 'torch', 'cv2') if m in sys.modules)\n"
+        "print(result.exit_code, loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "0 []", done.stderr

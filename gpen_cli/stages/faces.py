@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # `gpen --help` and the report read this module without NumPy
+    import numpy as np
 
 
 @dataclass
