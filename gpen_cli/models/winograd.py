@@ -10,13 +10,13 @@ small fixed matrix products of their own. oneDNN has a Winograd convolution only
 AVX-512 CPUs, so this one is written with torch's GEMMs.
 
 The result is the convolution's, to rounding: the transforms add and subtract values before
-multiplying, which costs about 4e-6 relative to the largest output in FP32 (a direct
+multiplying, which costs up to about 1e-5 relative to the largest output in FP32 (a direct
 convolution's is about 1e-6). ParseNet's labels and the paste mask are unchanged by that in
 the photos measured (docs/benchmarks.md). In BF16 the same rounding would be far larger, so
 the fused head uses this for FP32 only.
 
-Work goes in bands of tile rows, so that the transformed tiles of a band stay in the caches
-and the memory a layer takes beyond its output stays a few MB whatever the image size.
+Work goes in bands of tile rows, so that the memory a layer takes beyond its output is
+bounded (about 90 MB) whatever the image size.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ _AT = (
 # Aᵀ's column 1 is all ones: a value added at transform point (1, 1) reaches every output of
 # the tile once, so the bias is added by the GEMM of that point.
 _BIAS_POINT = 1 * WINDOW + 1
-# Bytes of one band's input tiles (tile rows × tiles × channels × 4): about this much keeps
-# a band's work in the caches of the CPUs measured (docs/benchmarks.md).
+# Bytes of one transform point's share of a band (tile rows × tiles × the wider of the input
+# and output channels × 4): 1 MB was the fastest measured, smaller bands making more and
+# smaller calls (docs/benchmarks.md); a band's buffers then total about 90 MB at most.
 BAND_BYTES = 1 << 20
 
 
