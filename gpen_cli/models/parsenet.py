@@ -124,9 +124,8 @@ class FusedConv:
             if conv.stride[0] != 1:
                 raise Unfusable("a strided convolution of an upsampled input")
             weight, bias = phase_weights(weight), bias.repeat(len(PHASES))
-        winograd = None
-        if dtype == torch.float32 and _winograd_pays(weight, conv.stride[0], upsampled):
-            winograd = WinogradConv(weight, bias)
+        pays = _winograd_pays(weight, conv.stride[0], upsampled, dtype)
+        winograd = WinogradConv(weight, bias) if pays else None
         return cls(
             weight=weight.to(dtype).contiguous(memory_format=torch.channels_last),
             bias=bias.to(dtype),
@@ -158,12 +157,13 @@ class FusedConv:
         return interleave(out, self.channels) if self.upsampled else out
 
 
-def _winograd_pays(weight: torch.Tensor, stride: int, upsampled: bool) -> bool:
-    """Whether F(4×4, 3×3) beats oneDNN's direct convolution for this layer on the CPU:
-    stride 1, input channels enough to pay for its transforms, and not an upsampling layer
-    (its four 2×2 phases already take 4 multiplications an output, and Winograd over them
-    was slower: docs/benchmarks.md)."""
-    return stride == 1 and not upsampled and weight.shape[1] >= WINOGRAD_MIN_INPUTS
+def _winograd_pays(weight: torch.Tensor, stride: int, upsampled: bool, dtype: torch.dtype) -> bool:
+    """Whether F(4×4, 3×3) beats oneDNN's direct convolution for this layer on the CPU: FP32
+    (in BF16 its rounding would be far larger), stride 1, input channels enough to pay for
+    its transforms, and not an upsampling layer (its four 2×2 phases already take 4
+    multiplications an output, and Winograd over them was slower: docs/benchmarks.md)."""
+    wide = weight.shape[1] >= WINOGRAD_MIN_INPUTS
+    return dtype == torch.float32 and stride == 1 and not upsampled and wide
 
 
 def _affine_of(norm_layer: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:

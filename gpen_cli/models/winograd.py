@@ -49,6 +49,17 @@ _AT = (
     (0, 1, 1, 4, 4, 0),
     (0, 1, -1, 8, -8, 1),
 )
+
+
+def _on_tiles(matrix: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+    """A 1-D transform M as the 2-D one on flattened tiles: M·d·Mᵀ is kron(M, M) times d's
+    values in row order."""
+    m = torch.tensor(matrix, dtype=torch.float32)
+    return torch.kron(m, m)
+
+
+_INPUT_TRANSFORM = _on_tiles(_BT)
+_OUTPUT_TRANSFORM = _on_tiles(_AT)
 # Aᵀ's column 1 is all ones: a value added at transform point (1, 1) reaches every output of
 # the tile once, so the bias is added by the GEMM of that point.
 _BIAS_POINT = 1 * WINDOW + 1
@@ -70,8 +81,6 @@ class WinogradConv:
         self.kernels = (
             transformed.permute(2, 3, 1, 0).reshape(POINTS, in_channels, out_channels).float()
         ).contiguous()
-        self.input_transform = torch.kron(*(torch.tensor(_BT, dtype=torch.float32),) * 2)
-        self.output_transform = torch.kron(*(torch.tensor(_AT, dtype=torch.float32),) * 2)
         self.bias = bias.float()
 
     @staticmethod
@@ -103,7 +112,7 @@ class WinogradConv:
             count = min(band, rows - first)
             tiles = self._tiles(pixels, first, count, columns)
             products = self._products(tiles.view(POINTS, -1, channels))
-            values = (self.output_transform @ products.view(POINTS, -1)).view(
+            values = (_OUTPUT_TRANSFORM @ products.view(POINTS, -1)).view(
                 TILE, TILE, n, count, columns, outputs
             )
             target = self._band(out_pixels, first, count)
@@ -128,7 +137,7 @@ class WinogradConv:
         strides = (s_w, s_n, TILE * s_h, TILE * s_w, s_c)
         for row in range(WINDOW):
             tiles[row] = pixels.as_strided(shape, strides, start + row * s_h)
-        return self.input_transform @ tiles.view(POINTS, -1)
+        return _INPUT_TRANSFORM @ tiles.view(POINTS, -1)
 
     def _products(self, tiles: torch.Tensor) -> torch.Tensor:
         """The 36 channel products (one GEMM each: torch's batched GEMM was slower here)."""
