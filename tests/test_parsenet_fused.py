@@ -143,11 +143,42 @@ def test_an_upsampling_layer_as_four_phases_is_facexlibs_at_any_size(
     input, edges included (the reflected row of the upsampled image is the edge row)."""
     from facexlib.parsing.parsenet import ConvLayer
 
-    from gpen_cli.models.parsenet import FusedConv, pad_edges
+    from gpen_cli.models.parsenet import FusedConv, interleave
 
     torch.manual_seed(height * 31 + width)
     layer = _without_identity_copies(ConvLayer(6, 4, 3, "up", relu_type=relu_type).eval())
     x = torch.randn(2, 6, height, width).contiguous(memory_format=torch.channels_last)
     conv = FusedConv.of(layer, torch.float32)
     assert conv.upsampled and conv.weight.shape == (16, 6, 2, 2)  # 4 taps a phase, not 9
-    torch.testing.assert_close(conv(pad_edges(x)), layer(x), rtol=1e-5, atol=1e-5)
+    got = interleave(conv.phases(x), conv.channels, slope=conv.slope)
+    torch.testing.assert_close(got, layer(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (2, 5), (8, 11), (16, 3)])
+@pytest.mark.parametrize("inputs", [8, 128])
+@torch.inference_mode()
+def test_an_upsampling_block_is_facexlibs_with_its_branches_as_one_convolution(
+    height: int, width: int, inputs: int
+) -> None:
+    """An upsampling residual block's shortcut and first layer run as one phase convolution
+    (by Winograd's F(3×3, 2×2) from 128 inputs, its input padded to whole tiles where its
+    size is not) and are interleaved apart, the first layer's into the second's padded
+    input: facexlib's block, to rounding, at sizes of whole tiles and not, edges included."""
+    from facexlib.parsing.parsenet import ResidualBlock
+
+    from gpen_cli.models.parsenet import FusedBlock
+
+    torch.manual_seed(height * 31 + width + inputs)
+    block = ResidualBlock(inputs, 16, relu_type="leakyrelu", norm_type="bn", scale="up")
+    for module in block.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    block = _without_identity_copies(block.eval())
+    x = torch.randn(2, inputs, height, width).contiguous(memory_format=torch.channels_last)
+    fused = FusedBlock(block, torch.float32)
+    assert (fused.branches.winograd is not None) == (inputs >= 128)
+    assert fused.branches.weight.shape == (2 * 4 * 16, inputs, 2, 2)  # both branches' phases
+    expected = block(x)
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(fused(x), expected, rtol=0, atol=2e-6 * scale)

@@ -11,15 +11,19 @@ from gpen_cli.models.parsenet import WINOGRAD_MIN_INPUTS, FusedSegmentationHead
 from gpen_cli.models.winograd import WinogradConv
 
 
-def layer(inputs: int, outputs: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def layer(
+    inputs: int, outputs: int, seed: int = 0, kernel: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(outputs, inputs, 3, 3, generator=generator, dtype=torch.float64)
+    shape = (outputs, inputs, kernel, kernel)
+    weight = torch.randn(shape, generator=generator, dtype=torch.float64)
     return weight, torch.randn(outputs, generator=generator, dtype=torch.float64)
 
 
-def padded_input(n: int, channels: int, height: int, width: int) -> torch.Tensor:
+def padded_input(n: int, channels: int, height: int, width: int, margin: int = 2) -> torch.Tensor:
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(n, channels, height + 2, width + 2, generator=generator, dtype=torch.float64)
+    shape = (n, channels, height + margin, width + margin)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
     return x
 
 
@@ -29,14 +33,22 @@ def close(got: torch.Tensor, exact: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize(
-    ("n", "channels", "outputs", "height", "width"),
-    [(1, 3, 5, 4, 4), (2, 8, 6, 12, 20), (1, 130, 17, 16, 8)],
+    ("kernel", "n", "channels", "outputs", "height", "width"),
+    [
+        (3, 1, 3, 5, 4, 4),
+        (3, 2, 8, 6, 12, 20),
+        (3, 1, 130, 17, 16, 8),
+        (2, 1, 3, 5, 3, 3),
+        (2, 2, 8, 6, 9, 12),
+        (2, 1, 130, 17, 6, 3),
+    ],
 )
 def test_winograd_is_the_convolution_with_bias_relu_and_residual(
-    n, channels, outputs, height, width
+    kernel, n, channels, outputs, height, width
 ) -> None:
-    weight, bias = layer(channels, outputs)
-    x = padded_input(n, channels, height, width)
+    """F(4×4, 3×3) for 3×3 kernels, F(3×3, 2×2) for 2×2 ones (the upsampling phases')."""
+    weight, bias = layer(channels, outputs, kernel=kernel)
+    x = padded_input(n, channels, height, width, margin=kernel - 1)
     exact = F.conv2d(x, weight, bias)
     conv = WinogradConv(weight.float(), bias.float())
     cl = x.float().contiguous(memory_format=torch.channels_last)
@@ -61,9 +73,18 @@ def test_bands_of_tile_rows_give_the_whole_image(monkeypatch) -> None:
 
 
 def test_sizes_that_are_not_whole_tiles_are_not_taken() -> None:
-    assert WinogradConv.fits(torch.zeros(1, 1, 6, 10))
+    weight, bias = layer(1, 1)
+    conv = WinogradConv(weight.float(), bias.float())  # F(4×4, 3×3)
+    assert conv.fits(torch.zeros(1, 1, 6, 10))
     for height, width in ((5, 6), (6, 5), (2, 2), (8, 10)):
-        assert not WinogradConv.fits(torch.zeros(1, 1, height + 2, width + 2))
+        assert not conv.fits(torch.zeros(1, 1, height + 2, width + 2))
+    conv = WinogradConv(weight[..., :2, :2].float(), bias.float())  # F(3×3, 2×2)
+    assert conv.fits(torch.zeros(1, 1, 4, 7)) and conv.output_size(torch.zeros(1, 1, 4, 7)) == (
+        3,
+        6,
+    )
+    for height, width in ((4, 3), (3, 5), (1, 1)):
+        assert not conv.fits(torch.zeros(1, 1, height + 1, width + 1))
 
 
 def test_relu_and_residual_together_are_refused() -> None:
@@ -73,7 +94,7 @@ def test_relu_and_residual_together_are_refused() -> None:
         WinogradConv(weight.float(), bias.float())(x, slope=0.2, residual=torch.zeros(1, 4, 4, 4))
 
 
-def test_parsenet_head_uses_winograd_for_its_wide_stride_1_layers_in_fp32_only() -> None:
+def test_parsenet_head_uses_winograd_for_its_wide_stride_1_layers_and_phases_in_fp32_only() -> None:
     from tests.test_parsenet_fused import seeded_parsenet
 
     network = seeded_parsenet()
@@ -88,6 +109,10 @@ def test_parsenet_head_uses_winograd_for_its_wide_stride_1_layers_in_fp32_only()
     assert all(conv.winograd is None for conv in bf16)
     for conv in fp32:
         wide = conv.weight.shape[1] >= WINOGRAD_MIN_INPUTS
+        # An upsampling layer's is built for both branches of its block at once.
         expected = wide and conv.stride == 1 and not conv.upsampled
         assert (conv.winograd is not None) == expected
     assert sum(conv.winograd is not None for conv in fp32) >= 20  # the body's blocks, and more
+    head = FusedSegmentationHead(network, torch.float32)
+    pairs = [block.branches for block in head.decoder]
+    assert all(pair.winograd.algorithm.kernel == 2 for pair in pairs)  # F(3×3, 2×2)

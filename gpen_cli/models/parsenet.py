@@ -14,19 +14,25 @@ The head here computes the same function with fewer passes:
   small input edge-padded by one pixel (each output phase sees two distinct rows and two
   distinct columns, so the 3×3 taps that fall on the same input pixel are summed). That is
   4 multiplications where there were 9, in the decoder's layers, which carry 43 % of the
-  network's arithmetic at 512 px.
+  network's arithmetic at 512 px; such a block's two branches read the same input, so their
+  phases are one convolution;
+- in FP32, the layers wide enough to pay for it by Winograd's minimal filtering
+  (models/winograd.py): F(4×4, 3×3) for the stride-1 3×3 layers, F(3×3, 2×2) for the
+  phases' 2×2 kernels;
+- where a layer writes its output pixels itself (Winograd, the phases' interleaving), it
+  writes them into the next layer's padded input, and only the border is filled after.
 
-Folding reorders one multiplication and the phases sum taps before multiplying, so the
-logits differ from facexlib's by rounding only (about 1e-6); the argmax labels and the
-official paste mask come out the same. The head reads the network's own modules and refuses,
-with `None` from `fused_head`, any layer it does not reproduce exactly, so a variant of the
-architecture runs facexlib's code instead.
+Folding reorders one multiplication, the phases sum taps before multiplying and Winograd
+adds inputs before multiplying, so the logits differ from facexlib's by rounding only; the
+argmax labels and the official paste mask come out the same. The head reads the network's
+own modules and refuses, with `None` from `fused_head`, any layer it does not reproduce
+exactly, so a variant of the architecture runs facexlib's code instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -77,18 +83,54 @@ def phase_weights(weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([halves(rows[row], 3)[column] for row, column in PHASES])
 
 
-def interleave(phases: torch.Tensor, channels: int) -> torch.Tensor:
+def interleave(
+    phases: torch.Tensor,
+    channels: int,
+    out: torch.Tensor | None = None,
+    slope: float | None = None,
+) -> torch.Tensor:
     """The four phase outputs (N×4C×(H+1)×(W+1), phase-major) as one N×C×2H×2W image: phase
-    (row, column) holds the outputs of that parity, read from its window at that offset."""
+    (row, column) holds the outputs of that parity, read from its window at that offset. The
+    image goes to `out` where given (a view, such as the inside of a padded buffer), and a
+    leaky ReLU of `slope` is applied on the way."""
     n, _, height, width = phases.shape
     height, width = height - 1, width - 1
-    out = torch.empty(
-        n, channels, 2 * height, 2 * width, dtype=phases.dtype, memory_format=torch.channels_last
-    )
+    if out is None:
+        shape = (n, channels, 2 * height, 2 * width)
+        out = torch.empty(shape, dtype=phases.dtype, memory_format=torch.channels_last)
     for index, (row, column) in enumerate(PHASES):
         window = phases[:, index * channels : (index + 1) * channels]
-        out[:, :, row::2, column::2] = window[:, :, row : row + height, column : column + width]
+        window = window[:, :, row : row + height, column : column + width]
+        pixels = out[:, :, row::2, column::2]
+        if slope is None:
+            pixels.copy_(window)
+        else:
+            torch.ops.aten.leaky_relu.out(window, slope, out=pixels)
     return out
+
+
+def padded_empty(like: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
+    """An N×C×(H+2)×(W+2) channels-last buffer for a layer to write its H×W output into
+    (`inside`) and `reflect_border` to pad: the next layer's input without a padded copy."""
+    n = like.shape[0]
+    return torch.empty(
+        n, channels, height + 2, width + 2, dtype=like.dtype, memory_format=torch.channels_last
+    )
+
+
+def inside(padded: torch.Tensor) -> torch.Tensor:
+    """The unpadded H×W view of an N×C×(H+2)×(W+2) buffer."""
+    return padded[:, :, 1:-1, 1:-1]
+
+
+def reflect_border(padded: torch.Tensor) -> torch.Tensor:
+    """Fills the one-pixel border of a padded buffer from its inside, as `pad` does (rows,
+    then whole columns, so the corners reflect both ways); H and W at least 2."""
+    padded[:, :, 0, 1:-1] = padded[:, :, 2, 1:-1]
+    padded[:, :, -1, 1:-1] = padded[:, :, -3, 1:-1]
+    padded[:, :, :, 0] = padded[:, :, :, 2]
+    padded[:, :, :, -1] = padded[:, :, :, -3]
+    return padded
 
 
 @dataclass(frozen=True)
@@ -104,7 +146,8 @@ class FusedConv:
     # padded by `pad_edges`, and `channels` is its number of outputs.
     upsampled: bool = False
     channels: int = 0
-    # The same layer as F(4×4, 3×3) (models/winograd.py), used on inputs of whole tiles.
+    # The same layer by Winograd (models/winograd.py): on inputs of whole tiles, or on the
+    # phases' input padded to whole tiles.
     winograd: WinogradConv | None = None
 
     @classmethod
@@ -124,7 +167,8 @@ class FusedConv:
             if conv.stride[0] != 1:
                 raise Unfusable("a strided convolution of an upsampled input")
             weight, bias = phase_weights(weight), bias.repeat(len(PHASES))
-        pays = _winograd_pays(weight, conv.stride[0], upsampled, dtype)
+        # An upsampling layer's Winograd is built for both branches of its block (`beside`).
+        pays = not upsampled and _winograd_pays(weight, conv.stride[0], dtype)
         winograd = WinogradConv(weight, bias) if pays else None
         return cls(
             weight=weight.to(dtype).contiguous(memory_format=torch.channels_last),
@@ -136,34 +180,66 @@ class FusedConv:
             winograd=winograd,
         )
 
-    def __call__(self, padded: torch.Tensor, residual: torch.Tensor | None = None):
-        """The layer on its padded input (`pad`, or `pad_edges` where it upsamples);
-        `residual` is added to the result (not to an upsampling layer's)."""
+    def __call__(
+        self, padded: torch.Tensor, residual: torch.Tensor | None = None, pad_output: bool = False
+    ) -> torch.Tensor:
+        """The layer on its padded input; `residual` is added to the result. With
+        `pad_output` the result comes padded for the next layer: where Winograd writes the
+        pixels itself, into a padded buffer, instead of copied by `pad`. (An upsampling
+        layer runs as `phases` and `interleave`.)"""
+        assert not self.upsampled, "an upsampling layer runs as its phases"
         if self.winograd is not None and self.winograd.fits(padded):
-            return self.winograd(padded, self.slope, residual)
+            if not pad_output:
+                return self.winograd(padded, self.slope, residual)
+            buffer = padded_empty(padded, self.channels, *self.winograd.output_size(padded))
+            self.winograd(padded, self.slope, residual, inside(buffer))
+            return reflect_border(buffer)
+        out = self._direct(padded, residual)
+        return pad(out) if pad_output else out
+
+    def _direct(self, padded: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """The layer as oneDNN's convolution, its leaky ReLU or residual addition fused."""
         geometry = ([0, 0], [self.stride, self.stride], [1, 1], 1)
         if residual is not None:
-            assert not self.upsampled, "a residual is added to a layer at its input's size"
             return _pointwise_binary(
                 padded, residual, self.weight, self.bias, *geometry, "add", None, None, [], None
             )
         if self.slope is None:
-            out = _pointwise(padded, self.weight, self.bias, *geometry, "none", [], "")
-        else:
-            activation = [self.slope]
-            out = _pointwise(
-                padded, self.weight, self.bias, *geometry, "leaky_relu", activation, ""
-            )
-        return interleave(out, self.channels) if self.upsampled else out
+            return _pointwise(padded, self.weight, self.bias, *geometry, "none", [], "")
+        activation = [self.slope]
+        return _pointwise(padded, self.weight, self.bias, *geometry, "leaky_relu", activation, "")
+
+    def phases(self, x: torch.Tensor) -> torch.Tensor:
+        """An upsampling layer's four phase outputs for its small input (N×4O×(H+1)×(W+1),
+        phase-major), before its activation, which `interleave` applies."""
+        height, width = x.shape[-2:]
+        if self.winograd is None:
+            geometry = ([0, 0], [1, 1], [1, 1], 1)
+            return _pointwise(pad_edges(x), self.weight, self.bias, *geometry, "none", [], "")
+        # Whole tiles: edge pixels repeated further down and right give outputs not read.
+        tile = self.winograd.algorithm.tile
+        rows, columns = -(height + 1) % tile, -(width + 1) % tile
+        padded = F.pad(x, (1, 1 + columns, 1, 1 + rows), mode="replicate")
+        return self.winograd(padded)[:, :, : height + 1, : width + 1]
+
+    def beside(self, other: FusedConv) -> FusedConv:
+        """The upsampling layers `self` and `other`, which read the same input, as one: its
+        phases are this layer's, then the other's (`FusedBlock` interleaves them apart)."""
+        assert self.upsampled and other.upsampled and self.channels == other.channels
+        weight, bias = torch.cat([self.weight, other.weight]), torch.cat([self.bias, other.bias])
+        pays = _winograd_pays(weight, 1, weight.dtype)
+        winograd = WinogradConv(weight.float(), bias.float()) if pays else None
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        return replace(self, weight=weight, bias=bias, slope=None, winograd=winograd)
 
 
-def _winograd_pays(weight: torch.Tensor, stride: int, upsampled: bool, dtype: torch.dtype) -> bool:
-    """Whether F(4×4, 3×3) beats oneDNN's direct convolution for this layer on the CPU: FP32
-    (in BF16 its rounding would be far larger), stride 1, input channels enough to pay for
-    its transforms, and not an upsampling layer (its four 2×2 phases already take 4
-    multiplications an output, and Winograd over them was slower: docs/benchmarks.md)."""
+def _winograd_pays(weight: torch.Tensor, stride: int, dtype: torch.dtype) -> bool:
+    """Whether Winograd (F(4×4, 3×3), or F(3×3, 2×2) for the upsampling phases' 2×2 kernels)
+    beats oneDNN's direct convolution for this layer on the CPU: FP32 (in BF16 its rounding
+    would be far larger), stride 1, and input channels enough to pay for its transforms
+    (docs/benchmarks.md)."""
     wide = weight.shape[1] >= WINOGRAD_MIN_INPUTS
-    return dtype == torch.float32 and stride == 1 and not upsampled and wide
+    return dtype == torch.float32 and stride == 1 and wide
 
 
 def _affine_of(norm_layer: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,11 +287,25 @@ class FusedBlock:
             raise Unfusable("a shortcut that is not a plain convolution of the block's input")
         if self.conv1.stride != 1 or self.conv2.upsampled or self.conv2.slope is not None:
             raise Unfusable("a residual block of another shape")
+        # An upsampling block's two branches convolve the same input: as one convolution.
+        self.branches = self.shortcut.beside(self.conv1) if self.upsamples else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        padded = pad_edges(x) if self.upsamples else pad(x)
+        if self.branches is not None:
+            return self._upsampling(x)
+        padded = pad(x)
         identity = x if self.shortcut is None else self.shortcut(padded)
-        return self.conv2(pad(self.conv1(padded)), residual=identity)
+        return self.conv2(self.conv1(padded, pad_output=True), residual=identity)
+
+    def _upsampling(self, x: torch.Tensor) -> torch.Tensor:
+        """Both branches' phases in one convolution; the shortcut's interleaved as the
+        residual, conv1's activated and interleaved into conv2's padded input."""
+        phases = self.branches.phases(x)
+        channels, split = self.conv1.channels, phases.shape[1] // 2
+        identity = interleave(phases[:, :split], channels)
+        buffer = padded_empty(x, channels, *identity.shape[-2:])
+        interleave(phases[:, split:], channels, inside(buffer), self.conv1.slope)
+        return self.conv2(reflect_border(buffer), residual=identity)
 
 
 def _upsamples(layer: nn.Module) -> bool:
