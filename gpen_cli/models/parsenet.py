@@ -143,9 +143,9 @@ class FusedConv:
     stride: int
     slope: float | None
     # The layer upsamples its input ×2 first: it runs as four 2×2 phases on the small input
-    # padded by `pad_edges`, and `channels` is its number of outputs.
+    # padded by `pad_edges` (its weight holds the four phases' kernels).
     upsampled: bool = False
-    channels: int = 0
+    channels: int = 0  # the layer's output channels
     # The same layer by Winograd (models/winograd.py): on inputs of whole tiles, or on the
     # phases' input padded to whole tiles.
     winograd: WinogradConv | None = None
