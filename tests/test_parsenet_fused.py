@@ -20,13 +20,18 @@ def seeded_parsenet(seed: int = 3, **architecture) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     network = ParseNet(in_size=512, out_size=512, parsing_ch=19, **architecture)
+    return _without_identity_copies(random_batch_norm(network).eval().requires_grad_(False))
+
+
+def random_batch_norm(network: torch.nn.Module) -> torch.nn.Module:
+    """Random batch-norm statistics and affine terms, in place (from torch's global seed)."""
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.2, 0.2)
-    return _without_identity_copies(network.eval().requires_grad_(False))
+    return network
 
 
 @pytest.fixture(scope="module")
@@ -170,11 +175,7 @@ def test_an_upsampling_block_is_facexlibs_with_its_branches_as_one_convolution(
 
     torch.manual_seed(height * 31 + width + inputs)
     block = ResidualBlock(inputs, 16, relu_type="leakyrelu", norm_type="bn", scale="up")
-    for module in block.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    block = _without_identity_copies(block.eval())
+    block = _without_identity_copies(random_batch_norm(block).eval())
     x = torch.randn(2, inputs, height, width).contiguous(memory_format=torch.channels_last)
     fused = FusedBlock(block, torch.float32)
     assert (fused.branches.winograd is not None) == (inputs >= 128)

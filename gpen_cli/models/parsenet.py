@@ -59,8 +59,9 @@ def pad_edges(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 1, 1, 1), mode="replicate")
 
 
-# Input channels from which a stride-1 layer runs as Winograd's F(4×4, 3×3) in FP32: with
-# fewer its transforms cost more than the multiplications save (docs/benchmarks.md).
+# Input channels from which a stride-1 layer runs by Winograd in FP32 (F(4×4, 3×3), or
+# F(3×3, 2×2) for the upsampling phases): with fewer its transforms cost more than the
+# multiplications save (docs/benchmarks.md).
 WINOGRAD_MIN_INPUTS = 128
 
 # Output phases of a ×2 upsampled convolution: (row, column) parity, in weight order.

@@ -51,7 +51,7 @@ class Algorithm:
         """Points of the transform domain: one channel product (GEMM) each."""
         return self.window * self.window
 
-    @property
+    @cached_property
     def bias_point(self) -> int:
         """A point whose value reaches every output of the tile once (its column of Aᵀ is all
         ones), so the bias is added by that point's GEMM."""
